@@ -1,0 +1,29 @@
+"""LEAP: which sensors and sensor pairs drive a trained model's predictions."""
+
+from leap.api import (
+    analyze_permutation_importance,
+    permutation_importance,
+    plot_sensor_pair_importance,
+)
+from leap.components import FeatureMatrix, MethodScores
+from leap.config import AnalysisConfig, ChannelPair, SensorLayout
+from leap.engine import Engine, get_engine
+from leap.errors import LeapError
+from leap.hookspecs import hookimpl
+from leap.result import ImportanceResult
+
+__all__ = [
+    "AnalysisConfig",
+    "ChannelPair",
+    "Engine",
+    "FeatureMatrix",
+    "ImportanceResult",
+    "LeapError",
+    "MethodScores",
+    "SensorLayout",
+    "analyze_permutation_importance",
+    "get_engine",
+    "hookimpl",
+    "permutation_importance",
+    "plot_sensor_pair_importance",
+]

@@ -1,0 +1,38 @@
+"""Errors raised by LEAP: one base class, so callers can catch every bad-input case at once."""
+
+from __future__ import annotations
+
+
+class LeapError(Exception):
+    """Base class of every error LEAP raises for bad input or a failed plugin.
+
+    The message is one line a user can act on; the CLI prints it and exits with status 2.
+    """
+
+
+class InputFileError(LeapError):
+    """A file is missing, unreadable, truncated or of an unsupported kind."""
+
+
+class MatrixError(LeapError):
+    """A feature matrix does not fit the layout, the label or the model."""
+
+
+class ModelError(LeapError):
+    """A model file does not hold a usable fitted estimator."""
+
+
+class LayoutError(LeapError):
+    """A sensor layout is invalid, or does not match the data."""
+
+
+class PluginError(LeapError):
+    """A plugin failed to load or register, or no plugin provides what was asked for."""
+
+
+class ResultFormatError(LeapError):
+    """An importance CSV cannot be parsed."""
+
+
+class ConfigError(LeapError):
+    """An analysis configuration is invalid."""

@@ -1,0 +1,105 @@
+"""Built-in ``heatmap`` renderer: the sensor × sensor importance matrix.
+
+Figures are built with matplotlib's object API (no pyplot, no global state), so they work
+on a headless machine and never block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure
+
+from leap.files import atomic_path
+from leap.hookspecs import hookimpl
+from leap.result import ImportanceResult
+
+COLORMAP = "viridis"  # perceptually uniform and colour-blind safe
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+class SensorPairHeatmap:
+    """Sensor × sensor heatmap; each cell aggregates the channel pairs of two sensors.
+
+    The default aggregation (``sum_positive``) is the original LEAP heatmap: the sum of the
+    positive mean importances of all channel pairs between two sensors.
+    """
+
+    name = "heatmap"
+    suffixes = FIGURE_SUFFIXES
+
+    def render(
+        self,
+        result: ImportanceResult,
+        path: Path | None,
+        *,
+        title: str,
+        aggregate: str = "sum_positive",
+    ) -> Figure:
+        """Draw the matrix (see :meth:`ImportanceResult.sensor_matrix` for ``aggregate``)."""
+        matrix = result.sensor_matrix(aggregate)
+        labels = [s.replace("_", " ") for s in matrix.index]
+        values = matrix.to_numpy()
+        n = len(labels)
+        fig = Figure(figsize=(2.2 + 1.25 * n, 1.6 + 1.1 * n), layout="constrained")
+        ax = fig.add_subplot()
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=COLORMAP, vmin=_vmin(values))
+        ax.set_xticks(range(n), labels, rotation=35, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(n), labels)
+        ax.set_xlabel("Sensor")
+        ax.set_ylabel("Sensor")
+        ax.set_title(title, fontsize="large", fontweight="bold")
+        annotate_cells(ax, values, image.cmap, image.norm)
+        bar = fig.colorbar(image, ax=ax, shrink=0.85)
+        bar.set_label(_AGGREGATE_LABELS[aggregate] + f"\n({result.scoring}, {result.method})")
+        if path is not None:
+            save_figure(fig, path)
+        return fig
+
+
+_AGGREGATE_LABELS = {
+    "sum_positive": "Sum of positive importances of the channel pairs",
+    "sum": "Sum of importances of the channel pairs",
+    "mean": "Mean importance of the channel pairs",
+    "max": "Largest importance among the channel pairs",
+}
+
+
+def _vmin(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return 0.0 if finite.size and finite.min() >= 0 else None
+
+
+def annotate_cells(ax, values: np.ndarray, cmap: Colormap, norm) -> None:
+    """Write each finite value in its cell, dark on light colours and light on dark ones."""
+    finite = values[np.isfinite(values)]
+    scale = np.max(np.abs(finite)) if finite.size else 0.0
+    fmt = "{:.3f}" if scale >= 0.01 or scale == 0 else "{:.2e}"
+    for (i, j), value in np.ndenumerate(values):
+        if not np.isfinite(value):
+            continue
+        r, g, b, _ = cmap(norm(value))
+        luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+        ax.text(
+            j,
+            i,
+            fmt.format(value),
+            ha="center",
+            va="center",
+            fontsize="medium",
+            color="black" if luminance > 0.5 else "white",
+        )
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Save ``fig`` atomically in the format given by ``path``'s suffix."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower(), dpi=150)
+    return path
+
+
+@hookimpl(trylast=True)
+def register_renderers(register):
+    register(SensorPairHeatmap())
