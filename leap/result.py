@@ -17,7 +17,18 @@ from leap.errors import InputFileError, ResultFormatError
 from leap.files import atomic_path, existing_file
 
 PAIR_COLUMNS = ("sensor_a", "dim_a", "sensor_b", "dim_b")
+CI_COLUMNS = ("ci_low", "ci_high", "ci_includes_zero", "ci_level")
 REPEAT_PREFIX = "repeat_"
+FEATURE_LEVEL = "feature"
+#: Sensor-matrix aggregations of the rows that fall on one sensor pair.
+AGGREGATES = {
+    "sum_positive": np.sum,
+    "sum": np.sum,
+    "signed": np.sum,
+    "mean": np.mean,
+    "max": np.max,
+    "grouped": np.sum,
+}
 LEGACY_COLUMNS = ("Pair", "Dimensions", "Importance")
 # Exactly a 2-tuple of quoted names, as the original LEAP script wrote them: ('A', 'B').
 _TUPLE_OF_TWO = re.compile(
@@ -50,6 +61,22 @@ class ImportanceResult:
         Name of the importance method that produced the numbers.
     params : dict
         Run parameters (n_repeats, random_state, file fingerprints, ...).
+    level : str
+        What a row is: ``"feature"`` (one column), or the grouping whose groups the rows
+        are (``"sensor_pair"``, ``"sensor"``, ``"custom"``).
+    row_sensors : list of tuple of str
+        The sensors each row stands for: ``(a, b)`` for a channel pair or a sensor pair,
+        ``(s,)`` for a sensor, ``()`` when unknown. Derived from ``pairs`` by default.
+    group_sizes : list of int
+        Number of feature columns permuted together in each row (1 for features).
+    ci_level : float
+        Confidence level of :meth:`confidence_interval` (default 0.95).
+    ci : tuple of two ndarrays or None
+        A stored interval (read from a CSV); ``None`` computes it from the repeats.
+    groups : dict of str to ImportanceResult
+        Grouped results of the same run, keyed by grouping name (``sensor_pair``, ...).
+    spread : leap.participants.ParticipantSpread or None
+        Per-participant importances of these rows, when the run computed them.
     """
 
     importances: np.ndarray
@@ -60,6 +87,13 @@ class ImportanceResult:
     scoring: str = "score"
     method: str = "permutation"
     params: dict[str, Any] = field(default_factory=dict)
+    level: str = FEATURE_LEVEL
+    row_sensors: list[tuple[str, ...]] = field(default_factory=list)
+    group_sizes: list[int] = field(default_factory=list)
+    ci_level: float = 0.95
+    ci: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    groups: dict[str, ImportanceResult] = field(default_factory=dict, repr=False)
+    spread: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.importances = np.asarray(self.importances, dtype=np.float64)
@@ -70,8 +104,19 @@ class ImportanceResult:
             )
         if not self.pairs:
             self.pairs = [None] * len(self.feature_names)
+        if not self.row_sensors:
+            self.row_sensors = [
+                (p.sensor_a, p.sensor_b) if p is not None else () for p in self.pairs
+            ]
+        if not self.group_sizes:
+            self.group_sizes = [1] * len(self.feature_names)
+        n = len(self.feature_names)
+        if not len(self.pairs) == len(self.row_sensors) == len(self.group_sizes) == n:
+            raise ValueError("pairs, row_sensors and group_sizes need one entry per row")
+        if not 0.0 < self.ci_level < 1.0:
+            raise ValueError(f"ci_level must lie strictly between 0 and 1, got {self.ci_level}")
         if not self.sensors:
-            self.sensors = _sensor_order(p for p in self.pairs if p is not None)
+            self.sensors = _sensor_order(self.row_sensors)
 
     @classmethod
     def from_layout(
@@ -113,6 +158,35 @@ class ImportanceResult:
         """Number of repeats (columns of ``importances``)."""
         return self.importances.shape[1]
 
+    def confidence_interval(self, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Student-t interval of the mean importance over repeats, per row.
+
+        It measures how precisely the repeats pin down the mean for *this* model and
+        *this* data (the permutation noise), not how the importance would vary with new
+        data or a retrained model; see ``docs/interpreting.md``. Rows with fewer than two
+        repeats get NaN. A stored interval (from a CSV) is returned when ``level`` is
+        omitted or equals :attr:`ci_level`.
+        """
+        level = self.ci_level if level is None else level
+        if self.ci is not None and level == self.ci_level:
+            return self.ci
+        return t_interval(self.importances, level)
+
+    @property
+    def ci_low(self) -> np.ndarray:
+        """Lower end of the :attr:`ci_level` confidence interval of the mean."""
+        return self.confidence_interval()[0]
+
+    @property
+    def ci_high(self) -> np.ndarray:
+        """Upper end of the :attr:`ci_level` confidence interval of the mean."""
+        return self.confidence_interval()[1]
+
+    @property
+    def ci_includes_zero(self) -> np.ndarray:
+        """True where the interval includes zero, or cannot be computed (one repeat)."""
+        return includes_zero(*self.confidence_interval())
+
     @property
     def ranks(self) -> np.ndarray:
         """Rank by mean importance, 1 = most important; ties share the best rank."""
@@ -124,9 +198,22 @@ class ImportanceResult:
         frame = pd.DataFrame({"feature": self.feature_names})
         for col in PAIR_COLUMNS:
             frame[col] = [getattr(p, col) if p is not None else "" for p in self.pairs]
+        # Grouped rows name their sensors without channel dims.
+        for col, pos in (("sensor_a", 0), ("sensor_b", 1)):
+            frame[col] = [
+                cell or (sensors[pos] if len(sensors) > pos else "")
+                for cell, sensors in zip(frame[col], self.row_sensors, strict=True)
+            ]
         frame["importance_mean"] = self.importances_mean
         frame["importance_std"] = self.importances_std
         frame["rank"] = self.ranks
+        low, high = self.confidence_interval()
+        frame["ci_low"] = low
+        frame["ci_high"] = high
+        frame["ci_includes_zero"] = includes_zero(low, high)
+        frame["ci_level"] = self.ci_level
+        frame["level"] = self.level
+        frame["n_columns"] = self.group_sizes
         for r in range(self.n_repeats):
             frame[f"{REPEAT_PREFIX}{r + 1}"] = self.importances[:, r]
         return frame
@@ -140,31 +227,44 @@ class ImportanceResult:
 
         ``aggregate`` is ``"sum_positive"`` (the original LEAP heatmap: the sum of the
         positive mean importances of every channel pair between two sensors), ``"sum"``,
-        ``"mean"`` or ``"max"``. The diagonal holds the within-sensor pairs.
+        ``"signed"`` (the same signed sum, meant for a diverging colour scale), ``"mean"``,
+        ``"max"``, or ``"grouped"``: the importance of each sensor pair permuted as one
+        group (``groups["sensor_pair"]``, or this result when its rows are sensor pairs)
+        instead of a combination of separately permuted channel pairs. The diagonal holds
+        the within-sensor pairs.
         """
-        if not any(p is not None for p in self.pairs):
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
+        source: ImportanceResult | None = self
+        if aggregate == "grouped" and self.level != "sensor_pair":
+            source = self.groups.get("sensor_pair")
+            if source is None:
+                raise ResultFormatError(
+                    "no grouped sensor-pair importances to draw; run the analysis with "
+                    "groups=['sensor_pair'] (CLI: --groups sensor_pair) or plot its "
+                    "*_sensor_pair.csv"
+                )
+        assert source is not None
+        rows = [(i, s) for i, s in enumerate(source.row_sensors) if len(s) == 2]
+        if not rows:
             raise ResultFormatError(
                 "this result has no sensor information (no sensor_a/sensor_b columns); "
                 "it cannot be drawn as a sensor-pair heatmap"
             )
-        values = self.importances_mean
+        values = source.importances_mean
         if aggregate == "sum_positive":
             values = np.clip(values, 0.0, None)
-        reducers = {"sum_positive": np.sum, "sum": np.sum, "mean": np.mean, "max": np.max}
-        if aggregate not in reducers:
-            raise ValueError(f"aggregate must be one of {sorted(reducers)}, got {aggregate!r}")
-        index = {s: i for i, s in enumerate(self.sensors)}
+        sensors = source.sensors
+        index = {s: i for i, s in enumerate(sensors)}
         buckets: dict[tuple[int, int], list[float]] = {}
-        for pair, value in zip(self.pairs, values, strict=True):
-            if pair is None:
-                continue
-            a, b = sorted((index[pair.sensor_a], index[pair.sensor_b]))
-            buckets.setdefault((a, b), []).append(float(value))
-        n = len(self.sensors)
+        for row, (sensor_a, sensor_b) in rows:
+            a, b = sorted((index[sensor_a], index[sensor_b]))
+            buckets.setdefault((a, b), []).append(float(values[row]))
+        n = len(sensors)
         matrix = np.full((n, n), np.nan)
         for (a, b), vals in buckets.items():
-            matrix[a, b] = matrix[b, a] = reducers[aggregate](vals)
-        return pd.DataFrame(matrix, index=list(self.sensors), columns=list(self.sensors))
+            matrix[a, b] = matrix[b, a] = AGGREGATES[aggregate](vals)
+        return pd.DataFrame(matrix, index=list(sensors), columns=list(sensors))
 
     # -- CSV -----------------------------------------------------------------------------
     def to_csv(self, path: str | Path) -> Path:
@@ -215,12 +315,39 @@ def _from_tidy(frame: pd.DataFrame, path: Path) -> ImportanceResult:
         else np.empty((0, len(value_cols)))
     )
     pairs: list[ChannelPair | None] = [None] * len(frame)
+    row_sensors: list[tuple[str, ...]] = [()] * len(frame)
     if set(PAIR_COLUMNS) <= set(frame.columns):
         for row, cells in enumerate(frame[list(PAIR_COLUMNS)].itertuples(index=False)):
             if all(cells):
                 pairs[row] = ChannelPair(**dict(zip(PAIR_COLUMNS, cells, strict=True)))
+            row_sensors[row] = tuple(c for c in (cells[0], cells[2]) if c)
+    extra: dict[str, Any] = {"row_sensors": row_sensors}
+    if "level" in frame.columns and len(frame):
+        levels = set(frame["level"])
+        extra["level"] = levels.pop() if len(levels) == 1 else "mixed"
+    if "n_columns" in frame.columns:
+        extra["group_sizes"] = [
+            _parse_int(v, path, f"n_columns value in row {row + 2}")
+            for row, v in enumerate(frame["n_columns"])
+        ]
+    if {"ci_low", "ci_high"} <= set(frame.columns):
+        extra["ci"] = tuple(
+            np.array(
+                [
+                    _parse_float(v, path, col, row, allow_nan=True)
+                    for row, v in enumerate(frame[col])
+                ],
+                dtype=np.float64,
+            )
+            for col in ("ci_low", "ci_high")
+        )
+        if "ci_level" in frame.columns and len(frame):
+            level = _parse_float(frame["ci_level"].iloc[0], path, "ci_level", 0)
+            if not 0.0 < level < 1.0:
+                raise ResultFormatError(f"{path}: ci_level must lie between 0 and 1, got {level}")
+            extra["ci_level"] = level
     return ImportanceResult(
-        importances, list(frame["feature"]), pairs, params={"source": str(path)}
+        importances, list(frame["feature"]), pairs, params={"source": str(path)}, **extra
     )
 
 
@@ -253,14 +380,16 @@ def _parse_name_tuple(cell: str, path: Path, column: str, row: int) -> tuple[str
     return match["a"], match["b"]
 
 
-def _parse_float(cell: str, path: Path, column: str, row: int) -> float:
+def _parse_float(cell: str, path: Path, column: str, row: int, allow_nan: bool = False) -> float:
+    if allow_nan and cell == "":
+        return math.nan
     try:
         value = float(cell)
     except ValueError:
         raise ResultFormatError(
             f"{path}, row {row + 2}, column {column}: expected a number, got {_preview(cell)}"
         ) from None
-    if math.isnan(value):
+    if math.isnan(value) and not allow_nan:
         raise ResultFormatError(f"{path}, row {row + 2}, column {column}: value is NaN")
     return value
 
@@ -271,13 +400,35 @@ def _parse_int(text: str, path: Path, what: str) -> int:
     return int(text)
 
 
-def _sensor_order(pairs: Sequence[ChannelPair] | Any) -> tuple[str, ...]:
+def _sensor_order(row_sensors: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
-    for p in pairs:
-        seen.setdefault(p.sensor_a)
-        seen.setdefault(p.sensor_b)
+    for sensors in row_sensors:
+        for sensor in sensors:
+            seen.setdefault(sensor)
     known = [s for s in LEAP_SENSORS if s in seen]
     return tuple(known + [s for s in seen if s not in LEAP_SENSORS])
+
+
+def t_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t confidence interval of the mean of each row of ``values`` (NaN if < 2 values)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[1] if values.ndim == 2 else 0
+    if n < 2:
+        nan = np.full(values.shape[0], np.nan)
+        return nan, nan.copy()
+    mean = values.mean(axis=1)
+    half = stats.t.ppf(0.5 + level / 2.0, n - 1) * values.std(axis=1, ddof=1) / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def includes_zero(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """True where ``low ≤ 0 ≤ high``, and where the interval is undefined (NaN)."""
+    low, high = np.asarray(low), np.asarray(high)
+    undefined = np.isnan(low) | np.isnan(high)
+    with np.errstate(invalid="ignore"):
+        return undefined | ((low <= 0.0) & (high >= 0.0))
 
 
 def _preview(text: str, limit: int = 40) -> str:
