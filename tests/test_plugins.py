@@ -22,7 +22,7 @@ from plugin_packages import (
 import leap
 from leap import Engine, hookimpl
 from leap.engine import LeapPluginWarning
-from leap.errors import InputFileError, PluginError
+from leap.errors import PluginError
 
 
 class _Loader:

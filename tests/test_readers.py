@@ -70,7 +70,7 @@ def test_npz(engine, tmp_path, small_data):
 
 def test_npz_without_x_names_the_arrays(engine, tmp_path):
     np.savez(tmp_path / "m.npz", features=np.zeros((3, 2)), y=np.zeros(3))
-    with pytest.raises(MatrixError, match="lacks the array.*X.*found: features, y"):
+    with pytest.raises(MatrixError, match=r"lacks the array.*X.*found: features, y"):
         engine.read_matrix(tmp_path / "m.npz")
 
 
@@ -92,7 +92,7 @@ def test_csv_custom_label_and_participant_columns(engine, tmp_path, small_data):
     matrix = engine.read_matrix(tmp_path / "m.csv", "activity", participant="subject")
     assert matrix.n_features == 15
     assert matrix.label_name == "activity"
-    with pytest.raises(MatrixError, match="label 'label' not found.*available: .*activity"):
+    with pytest.raises(MatrixError, match=r"label 'label' not found.*available: .*activity"):
         engine.read_matrix(tmp_path / "m.csv", "label")
 
 
@@ -121,7 +121,7 @@ def test_object_npy_with_code_is_refused(engine, tmp_path):
     array[:] = 1.0
     array[0, 0] = Evil()
     np.save(tmp_path / "evil.npy", array, allow_pickle=True)
-    with pytest.raises(InputFileError, match="refusing to load builtins.print"):
+    with pytest.raises(InputFileError, match=r"refusing to load builtins.print"):
         engine.read_matrix(tmp_path / "evil.npy")
 
 
