@@ -25,9 +25,20 @@ from leap.engine import LeapPluginWarning
 from leap.errors import PluginError
 
 
+class _Model:
+    def __init__(self, tag):
+        self.tag = tag
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+    def __eq__(self, other):
+        return other == self.tag
+
+
 class _Loader:
     def __init__(self, name, suffixes, model="custom"):
-        self.name, self.suffixes, self.model = name, suffixes, model
+        self.name, self.suffixes, self.model = name, suffixes, _Model(model)
 
     def load(self, path):
         return self.model
