@@ -34,7 +34,8 @@ def analyze_permutation_importance(
     ----------
     model_path : str or Path
         A fitted model file (``.pkl``/``.joblib`` built in; more via plugins). Unpickling
-        runs code from the file: use only files you trust.
+        runs code from the file: use only files you trust, and pin the file with
+        ``expect_sha256=`` (see ``docs/safety.md``).
     feature_matrix : str or Path
         ``.npy`` (original LEAP layout or plain numeric), ``.npz``, ``.csv`` or ``.parquet``.
     label : str or int
@@ -48,7 +49,8 @@ def analyze_permutation_importance(
     **options
         Any other :class:`~leap.config.AnalysisConfig` field: ``layout``, ``method``,
         ``n_repeats`` (10), ``random_state`` (42), ``scoring``, ``n_jobs``, ``loader``,
-        ``reader``, ``heatmap_path``, ``max_samples``, ``participant``, ``progress``.
+        ``reader``, ``heatmap_path``, ``max_samples``, ``participant``, ``progress``,
+        ``expect_sha256`` (refuse a model file whose SHA-256 digest differs, before loading).
     """
     config = AnalysisConfig.create(
         model_path=model_path,

@@ -94,6 +94,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--scoring", help="A scikit-learn scorer name.  [default: the model's own score]")
 @click.option("--n-jobs", type=int, help="Parallel jobs (-1: all cores).")
 @click.option("--max-samples", type=float, help="Fraction (≤1) or number of rows per repeat.")
+@click.option(
+    "--expect-sha256",
+    metavar="DIGEST",
+    help="Refuse the model file unless its SHA-256 digest is DIGEST (checked before loading).",
+)
 @click.option("--loader", help="Model loader by name.  [default: by file suffix]")
 @click.option("--reader", help="Matrix reader by name.  [default: by file suffix]")
 @click.option("--participant", help="Participant-id column.  [default: participant, if present]")

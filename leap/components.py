@@ -29,6 +29,10 @@ class FeatureMatrix:
     participants : ndarray of shape (n_samples,) or None
         Participant (subject) id per row, where the file carries one.
     label_name : str
+    names_from_file : bool
+        Whether ``feature_names`` were read from the file (a CSV header) rather than
+        made up (``.npy`` has no names); only real names are compared with a model's
+        ``feature_names_in_``.
     """
 
     X: np.ndarray
@@ -36,6 +40,7 @@ class FeatureMatrix:
     feature_names: list[str]
     participants: np.ndarray | None = None
     label_name: str = "label"
+    names_from_file: bool = True
 
     @property
     def n_features(self) -> int:

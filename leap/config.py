@@ -66,6 +66,13 @@ class SensorLayout(BaseModel):
             raise ValueError("names must not be empty")
         return names
 
+    def __init__(self, **values: Any) -> None:
+        # Direct construction reports bad names as a LeapError, like create() does.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise LayoutError(f"invalid sensor layout: {_first_error(exc)}") from None
+
     @classmethod
     def create(cls, sensors: Any = LEAP_SENSORS, dims: Any = LEAP_DIMS) -> SensorLayout:
         """Build a layout, turning validation failures into :class:`LayoutError`."""
@@ -132,10 +139,16 @@ class AnalysisConfig(BaseModel):
     scoring: str | list[str] | None = None
     n_jobs: int | None = None
     max_samples: float | int = 1.0
+    expect_sha256: str | None = None
     loader: str | None = None
     reader: str | None = None
     participant: str | None = None
     progress: bool = False
+
+    @field_validator("expect_sha256")
+    @classmethod
+    def _sha256_digest(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_sha256(value)
 
     @classmethod
     def create(cls, **values: Any) -> AnalysisConfig:
@@ -165,6 +178,17 @@ class AnalysisConfig(BaseModel):
                 values[key] = path.parent / values[key]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.create(**values)
+
+
+def normalize_sha256(text: str) -> str:
+    """A SHA-256 hex digest in lower case (``sha256:`` prefix allowed); else ValueError."""
+    digest = text.strip().lower().removeprefix("sha256:")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(
+            f"must be the 64 hexadecimal digits of a SHA-256 digest (as printed by "
+            f"sha256sum), got {text[:80]!r}"
+        )
+    return digest
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -12,11 +12,11 @@ from typing import Any
 
 import pluggy
 
-from leap import hookspecs
+from leap import checks, hookspecs
 from leap.components import FeatureMatrix, MethodScores
-from leap.config import AnalysisConfig, SensorLayout
-from leap.errors import InputFileError, LeapError, PluginError
-from leap.files import existing_file
+from leap.config import AnalysisConfig, SensorLayout, normalize_sha256
+from leap.errors import ConfigError, InputFileError, LeapError, ModelError, PluginError
+from leap.files import existing_file, sha256_of
 from leap.result import ImportanceResult
 
 ENTRY_POINT_GROUP = "leap"
@@ -294,11 +294,21 @@ class Engine:
         return {"components": components, "failures": failures}
 
     # -- the pipeline steps -------------------------------------------------------------
-    def load_model(self, path: str | Path, loader: str | None = None) -> Any:
-        """Load a fitted model with the named loader, or the one claiming the suffix."""
+    def load_model(
+        self, path: str | Path, loader: str | None = None, expect_sha256: str | None = None
+    ) -> Any:
+        """Load a fitted model with the named loader, or the one claiming the suffix.
+
+        With ``expect_sha256``, the file's SHA-256 digest is checked first and a file that
+        differs is refused before any loader (or unpickler) sees it.
+        """
         path = existing_file(path, "model file")
         component = self.loaders.select(path, loader)
-        return _guarded(lambda: component.load(path), f"loader {component.name!r}", path)
+        if expect_sha256 is not None:
+            _verify_digest(path, expect_sha256)
+        model = _guarded(lambda: component.load(path), f"loader {component.name!r}", path)
+        checks.check_predict(model, path)
+        return model
 
     def read_matrix(
         self,
@@ -403,11 +413,11 @@ class Engine:
         """Run the whole pipeline: load, read, compute, write the CSV, render the figures."""
         outputs = [config.save_csv_path, _heatmap_path(config)]
         _refuse_overwriting_inputs(outputs, [config.model_path, config.feature_matrix])
-        estimator = self.load_model(config.model_path, config.loader)
+        estimator = self.load_model(config.model_path, config.loader, config.expect_sha256)
         matrix = self.read_matrix(
             config.feature_matrix, config.label, config.reader, config.layout, config.participant
         )
-        config.layout.check_width(matrix.n_features)
+        checks.check_pair(estimator, matrix, config.layout, config.scoring)
         results = self.compute(
             estimator,
             _model_input(estimator, matrix),
@@ -439,10 +449,27 @@ def _heatmap_path(config: AnalysisConfig) -> Path:
 
 
 def _refuse_overwriting_inputs(outputs: Iterable[Path], inputs: Iterable[Path]) -> None:
-    resolved = {Path(p).resolve(): p for p in inputs}
-    for out in outputs:
-        if Path(out).resolve() in resolved:
+    inputs = [Path(p) for p in inputs]
+    resolved = {p.resolve() for p in inputs}
+    for out in map(Path, outputs):
+        # samefile also catches hard links and other spellings of an existing file
+        same = out.exists() and any(p.exists() and os.path.samefile(out, p) for p in inputs)
+        if same or out.resolve() in resolved:
             raise LeapError(f"refusing to overwrite the input file {out} with an output")
+
+
+def _verify_digest(path: Path, expected: str) -> None:
+    """Raise :class:`ModelError` unless ``path``'s SHA-256 digest is ``expected``."""
+    try:
+        expected = normalize_sha256(expected)
+    except ValueError as exc:
+        raise ConfigError(f"expect_sha256 {exc}") from None
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ModelError(
+            f"{path} has SHA-256 {actual}, not the expected {expected}; refusing to load it "
+            f"(loading a pickle runs code from the file)"
+        )
 
 
 def _model_input(estimator: Any, matrix: FeatureMatrix) -> Any:

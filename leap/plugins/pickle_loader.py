@@ -31,6 +31,14 @@ class PickleLoader:
                 f"{path} needs the Python module {exc.name!r}, which is not installed; "
                 f"install the package that provides it"
             ) from None
+        except (AttributeError, ImportError) as exc:
+            # A class or function the pickle names is missing from an installed module:
+            # usually a different version of the package than the one that saved it.
+            raise ModelError(
+                f"{path} refers to something its installed package does not provide "
+                f"({' '.join(str(exc).split())}); install the package version the model "
+                f"was saved with"
+            ) from None
         except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError) as exc:
             raise ModelError(
                 f"{path} is not a readable pickle or joblib file ({type(exc).__name__}: "

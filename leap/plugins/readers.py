@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import pickle
 import zipfile
 from pathlib import Path
@@ -46,7 +47,9 @@ class NpyReader:
         else:
             names = [*(f"x{i}" for i in range(width - 1)), LABEL_COLUMN]
         frame = pd.DataFrame(array, columns=names)
-        return split_frame(frame, path, label=label, participant=participant)
+        matrix = split_frame(frame, path, label=label, participant=participant)
+        matrix.names_from_file = False
+        return matrix
 
 
 class NpzReader:
@@ -66,13 +69,20 @@ class NpzReader:
             raise InputFileError(
                 f"{path} is not a readable .npz archive: {_one_line(exc)}"
             ) from None
-        missing = [k for k in ("X", "y") if k not in arrays]
+        if not isinstance(label, str):
+            raise MatrixError(
+                f"label {label!r}: in an .npz the label is chosen by array name, not position; "
+                f"arrays: {', '.join(sorted(arrays)) or 'none'}"
+            )
+        label_key = "y" if label == LABEL_COLUMN else label
+        missing = [k for k in ("X", label_key) if k not in arrays]
         if missing:
             raise MatrixError(
                 f"{path} lacks the array(s) {', '.join(missing)}; found: "
-                f"{', '.join(sorted(arrays)) or 'none'} (an .npz needs X and y)"
+                f"{', '.join(sorted(arrays)) or 'none'} (an .npz needs X and y, or the "
+                f"label array named by --label)"
             )
-        X, y = arrays["X"], arrays["y"]
+        X, y = arrays["X"], arrays[label_key]
         if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
             raise MatrixError(
                 f"{path}: X must be 2-d and y 1-d with as many rows, got X{X.shape} y{y.shape}"
@@ -88,7 +98,11 @@ class NpzReader:
         frame[LABEL_COLUMN] = y
         if groups is not None:
             frame[PARTICIPANT_COLUMN] = groups
-        return split_frame(frame, path, label=LABEL_COLUMN, participant=participant)
+        matrix = split_frame(frame, path, label=LABEL_COLUMN, participant=participant)
+        matrix.names_from_file = "feature_names" in arrays
+        if label_key != "y":
+            matrix.label_name = label_key
+        return matrix
 
 
 class CsvReader:
@@ -101,12 +115,33 @@ class CsvReader:
         self, path: Path, *, label: str | int, layout: SensorLayout, participant: str | None
     ) -> FeatureMatrix:
         try:
-            frame = pd.read_csv(path, encoding="utf-8")
+            frame = pd.read_csv(path, encoding="utf-8", **_EXACT_FLOATS)
         except pd.errors.EmptyDataError:
             raise InputFileError(f"{path} is empty") from None
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError, csv.Error) as exc:
             raise InputFileError(f"{path} is not a readable CSV: {_one_line(exc)}") from None
+        _check_csv_complete(path, frame)
         return split_frame(frame, path, label=label, participant=participant)
+
+
+# pandas < 3 parses floats with a fast routine that can miss the nearest float64 by one
+# unit; "round_trip" gives the exact number (pandas 3 is exact by default).
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+def _check_csv_complete(path: Path, frame: pd.DataFrame) -> None:
+    """Raise :class:`InputFileError` when the last row was cut short (no final newline)."""
+    if frame.shape[0] == 0 or not frame.iloc[-1].isna().any():
+        return
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 1))
+        if fh.read(1) in (b"\n", b"\r", b""):
+            return
+    n_values = int(frame.iloc[-1].notna().sum())
+    raise InputFileError(
+        f"{path} looks truncated: its last line (row {frame.shape[0] - 1}) has no line end "
+        f"and only {n_values} of {frame.shape[1]} values; was the file fully written?"
+    )
 
 
 class ParquetReader:
@@ -232,28 +267,52 @@ def _label_column(columns: list[str], label: str | int, path: Path) -> str:
 
 
 def _numeric(features: pd.DataFrame, path: Path) -> np.ndarray:
+    for col in features.columns:
+        series = features[col]
+        if series.dtype.kind in "biuf" or (
+            series.dtype.kind == "O" and pd.api.types.infer_dtype(series) in _NUMERIC_KINDS
+        ):
+            continue
+        bad = ~series.map(_is_number_like).to_numpy(dtype=bool)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise MatrixError(
+                f"{path}: feature column {col!r} holds a non-numeric value "
+                f"{str(series.iloc[row])[:30]!r} (row {row})"
+            )
     try:
-        X = features.to_numpy(dtype=np.float64)
-    except (ValueError, TypeError):
-        for col in features.columns:
-            converted = pd.to_numeric(features[col], errors="coerce")
-            bad = converted.isna() & features[col].notna()
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise MatrixError(
-                    f"{path}: feature column {col!r} holds a non-numeric value "
-                    f"{str(features[col].iloc[row])[:30]!r} (row {row})"
-                ) from None
-        raise
+        X = features.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise MatrixError(
+            f"{path}: the feature columns cannot be read as numbers: {_one_line(exc)}"
+        ) from None
     finite = np.isfinite(X)
     if not finite.all():
         rows, cols = np.nonzero(~finite)
         names = list(dict.fromkeys(features.columns[c] for c in cols))
+        where = sorted(set(rows.tolist()))
         raise MatrixError(
             f"{path}: {len(rows)} NaN or infinite value(s) in column(s) {_listing(names, 3)} "
-            f"(first at row {rows[0]}); impute or drop them before the analysis"
+            f"at row(s) {_listing(where, 6)}; impute or drop them before the analysis"
         )
     return X
+
+
+# What pandas infers for object columns that hold only real numbers (and missing values).
+_NUMERIC_KINDS = {"floating", "integer", "mixed-integer-float", "boolean", "empty"}
+
+
+def _is_number_like(value: Any) -> bool:
+    """A real number, a missing value (reported later) or a string holding a number."""
+    if isinstance(value, bool | int | float | np.bool_ | np.integer | np.floating):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return value is None or value is pd.NA
 
 
 def _label_values(values: np.ndarray, path: Path, name: str) -> np.ndarray:

@@ -1,0 +1,255 @@
+"""Checks that a model, a feature matrix, a layout and a scorer fit together.
+
+Each ``check_*`` function raises a :class:`~leap.errors.LeapError` subclass with one
+actionable line, before any permutation work starts. :meth:`leap.engine.Engine.analyze`
+runs them all (:func:`check_pair`); ``leap doctor`` runs them one by one and reports
+every problem it finds.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from leap.components import FeatureMatrix
+from leap.config import SensorLayout
+from leap.errors import ConfigError, LayoutError, MatrixError, ModelError
+
+#: Scorers that only work when the label has exactly two classes.
+BINARY_ONLY_SCORERS = frozenset(
+    {
+        "f1",
+        "precision",
+        "recall",
+        "jaccard",
+        "roc_auc",
+        "positive_likelihood_ratio",
+        "neg_negative_likelihood_ratio",
+    }
+)
+#: Of those, the ones whose positive class is the label value 1.
+POS_LABEL_SCORERS = frozenset({"f1", "precision", "recall", "jaccard"})
+#: Scorers for which a constant regression target makes the score meaningless.
+VARIANCE_SCORERS = frozenset({None, "r2", "explained_variance"})
+
+
+def model_kind(model: Any) -> str:
+    """``module.Class`` of ``model``, for messages."""
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def check_predict(model: Any, source: Any = "the model") -> None:
+    """Raise :class:`ModelError` unless ``model`` has a callable ``predict``."""
+    if not callable(getattr(model, "predict", None)):
+        raise ModelError(
+            f"{source} holds a {model_kind(model)}, which has no predict() method; "
+            f"LEAP needs a fitted model (a classifier or regressor, or a Pipeline ending in one)"
+        )
+
+
+def check_width(n_columns: int, layout: SensorLayout, model: Any = None) -> None:
+    """Check the matrix width against the layout and the model's ``n_features_in_``.
+
+    The message always states the three numbers: matrix columns, layout features and
+    the number of features the model was fitted on.
+    """
+    n_model = getattr(model, "n_features_in_", None)
+    n_model = int(n_model) if isinstance(n_model, int | np.integer) else None
+    layout_ok = n_columns == layout.n_features
+    model_ok = n_model is None or n_model == n_columns
+    if layout_ok and model_ok:
+        return
+    fitted = (
+        f"the model was fitted on {n_model}"
+        if n_model is not None
+        else "the model does not record how many features it was fitted on"
+    )
+    head = (
+        f"the feature matrix has {n_columns} feature columns, the layout expects "
+        f"{layout.n_features} ({layout.describe()}) and {fitted}"
+    )
+    if model_ok:
+        raise LayoutError(
+            f"{head}; pass sensors and dims (--sensors/--dims, or layout=) that match the data"
+        )
+    if layout_ok:
+        raise MatrixError(f"{head}; is this the matrix the model was trained on?")
+    raise MatrixError(f"{head}; check the label column and that this matrix belongs to this model")
+
+
+def check_feature_names(matrix: FeatureMatrix, model: Any) -> None:
+    """Raise :class:`MatrixError` when the file's column names differ from ``feature_names_in_``.
+
+    Only names that come from the file are compared (a ``.npy`` has none).
+    """
+    expected = getattr(model, "feature_names_in_", None)
+    if expected is None or not getattr(matrix, "names_from_file", True):
+        return
+    expected = [str(n) for n in expected]
+    found = [str(n) for n in matrix.feature_names]
+    if expected == found or len(expected) != len(found):
+        return
+    if sorted(expected) == sorted(found):
+        first = next(i for i, (a, b) in enumerate(zip(found, expected, strict=True)) if a != b)
+        raise MatrixError(
+            f"the feature matrix has the model's feature names in a different order (column "
+            f"{first} is {found[first]!r}, the model expects {expected[first]!r}); reorder the "
+            f"columns as in the model's feature_names_in_"
+        )
+    missing = [n for n in expected if n not in set(found)]
+    extra = [n for n in found if n not in set(expected)]
+    raise MatrixError(
+        f"the feature matrix's column names differ from the model's feature_names_in_: "
+        f"{len(missing)} expected name(s) missing (e.g. {_listing(missing)}), "
+        f"{len(extra)} unexpected (e.g. {_listing(extra)}); rename the columns or use the "
+        f"matrix the model was trained with"
+    )
+
+
+def check_label(model: Any, y: np.ndarray, label_name: str = "label", scoring: Any = None) -> None:
+    """Raise :class:`MatrixError` for a label the analysis cannot use with ``model``.
+
+    A classifier needs at least two classes in the label, and label values among its
+    ``classes_``; a regressor scored by r2 needs a label that is not constant.
+    """
+    from sklearn.base import is_classifier, is_regressor
+
+    values = _unique(y)
+    n_rows = len(y)
+    if is_classifier(model) and len(values) < 2:
+        raise MatrixError(
+            f"the label {label_name!r} has a single class ({_value(values)}) in all {n_rows} "
+            f"rows; a classifier's importances need at least two classes (is --label the "
+            f"right column?)"
+        )
+    classes = getattr(model, "classes_", None)
+    if is_classifier(model) and classes is not None and len(values):
+        try:
+            known = np.isin(values, np.asarray(classes))
+        except (TypeError, ValueError):
+            known = np.zeros(len(values), dtype=bool)
+        if not known.any():
+            raise MatrixError(
+                f"none of the label {label_name!r} values ({_listing(values.tolist())}) are "
+                f"among the model's classes ({_listing(np.asarray(classes).tolist())}); "
+                f"is --label the right column, encoded as in training?"
+            )
+    if is_regressor(model) and len(values) < 2 and _scorer_name(scoring) in VARIANCE_SCORERS:
+        raise MatrixError(
+            f"the label {label_name!r} is constant ({_value(values)}) in all {n_rows} rows, "
+            f"so r2 is undefined; choose a label that varies or another scoring"
+        )
+
+
+def check_scoring(model: Any, scoring: Any, y: np.ndarray | None = None) -> None:
+    """Raise :class:`ConfigError` when a scorer does not fit the model's task.
+
+    Checks named scorers only (a callable is trusted): the name exists; a classification
+    metric is not used on a regressor nor a regression metric on a classifier; the model
+    has the method the scorer calls (``predict_proba``/``decision_function``); two-class
+    metrics are not used on more classes.
+    """
+    if scoring is None or callable(scoring):
+        return
+    if isinstance(scoring, dict):
+        names = [v for v in scoring.values() if isinstance(v, str)]
+    elif isinstance(scoring, str):
+        names = [scoring]
+    elif isinstance(scoring, Sequence | set | frozenset):
+        names = [s for s in scoring if isinstance(s, str)]
+    else:
+        return
+    for name in names:
+        _check_one_scorer(model, name, y)
+
+
+def check_pair(
+    model: Any,
+    matrix: FeatureMatrix,
+    layout: SensorLayout,
+    scoring: Any = None,
+) -> None:
+    """Every check between a loaded model and a read matrix, raising the first problem."""
+    check_predict(model)
+    check_width(matrix.n_features, layout, model)
+    check_feature_names(matrix, model)
+    check_label(model, matrix.y, matrix.label_name, scoring)
+    check_scoring(model, scoring, matrix.y)
+
+
+def _check_one_scorer(model: Any, name: str, y: np.ndarray | None) -> None:
+    from sklearn.base import is_classifier, is_regressor
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    known = get_scorer_names()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {' or '.join(close)}?" if close else "see sklearn.metrics"
+        raise ConfigError(f"unknown scoring {name!r}; {hint} (get_scorer_names() lists all)")
+    scorer = get_scorer(name)
+    module = getattr(getattr(scorer, "_score_func", None), "__module__", "") or ""
+    task = "regression" if module.endswith("_regression") else "classification"
+    kind = type(model).__name__
+    if task == "classification" and is_regressor(model):
+        raise ConfigError(
+            f"scoring {name!r} is a classification metric but the model ({kind}) is a "
+            f"regressor; use a regression scorer such as r2 or neg_mean_squared_error"
+        )
+    if task == "regression" and is_classifier(model):
+        raise ConfigError(
+            f"scoring {name!r} is a regression metric but the model ({kind}) is a "
+            f"classifier; use a classification scorer such as accuracy or balanced_accuracy"
+        )
+    methods = getattr(scorer, "_response_method", "predict")
+    methods = (methods,) if isinstance(methods, str) else tuple(methods)
+    if not any(_has_method(model, m) for m in methods):
+        raise ConfigError(
+            f"scoring {name!r} needs the model's {' or '.join(methods)}, which {kind} does "
+            f"not have; choose a scorer that uses predict (e.g. accuracy or r2)"
+        )
+    if y is None or not is_classifier(model):
+        return
+    classes = _unique(y)
+    if name in BINARY_ONLY_SCORERS and len(classes) > 2:
+        better = [s for s in (f"{name}_macro", f"{name}_ovr") if s in known]
+        hint = f"use {better[0]} instead" if better else "choose a multi-class scorer"
+        raise ConfigError(
+            f"scoring {name!r} works with two classes only, but the label has "
+            f"{len(classes)}; {hint}"
+        )
+    if name in POS_LABEL_SCORERS and len(classes) == 2 and not np.isin(1, classes).item():
+        raise ConfigError(
+            f"scoring {name!r} takes the class 1 as positive, but the label's classes are "
+            f"{_listing(classes.tolist())}; use {name}_macro or encode the positive class as 1"
+        )
+
+
+def _has_method(model: Any, method: str) -> bool:
+    try:
+        return callable(getattr(model, method, None))
+    except Exception:  # available_if raises AttributeError subclasses; be lenient
+        return False
+
+
+def _unique(y: Any) -> np.ndarray:
+    try:
+        return np.unique(np.asarray(y))
+    except TypeError:  # mixed types, e.g. numbers and strings in one object column
+        return np.unique(np.asarray(y).astype(str))
+
+
+def _scorer_name(scoring: Any) -> Any:
+    return scoring if scoring is None or isinstance(scoring, str) else "other"
+
+
+def _value(values: np.ndarray) -> str:
+    return repr(values[0].item()) if len(values) else "no value"
+
+
+def _listing(names: Sequence[Any], limit: int = 4) -> str:
+    names = list(names)
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f", … ({len(names)} in all)" if len(names) > limit else "") or "none"
