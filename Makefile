@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONTRIB := $(sort $(wildcard plugins_contrib/*/pyproject.toml))
+SOURCES := $(wildcard leap tests benchmarks examples plugins_contrib)
 
 .PHONY: demo test lint format bench clean
 
@@ -20,12 +21,12 @@ demo: $(STAMP)
 	$(BIN)/leap demo demo_output
 
 lint: $(STAMP)
-	$(BIN)/ruff check leap tests benchmarks examples plugins_contrib
-	$(BIN)/ruff format --check leap tests benchmarks examples plugins_contrib
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 
 format: $(STAMP)
-	$(BIN)/ruff format leap tests benchmarks examples plugins_contrib
-	$(BIN)/ruff check --fix leap tests benchmarks examples plugins_contrib
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
 
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests $(wildcard plugins_contrib/*/tests)
