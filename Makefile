@@ -2,36 +2,43 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-CONTRIB := $(sort $(wildcard plugins_contrib/*/pyproject.toml))
+CORE := $(VENV)/.core-installed
+CONTRIB := $(VENV)/.contrib-installed
+CONTRIB_PACKAGES := $(sort $(dir $(wildcard plugins_contrib/*/pyproject.toml)))
+CONTRIB_FILES := $(shell find plugins_contrib -name '*.py' -o -name pyproject.toml 2>/dev/null)
 SOURCES := $(wildcard leap tests benchmarks examples plugins_contrib)
 
 .PHONY: demo test lint format bench clean
 
-$(STAMP): pyproject.toml $(CONTRIB)
+$(CORE): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@for p in $(dir $(CONTRIB)); do \
-		echo "installing $$p"; $(BIN)/python -m pip install --quiet "./$$p[test]" || exit 1; \
-	done
-	@touch $(STAMP)
+	@touch $@
 
-demo: $(STAMP)
+# The plugin packages are installed as a user would (not editable); any change reinstalls.
+$(CONTRIB): $(CORE) $(CONTRIB_FILES)
+	@for p in $(CONTRIB_PACKAGES); do \
+		echo "installing $$p"; $(BIN)/python -m pip install --quiet --force-reinstall --no-deps "./$$p" \
+		&& $(BIN)/python -m pip install --quiet "./$$p[test]" || exit 1; \
+	done
+	@touch $@
+
+demo: $(CORE)
 	$(BIN)/leap demo demo_output
 
-lint: $(STAMP)
+lint: $(CONTRIB)
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 
-format: $(STAMP)
+format: $(CORE)
 	$(BIN)/ruff format $(SOURCES)
 	$(BIN)/ruff check --fix $(SOURCES)
 
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests $(wildcard plugins_contrib/*/tests)
 
-bench: $(STAMP)
+bench: $(CORE)
 	$(BIN)/python benchmarks/bench_permutation.py
 
 clean:
