@@ -69,8 +69,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(path_type=Path), required=False)
-@click.argument("matrix", type=click.Path(path_type=Path), required=False)
+# readable=False: LEAP checks its input files itself, with one-line errors (exit status 2)
+@click.argument("model", type=click.Path(path_type=Path, readable=False), required=False)
+@click.argument("matrix", type=click.Path(path_type=Path, readable=False), required=False)
 @click.option("--label", help="Label column: a name or a position.  [default: label]")
 @click.option(
     "-o",
@@ -94,6 +95,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--scoring", help="A scikit-learn scorer name.  [default: the model's own score]")
 @click.option("--n-jobs", type=int, help="Parallel jobs (-1: all cores).")
 @click.option("--max-samples", type=float, help="Fraction (≤1) or number of rows per repeat.")
+@click.option(
+    "--expect-sha256",
+    metavar="DIGEST",
+    help="Refuse the model file unless its SHA-256 digest is DIGEST (checked before loading).",
+)
 @click.option(
     "--expect-sha256",
     metavar="DIGEST",
@@ -138,7 +144,7 @@ def analyze(model, matrix, config_file, sensors, dims, label, top, quiet, max_sa
 
 
 @cli.command()
-@click.argument("csv_file", type=click.Path(path_type=Path))
+@click.argument("csv_file", type=click.Path(path_type=Path, readable=False))
 @click.option(
     "-o",
     "--out",

@@ -32,7 +32,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except OSError as exc:  # disk full, permission denied, ...: one line, old target kept
+        tmp.unlink(missing_ok=True)
+        raise LeapError(f"cannot write {target}: {exc.strerror or exc}") from exc
+    except BaseException:  # any other error, Ctrl-C included: the old target is kept
         tmp.unlink(missing_ok=True)
         raise
 

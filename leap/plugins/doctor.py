@@ -13,8 +13,8 @@ EXIT_PROBLEMS = 2
 
 
 @click.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.argument("matrix", type=click.Path(path_type=Path))
+@click.argument("model", type=click.Path(path_type=Path, readable=False))
+@click.argument("matrix", type=click.Path(path_type=Path, readable=False))
 @click.option("--label", help="Label column: a name or a position.  [default: label]")
 @click.option("--scoring", help="A scikit-learn scorer name.  [default: the model's own score]")
 @click.option("--sensors", help="Comma-separated sensor names.  [default: the 5 LEAP sensors]")
