@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from leap.config import AnalysisConfig, SensorLayout
 from leap.engine import Engine, get_engine
-from leap.errors import LeapError
+from leap.grouping import resolve_grouping
 from leap.plugins.permutation import metric_name
 from leap.result import ImportanceResult
 
@@ -28,7 +28,9 @@ def analyze_permutation_importance(
     """Compute permutation importances of a saved model on a saved feature matrix.
 
     Writes the tidy CSV to ``save_csv_path`` and the sensor-pair heatmap next to it (same
-    stem, ``.png``), and returns the :class:`~leap.result.ImportanceResult`.
+    stem, ``.png``), and returns the :class:`~leap.result.ImportanceResult`. One call can
+    also give grouped (sensor-pair, sensor) importances, the per-participant spread, more
+    figures and an HTML report: see ``options`` below.
 
     Parameters
     ----------
@@ -51,7 +53,29 @@ def analyze_permutation_importance(
         ``n_repeats`` (10), ``random_state`` (42), ``scoring``, ``n_jobs``, ``loader``,
         ``reader``, ``heatmap_path``, ``max_samples``, ``participant``, ``progress``,
         ``expect_sha256`` (refuse a model file whose SHA-256 digest differs, before loading).
+
+        The questions beyond single features:
+
+        - ``groups``: ``"sensor_pair"``, ``"sensor"``, a list of both, or a mapping
+          ``{group name: [feature names or indices]}``; each grouping is permuted jointly
+          and written to ``<csv stem>_<grouping>.csv`` (results in ``result.groups``).
+        - ``per_participant=True``: the same analysis on each participant's rows; spread
+          and confidence interval over participants in ``<csv stem>_participants.csv``
+          (``result.spread``, and ``.spread`` of each grouped result).
+        - ``renderers``: figures to write, e.g. ``["heatmap", "channel_heatmap", "bars",
+          "participants"]`` (the heatmap at ``heatmap_path``, the others named
+          ``<csv stem>_<renderer>`` in its folder and format); ``heatmap_aggregate``
+          (``sum_positive``, ``sum``, ``signed``, ``mean``, ``max``, ``grouped``);
+          ``top_k`` (bars shown, 20).
+        - ``report_path``: a self-contained HTML report with every figure and table.
+        - ``ci_level``: confidence level of the intervals (0.95; see
+          ``docs/interpreting.md``).
     """
+    groups = options.get("groups")
+    if isinstance(groups, Mapping):
+        options["custom_groups"] = options.pop("groups")
+    elif isinstance(groups, str):
+        options["groups"] = [groups]
     config = AnalysisConfig.create(
         model_path=model_path,
         feature_matrix=feature_matrix,
@@ -94,7 +118,7 @@ def permutation_importance(
     random_state: Any = None,
     sample_weight: Any = None,
     max_samples: float | int = 1.0,
-    groups: Mapping[str, Sequence[int | str]] | Sequence[Sequence[int]] | None = None,
+    groups: str | Mapping[str, Sequence[int | str]] | Sequence[Sequence[int]] | None = None,
     layout: SensorLayout | None = None,
     method: str = "permutation",
     progress: bool = False,
@@ -106,12 +130,24 @@ def permutation_importance(
     ``importances_std``, ``importances`` as scikit-learn's ``Bunch``), or a dict of them
     keyed by metric when ``scoring`` names several metrics.
 
-    Extra keywords: ``groups`` permutes columns jointly (a mapping of group name to column
-    names or indices, or a list of index lists); ``layout`` names the features by sensor
-    channel pair; ``method`` picks another registered importance method.
+    Extra keywords: ``groups`` permutes columns jointly, with the same row permutation for
+    every column of a group: ``"sensor_pair"`` (every channel pair between two sensors),
+    ``"sensor"`` (every feature involving a sensor), a mapping of group name to column
+    names or indices, or a list of index lists; rows of the result are then the groups
+    (``result.level`` says which grouping). ``layout`` names the features by sensor channel
+    pair (the built-in groupings use it, default the LEAP layout); ``method`` picks another
+    registered importance method.
     """
     feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
-    index_groups, group_names = _resolve_groups(groups, feature_names)
+    grouping = None
+    if groups is not None:
+        grouping = resolve_grouping(
+            groups,
+            layout=layout,
+            feature_names=layout.feature_names if layout is not None else feature_names,
+            n_features=_n_columns(X),
+            other_names=feature_names,
+        )
     results = (engine or get_engine()).compute(
         estimator,
         X,
@@ -119,8 +155,8 @@ def permutation_importance(
         method=method,
         layout=layout,
         feature_names=feature_names,
-        groups=index_groups,
-        group_names=group_names,
+        groups=None if grouping is None else grouping.indices,
+        group_names=None if grouping is None else grouping.names,
         scoring=scoring,
         n_repeats=n_repeats,
         random_state=random_state,
@@ -129,34 +165,15 @@ def permutation_importance(
         n_jobs=n_jobs,
         progress=progress,
     )
+    if grouping is not None:
+        results = {metric: grouping.annotate(r) for metric, r in results.items()}
     if not isinstance(scoring, list | tuple | dict) and list(results) == [metric_name(scoring)]:
         return results[metric_name(scoring)]
     return results
 
 
-def _resolve_groups(
-    groups: Mapping[str, Sequence[int | str]] | Sequence[Sequence[int]] | None,
-    feature_names: list[str] | None,
-) -> tuple[list[list[int]] | None, list[str] | None]:
-    if groups is None:
-        return None, None
-    items = (
-        list(groups.items())
-        if isinstance(groups, Mapping)
-        else [(f"group_{i}", g) for i, g in enumerate(groups)]
-    )
-    position = {n: i for i, n in enumerate(feature_names or [])}
-    resolved = []
-    for name, members in items:
-        cols = []
-        for m in members:
-            if isinstance(m, str):
-                if m not in position:
-                    raise LeapError(f"group {name!r} names an unknown feature {m!r}")
-                cols.append(position[m])
-            else:
-                cols.append(int(m))
-        if not cols:
-            raise LeapError(f"group {name!r} is empty")
-        resolved.append(cols)
-    return resolved, [str(name) for name, _ in items]
+def _n_columns(X: Any) -> int:
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) == 2:
+        return int(shape[1])
+    return len(X[0])

@@ -26,6 +26,28 @@ def _label(text: str | None) -> str | int | None:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+_AGGREGATES = ("sum_positive", "sum", "signed", "mean", "max", "grouped")
+_ALL_FIGURES = ("heatmap", "channel_heatmap", "bars", "participants")
+
+
+def _figure_names(text: str) -> list[str]:
+    names = _names(text) or []
+    return list(_ALL_FIGURES) if names == ["all"] else names
+
+
+def _print_grouped(result: Any, k: int) -> None:
+    top = result.top(k)
+    level = f"{result.ci_level:.0%}"
+    click.echo(f"Top {len(top)} by {result.level} (permuted jointly), {level} CI over repeats:")
+    width = max((len(f) for f in top["feature"]), default=10)
+    for _, row in top.iterrows():
+        flag = "  (includes 0)" if row["ci_includes_zero"] else ""
+        click.echo(
+            f"  {int(row['rank']):>3}  {row['feature']:<{width}}  {row['importance_mean']:+.4f}"
+            f"  [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]{flag}"
+        )
+
+
 def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
@@ -116,11 +138,84 @@ def cli(ctx: click.Context, debug: bool) -> None:
     type=click.Path(path_type=Path),
     help="TOML file with these settings ([analysis] table); options override it.",
 )
+@click.option(
+    "--groups",
+    metavar="LIST",
+    help="Also permute groups jointly: sensor_pair, sensor (comma-separated); each writes "
+    "CSV_<grouping>.csv.",
+)
+@click.option(
+    "--group-file",
+    type=click.Path(path_type=Path),
+    help="JSON/TOML mapping of group name to feature names or indices (a 'custom' grouping).",
+)
+@click.option(
+    "--per-participant",
+    is_flag=True,
+    default=None,
+    help="Also analyse each participant's rows alone; writes CSV_participants.csv.",
+)
+@click.option(
+    "--figures",
+    metavar="LIST",
+    help="Figures to write: heatmap, channel_heatmap, bars, participants, or all.  "
+    "[default: heatmap]",
+)
+@click.option(
+    "--aggregate",
+    "heatmap_aggregate",
+    type=click.Choice(list(_AGGREGATES)),
+    help="Heatmap cells: sum_positive (original), sum, signed, mean, max, or grouped "
+    "(sensor pairs permuted jointly).  [default: sum_positive]",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    help="Write a self-contained HTML report with every figure and table.",
+)
+@click.option(
+    "--ci-level",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Confidence level of the intervals.  [default: 0.95]",
+)
+@click.option(
+    "--figure-top",
+    "top_k",
+    type=click.IntRange(min=1),
+    help="Rows in the bar and participant figures.  [default: 20]",
+)
 @click.option("--top", default=10, show_default=True, help="How many top features to print.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
-def analyze(model, matrix, config_file, sensors, dims, label, top, quiet, max_samples, **options):
-    """Compute permutation importances of MODEL on MATRIX; write a CSV and a heatmap."""
+def analyze(
+    model,
+    matrix,
+    config_file,
+    sensors,
+    dims,
+    label,
+    top,
+    quiet,
+    max_samples,
+    group_file,
+    figures,
+    **options,
+):
+    """Compute permutation importances of MODEL on MATRIX; write a CSV and a heatmap.
+
+    \b
+    One call can answer the questions of a study, e.g.
+      leap analyze model.pkl features.npy -o out/importance.csv \\
+        --groups sensor_pair,sensor --per-participant --figures all \\
+        --report out/report.html
+    """
+    from leap.grouping import load_group_file
+
     values = {k: v for k, v in options.items() if v is not None}
+    if group_file is not None:
+        values["custom_groups"] = load_group_file(group_file)
+    if figures:
+        values["renderers"] = _figure_names(figures)
     values.update(model_path=model, feature_matrix=matrix, label=_label(label))
     if max_samples is not None:
         values["max_samples"] = int(max_samples) if max_samples > 1 else max_samples
@@ -136,11 +231,22 @@ def analyze(model, matrix, config_file, sensors, dims, label, top, quiet, max_sa
             raise click.UsageError("give MODEL and MATRIX, or --config FILE")
         values.setdefault("save_csv_path", Path("importance.csv"))
         config = AnalysisConfig.create(**{k: v for k, v in values.items() if v is not None})
-    result = get_engine().analyze(config)
+    if figures and figures.strip() == "all" and not config.per_participant:
+        config = config.model_copy(
+            update={"renderers": [r for r in config.renderers if r != "participants"]}
+        )
+    engine = get_engine()
+    result = engine.analyze(config)
     if not quiet:
         _print_top(result, top)
-        heatmap = config.heatmap_path or config.save_csv_path.with_suffix(".png")
-        click.echo(f"Wrote {config.save_csv_path} and {heatmap}")
+        for grouped in result.groups.values():
+            _print_grouped(grouped, min(top, 5))
+        if result.spread is not None:
+            click.echo(
+                f"Per-participant importances: {result.spread.n_participants} participants"
+                + (f" ({len(result.spread.skipped)} left out)" if result.spread.skipped else "")
+            )
+        click.echo("Wrote " + ", ".join(str(p) for p in engine.output_paths(config).values()))
 
 
 @cli.command()
@@ -154,7 +260,7 @@ def analyze(model, matrix, config_file, sensors, dims, label, top, quiet, max_sa
 @click.option("--title", default="Feature Importance Heatmap", show_default=True)
 @click.option(
     "--aggregate",
-    type=click.Choice(["sum_positive", "sum", "mean", "max"]),
+    type=click.Choice(list(_AGGREGATES)),
     default="sum_positive",
     show_default=True,
     help="How the channel pairs of two sensors are combined.",

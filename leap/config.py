@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,6 +19,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 LEAP_SENSORS = ("Left_Ankle", "Right_Ankle", "Left_Wrist", "Right_Wrist", "Sacrum")
 LEAP_DIMS = ("x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro")
 PAIR_SEPARATOR = "|"
+#: Built-in groupings of features (see :mod:`leap.grouping`).
+GroupingName = Literal["sensor_pair", "sensor"]
+#: Sensor-heatmap aggregations (see :meth:`leap.result.ImportanceResult.sensor_matrix`).
+Aggregate = Literal["sum_positive", "sum", "signed", "mean", "max", "grouped"]
 CHANNEL_SEPARATOR = "."
 
 
@@ -144,6 +148,31 @@ class AnalysisConfig(BaseModel):
     reader: str | None = None
     participant: str | None = None
     progress: bool = False
+    groups: list[GroupingName] = Field(default_factory=list)
+    custom_groups: dict[str, list[str | int]] = Field(default_factory=dict)
+    per_participant: bool = False
+    ci_level: float = Field(default=0.95, gt=0.0, lt=1.0)
+    heatmap_aggregate: Aggregate = "sum_positive"
+    top_k: int = Field(default=20, ge=1)
+    report_path: Path | None = None
+
+    @field_validator("groups", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def grouping_names(self) -> list[str]:
+        """The groupings this run computes: the built-ins asked for, then ``custom``.
+
+        A ``grouped`` heatmap needs the ``sensor_pair`` grouping, so it adds it.
+        """
+        names = list(dict.fromkeys(self.groups))
+        if self.heatmap_aggregate == "grouped" and "sensor_pair" not in names:
+            names.insert(0, "sensor_pair")
+        return names + (["custom"] if self.custom_groups else [])
 
     @field_validator("expect_sha256")
     @classmethod
@@ -173,7 +202,7 @@ class AnalysisConfig(BaseModel):
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         values = dict(data.get("analysis", data))
-        for key in ("model_path", "feature_matrix", "save_csv_path", "heatmap_path"):
+        for key in ("model_path", "feature_matrix", "save_csv_path", "heatmap_path", "report_path"):
             if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
                 values[key] = path.parent / values[key]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import inspect
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,7 +16,14 @@ import pluggy
 from leap import checks, hookspecs
 from leap.components import FeatureMatrix, MethodScores
 from leap.config import AnalysisConfig, SensorLayout, normalize_sha256
-from leap.errors import ConfigError, InputFileError, LeapError, ModelError, PluginError
+from leap.errors import (
+    ConfigError,
+    InputFileError,
+    LeapError,
+    MatrixError,
+    ModelError,
+    PluginError,
+)
 from leap.files import existing_file, sha256_of
 from leap.result import ImportanceResult
 
@@ -409,39 +417,153 @@ class Engine:
             )
         return component.render(result, path, title=title, **options)
 
+    def output_paths(self, config: AnalysisConfig) -> dict[str, Path]:
+        """Every file :meth:`analyze` writes for ``config``, keyed by what it holds.
+
+        Keys: ``csv`` (the features), ``csv:<grouping>`` (e.g. ``importance_sensor.csv``),
+        ``csv:participants``, ``figure:<renderer>`` and ``report``. Figures other than the
+        heatmap are named after the CSV (``importance_bars.png``), in the heatmap's folder
+        and format when the renderer writes it.
+        """
+        csv = config.save_csv_path
+        heatmap = _heatmap_path(config)
+        paths = {"csv": csv}
+        for name in config.grouping_names:
+            paths[f"csv:{name}"] = csv.with_name(f"{csv.stem}_{name}.csv")
+        if config.per_participant:
+            paths["csv:participants"] = csv.with_name(f"{csv.stem}_participants.csv")
+        for name in config.renderers:
+            suffixes = tuple(s.lower() for s in getattr(self.renderers.get(name), "suffixes", ()))
+            if name == "heatmap":
+                paths["figure:heatmap"] = heatmap
+                continue
+            suffix = heatmap.suffix.lower()
+            if suffixes and suffix not in suffixes:
+                suffix = suffixes[0]
+            paths[f"figure:{name}"] = heatmap.with_name(f"{csv.stem}_{name}{suffix}")
+        if config.report_path is not None:
+            paths["report"] = config.report_path
+        return paths
+
     def analyze(self, config: AnalysisConfig) -> ImportanceResult:
-        """Run the whole pipeline: load, read, compute, write the CSV, render the figures."""
-        outputs = [config.save_csv_path, _heatmap_path(config)]
-        _refuse_overwriting_inputs(outputs, [config.model_path, config.feature_matrix])
+        """Run the whole pipeline: load, read, compute, write the CSVs, figures and report.
+
+        Returns the feature-level result; grouped results are in ``result.groups`` (by
+        grouping name) and per-participant spreads in ``.spread`` of each.
+        """
+        from leap.grouping import resolve_grouping
+        from leap.participants import compute_spreads, write_spreads_csv
+
+        paths = self.output_paths(config)
+        _refuse_overwriting_inputs(paths.values(), [config.model_path, config.feature_matrix])
         estimator = self.load_model(config.model_path, config.loader, config.expect_sha256)
         matrix = self.read_matrix(
             config.feature_matrix, config.label, config.reader, config.layout, config.participant
         )
         checks.check_pair(estimator, matrix, config.layout, config.scoring)
-        results = self.compute(
-            estimator,
-            _model_input(estimator, matrix),
-            matrix.y,
-            method=config.method,
-            layout=config.layout,
-            scoring=config.scoring,
-            n_repeats=config.n_repeats,
-            random_state=config.random_state,
-            max_samples=config.max_samples,
-            n_jobs=config.n_jobs,
-            progress=config.progress,
-        )
-        result = next(iter(results.values()))
-        result.params.update(
-            model_path=str(config.model_path),
-            feature_matrix=str(config.feature_matrix),
-            label=matrix.label_name,
-            n_samples=int(matrix.X.shape[0]),
-        )
-        result.to_csv(config.save_csv_path)
+        if config.per_participant and matrix.participants is None:
+            raise MatrixError(
+                f"{config.feature_matrix} carries no participant ids; name the id column "
+                f"(participant=..., CLI --participant) or leave per-participant analysis off"
+            )
+        X = _model_input(estimator, matrix)
+        run: dict[str, Any] = {
+            "method": config.method,
+            "scoring": config.scoring,
+            "n_repeats": config.n_repeats,
+            "random_state": config.random_state,
+            "max_samples": config.max_samples,
+            "n_jobs": config.n_jobs,
+        }
+        first = next(iter(self.compute(**run, **_data(estimator, X, matrix, config)).values()))
+        results = {"feature": first}
+        groupings = [
+            resolve_grouping(
+                config.custom_groups if name == "custom" else name,
+                layout=config.layout,
+                feature_names=config.layout.feature_names,
+                n_features=matrix.n_features,
+                other_names=matrix.feature_names,
+            )
+            for name in config.grouping_names
+        ]
+        for grouping in groupings:
+            computed = self.compute(
+                **run,
+                **_data(estimator, X, matrix, config),
+                groups=grouping.indices,
+                group_names=grouping.names,
+            )
+            first.groups[grouping.name] = results[grouping.name] = grouping.annotate(
+                next(iter(computed.values()))
+            )
+        if config.per_participant:
+            spreads = compute_spreads(
+                self,
+                estimator,
+                X,
+                matrix.y,
+                matrix.participants,
+                [None, *groupings],
+                names=first.feature_names,
+                ci_level=config.ci_level,
+                progress=config.progress,
+                **run,
+            )
+            for result, spread in zip(results.values(), spreads, strict=True):
+                result.spread = spread
+        params = {
+            "model_path": str(config.model_path),
+            "model_sha256": sha256_of(config.model_path),
+            "feature_matrix": str(config.feature_matrix),
+            "feature_matrix_sha256": sha256_of(config.feature_matrix),
+            "label": matrix.label_name,
+            "n_samples": int(matrix.X.shape[0]),
+            "layout": config.layout.describe(),
+            "ci_level": config.ci_level,
+        }
+        if matrix.participants is not None:
+            params["n_participants"] = len(set(map(str, matrix.participants)))
+        for result in results.values():
+            result.ci_level = config.ci_level
+            result.params.update(params)
+        first.to_csv(paths["csv"])
+        for name, result in first.groups.items():
+            result.to_csv(paths[f"csv:{name}"])
+        if config.per_participant:
+            write_spreads_csv(first, paths["csv:participants"])
+        options = {"aggregate": config.heatmap_aggregate, "k": config.top_k}
         for name in config.renderers:
-            self.render(result, _heatmap_path(config), renderer=name, title=config.heatmap_title)
-        return result
+            title = config.heatmap_title if name == "heatmap" else ""
+            self._render_with(first, paths[f"figure:{name}"], name, title, options)
+        if config.report_path is not None:
+            self._render_with(first, paths["report"], "report", "", options)
+        return first
+
+    def _render_with(
+        self, result: ImportanceResult, path: Path, name: str, title: str, options: dict
+    ) -> Any:
+        """Render, passing only the ``options`` the renderer's ``render`` accepts."""
+        accepted = _accepted_options(self.renderers.get(name).render, options)
+        return self.render(result, path, renderer=name, title=title, **accepted)
+
+
+def _data(estimator: Any, X: Any, matrix: FeatureMatrix, config: AnalysisConfig) -> dict:
+    return {
+        "estimator": estimator,
+        "X": X,
+        "y": matrix.y,
+        "layout": config.layout,
+        "progress": config.progress,
+    }
+
+
+def _accepted_options(function: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    params = inspect.signature(function).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return dict(options)
+    names = {p.name for p in params}
+    return {k: v for k, v in options.items() if k in names}
 
 
 def _heatmap_path(config: AnalysisConfig) -> Path:

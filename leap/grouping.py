@@ -16,12 +16,21 @@ A user mapping ``{group name: [feature names or column indices]}`` gives any oth
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from leap.config import PAIR_SEPARATOR, SensorLayout
 from leap.errors import LeapError
+from leap.files import existing_file
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
 
 BUILTIN_GROUPINGS = ("sensor_pair", "sensor")
 CUSTOM = "custom"
@@ -108,8 +117,13 @@ def custom_grouping(
     feature_names: Sequence[str] | None,
     n_features: int,
     name: str = CUSTOM,
+    other_names: Sequence[str] | None = None,
 ) -> Grouping:
-    """Groups from ``{group name: [feature names or column indices]}`` (or index lists)."""
+    """Groups from ``{group name: [feature names or column indices]}`` (or index lists).
+
+    Names are looked up in ``feature_names``, then in ``other_names`` (e.g. the column
+    names of the file, when the layout names the features differently).
+    """
     items = (
         list(mapping.items())
         if isinstance(mapping, Mapping)
@@ -117,7 +131,8 @@ def custom_grouping(
     )
     if not items:
         raise GroupingError("the group mapping is empty; give at least one group")
-    position = {str(n): i for i, n in enumerate(feature_names or [])}
+    position = {str(n): i for i, n in enumerate(other_names or [])}
+    position.update({str(n): i for i, n in enumerate(feature_names or [])})
     indices = []
     for group, members in items:
         if isinstance(members, str | bytes) or not isinstance(members, Sequence):
@@ -156,6 +171,7 @@ def resolve_grouping(
     layout: SensorLayout | None,
     feature_names: Sequence[str] | None,
     n_features: int,
+    other_names: Sequence[str] | None = None,
 ) -> Grouping:
     """Turn a grouping specification into a :class:`Grouping`.
 
@@ -171,6 +187,8 @@ def resolve_grouping(
         Column names, to resolve names in a mapping.
     n_features : int
         Number of feature columns.
+    other_names : list of str or None
+        Further names a mapping may use (the file's column names).
     """
     if isinstance(spec, str):
         if spec not in BUILTIN_GROUPINGS:
@@ -181,7 +199,7 @@ def resolve_grouping(
         layout = layout or SensorLayout()
         layout.check_width(n_features, f"grouping {spec!r} needs a layout; the data")
         return sensor_pair_grouping(layout) if spec == "sensor_pair" else sensor_grouping(layout)
-    return custom_grouping(spec, feature_names, n_features)
+    return custom_grouping(spec, feature_names, n_features, other_names=other_names)
 
 
 def _sensor_order(
@@ -189,3 +207,27 @@ def _sensor_order(
 ) -> tuple[str, ...]:
     seen = dict.fromkeys(s for sensors in row_sensors for s in sensors)
     return tuple(current) if set(seen) <= set(current) and current else tuple(seen)
+
+
+def load_group_file(path: str | Path) -> dict[str, list[str | int]]:
+    """Read a user grouping ``{group name: [feature names or indices]}`` from JSON or TOML.
+
+    A TOML file may hold the mapping at the top level or in a ``[groups]`` table.
+    """
+    path = existing_file(path, "group file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+            data = data.get("groups", data)
+        else:
+            data = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        raise GroupingError(f"cannot read group file {path}: {reason}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise GroupingError(
+            f"group file {path} must map group names to lists of feature names or indices, "
+            f'e.g. {{"lower_body": ["Left_Ankle.x_acc|Right_Ankle.x_acc", 12]}}'
+        )
+    return {str(k): v for k, v in data.items()}
