@@ -25,7 +25,8 @@ class NpyReader:
     """``.npy`` arrays: the original LEAP layout or a plain numeric matrix.
 
     Columns are named by width: ``layout features + label + participant`` (the original
-    LEAP file), ``layout features + label``, or ``x0 … x{n-2}, label`` otherwise. Object
+    LEAP file; any object array is read this way), ``layout features + label``, or
+    ``x0 … x{n-2}, label`` otherwise. Object
     arrays are decoded with a restricted unpickler that only accepts numpy arrays of
     plain Python and numpy scalars, so no code from the file can run.
     """
@@ -40,8 +41,14 @@ class NpyReader:
         if array.ndim != 2:
             raise MatrixError(f"{path} holds a {array.ndim}-d array; a 2-d matrix is needed")
         width = array.shape[1]
-        if width == layout.n_features + 2:
-            names = [*layout.feature_names, LABEL_COLUMN, PARTICIPANT_COLUMN]
+        if width < 2 or array.shape[0] == 0:
+            raise MatrixError(
+                f"{path} holds a {array.shape[0]} × {width} array; a matrix needs at least one "
+                f"row, one feature column and the label column"
+            )
+        # Object arrays come from the LEAP pipeline (features, label, participant id).
+        if width == layout.n_features + 2 or (array.dtype == object and width > 2):
+            names = [*_feature_names(layout, width - 2), LABEL_COLUMN, PARTICIPANT_COLUMN]
         elif width == layout.n_features + 1:
             names = [*layout.feature_names, LABEL_COLUMN]
         else:
@@ -87,13 +94,25 @@ class NpzReader:
             raise MatrixError(
                 f"{path}: X must be 2-d and y 1-d with as many rows, got X{X.shape} y{y.shape}"
             )
+        if X.shape[1] == 0:
+            raise MatrixError(f"{path}: X has no feature columns (shape {X.shape})")
         names = arrays.get("feature_names")
+        if names is not None and names.shape != (X.shape[1],):
+            raise MatrixError(
+                f"{path}: feature_names must hold one name per column of X ({X.shape[1]}), "
+                f"got an array of shape {names.shape}"
+            )
         if names is None:
             names = layout.feature_names if X.shape[1] == layout.n_features else None
         names = (
             [str(n) for n in names] if names is not None else [f"x{i}" for i in range(X.shape[1])]
         )
         groups = arrays.get("participants", arrays.get("groups"))
+        if groups is not None and groups.shape != (len(X),):
+            raise MatrixError(
+                f"{path}: participant ids must hold one id per row of X ({len(X)}), got an "
+                f"array of shape {groups.shape}"
+            )
         frame = pd.DataFrame(X, columns=names)
         frame[LABEL_COLUMN] = y
         if groups is not None:
@@ -163,6 +182,10 @@ class ParquetReader:
                 f"{path} is not a readable Parquet file: {_one_line(exc)}"
             ) from None
         return split_frame(frame, path, label=label, participant=participant)
+
+
+def _feature_names(layout: SensorLayout, width: int) -> list[str]:
+    return layout.feature_names if width == layout.n_features else [f"x{i}" for i in range(width)]
 
 
 def split_frame(
@@ -330,8 +353,12 @@ def _label_values(values: np.ndarray, path: Path, name: str) -> np.ndarray:
 
 
 def _listing(names: list[str], limit: int = 12) -> str:
-    shown = ", ".join(map(str, names[:limit]))
-    return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")
+    """Comma list of ``names``; long lists keep their head and tail (labels sit at the end)."""
+    names = [str(n) for n in names]
+    if len(names) <= limit:
+        return ", ".join(names)
+    half = limit // 2
+    return f"{', '.join(names[:half])}, …, {', '.join(names[-half:])} ({len(names)} in all)"
 
 
 def _one_line(exc: BaseException) -> str:
