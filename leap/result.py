@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections.abc import Sequence
@@ -270,8 +271,13 @@ class ImportanceResult:
     def to_csv(self, path: str | Path) -> Path:
         """Write the tidy table to ``path`` atomically; return the path."""
         path = Path(path)
+        frame = self.to_frame()
+        # The csv module leaves a lone carriage return unquoted, and readers take it for a
+        # line end: quote every cell in the (rare) table whose names hold one.
+        text = frame.select_dtypes(exclude="number").to_numpy().ravel()
+        quoting = csv.QUOTE_ALL if any("\r" in str(cell) for cell in text) else csv.QUOTE_MINIMAL
         with atomic_path(path) as tmp:
-            self.to_frame().to_csv(tmp, index=False, float_format="%.17g")
+            frame.to_csv(tmp, index=False, float_format="%.17g", quoting=quoting)
         return path
 
     @classmethod
@@ -395,7 +401,7 @@ def _parse_float(cell: str, path: Path, column: str, row: int, allow_nan: bool =
 
 
 def _parse_int(text: str, path: Path, what: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, int("²") fails
         raise ResultFormatError(f"{path}: malformed {what} name {REPEAT_PREFIX}{text!r}")
     return int(text)
 

@@ -216,7 +216,8 @@ CATALOGUE: dict[str, Callable[[Files], Case]] = {
     ),
     "truncated .npy": lambda f: Case(
         InputFileError,
-        r"truncated\.npy is truncated or corrupt \(expected shape \(40, 16\)\)",
+        r"truncated\.npy is truncated: its header promises a \(40, 16\) array of float64 "
+        r"\(5120 bytes\) but only \d+ bytes follow; was the file fully written\?",
         matrix=_truncated(f.matrix),
     ),
     "truncated .npz": lambda f: Case(

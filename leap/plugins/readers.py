@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -232,9 +233,18 @@ def load_npy(path: Path) -> np.ndarray:
                 else np.lib.format.read_array_header_2_0
             )
             shape, _, dtype = header(fh)
-        except (ValueError, EOFError, OSError) as exc:
+        except Exception as exc:  # numpy parses the header text: any failure means a bad file
             raise InputFileError(f"{path} is not a valid .npy file: {_one_line(exc)}") from None
         if not dtype.hasobject:
+            # Compare sizes before numpy allocates what a damaged header may promise.
+            needed = math.prod(shape) * dtype.itemsize
+            available = path.stat().st_size - fh.tell()
+            if needed > available:
+                raise InputFileError(
+                    f"{path} is truncated: its header promises a {shape} array of {dtype} "
+                    f"({needed} bytes) but only {available} bytes follow; was the file fully "
+                    f"written?"
+                )
             fh.seek(0)
             try:
                 return np.load(fh, allow_pickle=False)
