@@ -7,7 +7,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from leap.errors import ConfigError, LayoutError
 
@@ -162,6 +169,14 @@ class AnalysisConfig(BaseModel):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _participants_figure_needs_participants(self) -> AnalysisConfig:
+        if "participants" in self.renderers and not self.per_participant:
+            raise ValueError(
+                "the 'participants' figure needs per_participant = true (CLI: --per-participant)"
+            )
+        return self
 
     @property
     def grouping_names(self) -> list[str]:

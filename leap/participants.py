@@ -9,6 +9,7 @@ participants, sit next to the pooled result.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import UndefinedMetricWarning
 from tqdm.auto import tqdm
 
 from leap.errors import MatrixError
@@ -183,35 +185,42 @@ def compute_spreads(
         y_p = y.iloc[rows] if hasattr(y, "iloc") else np.asarray(y)[rows]
         samples = min(max_samples, len(rows)) if isinstance(max_samples, int) else max_samples
         try:
-            found = [
-                _first(
-                    engine.compute(
-                        estimator,
-                        X_p,
-                        y_p,
-                        method=method,
-                        groups=None if g is None else g.indices,
-                        group_names=None if g is None else g.names,
-                        feature_names=list(names),
-                        scoring=scoring,
-                        n_repeats=n_repeats,
-                        random_state=random_state,
-                        max_samples=samples,
-                        n_jobs=n_jobs,
+            with warnings.catch_warnings():
+                # An undefined score is reported below as the reason to leave them out.
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                found = [
+                    _first(
+                        engine.compute(
+                            estimator,
+                            X_p,
+                            y_p,
+                            method=method,
+                            groups=None if g is None else g.indices,
+                            group_names=None if g is None else g.names,
+                            feature_names=list(names),
+                            scoring=scoring,
+                            n_repeats=n_repeats,
+                            random_state=random_state,
+                            max_samples=samples,
+                            n_jobs=n_jobs,
+                        )
                     )
-                )
-                for g in groupings
-            ]
+                    for g in groupings
+                ]
         except (ValueError, ZeroDivisionError) as exc:
             # e.g. a score undefined on one class only (ROC AUC); the others still count.
             skipped[pid] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            continue
+        base = math.nan if found[0].baseline_score is None else found[0].baseline_score
+        undefined_base = found[0].baseline_score is not None and not np.isfinite(base)
+        if undefined_base or not all(np.isfinite(r.importances).all() for r in found):
+            skipped[pid] = "the score is undefined on these rows (e.g. only one class)"
             continue
         for bucket, result in zip(per_level, found, strict=True):
             bucket.append(result.importances_mean)
         kept.append(pid)
         sizes.append(len(rows))
-        base = found[0].baseline_score
-        baselines.append(math.nan if base is None else base)
+        baselines.append(base)
     if not kept:
         reasons = "; ".join(f"{p}: {r}" for p, r in list(skipped.items())[:3])
         raise MatrixError(f"no participant could be analysed on their own rows ({reasons})")

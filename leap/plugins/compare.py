@@ -206,52 +206,46 @@ def render_rank_agreement(
 
 
 def _draw_top_moves(ax: Any, comparison: Comparison, k: int) -> None:
-    """A slope chart: A's top-k on the left, their rank in B on the right.
+    """A bump chart: A's top-k in A's order on the left, in B's order on the right.
 
-    Ranks in B beyond ``k + 3`` are stacked below a dashed line, in order but not to scale,
-    so the labels stay readable however far a feature fell.
+    Slots are ordinal (ties broken by name), so tied ranks never overlap; the labels carry
+    the actual ranks. Lines of rows that moved far are highlighted.
     """
     top = comparison.frame.sort_values(["rank_a", "feature"]).head(k)
-    cutoff = k + 3
-    far = top[top["rank_b"] > cutoff].sort_values(["rank_b", "feature"])
-    shown_b = {idx: float(r) for idx, r in top["rank_b"].items() if r <= cutoff}
-    shown_b.update({idx: cutoff + 1.5 + n for n, idx in enumerate(far.index)})
+    left_slot = {idx: n + 1 for n, idx in enumerate(top.index)}
+    right_order = top.assign(_name=top["feature"]).sort_values(["rank_b", "_name"]).index
+    right_slot = {idx: n + 1 for n, idx in enumerate(right_order)}
     for idx, row in top.iterrows():
-        y_a, y_b = float(row["rank_a"]), shown_b[idx]
         moved = abs(int(row["rank_b"]) - int(row["rank_a"]))
         color = "#31688e" if moved <= max(2, k // 5) else "#c2185b"
-        ax.plot([0, 1], [y_a, y_b], color=color, lw=1.4, marker="o", ms=4)
-        name = pretty_name(row["feature"])
-        ax.text(-0.04, y_a, name, ha="right", va="center", fontsize="small")
+        ax.plot([0, 1], [left_slot[idx], right_slot[idx]], color=color, lw=1.4, marker="o", ms=4)
+        ax.text(
+            -0.04,
+            left_slot[idx],
+            f"{pretty_name(row['feature'])}  #{int(row['rank_a'])}",
+            ha="right",
+            va="center",
+            fontsize="small",
+        )
         ax.text(
             1.04,
-            y_b,
+            right_slot[idx],
             f"#{int(row['rank_b'])}",
             ha="left",
             va="center",
             color=color,
             fontsize="small",
         )
-    bottom = max(shown_b.values()) + 0.8
-    if len(far):
-        ax.axhline(cutoff + 0.75, xmin=0.55, color="#888888", lw=0.8, ls="--")
-        ax.text(
-            1.0,
-            cutoff + 0.55,
-            f"ranks below #{cutoff}, not to scale",
-            ha="right",
-            va="bottom",
-            fontsize="x-small",
-            color="#555555",
-        )
-    ax.set_ylim(bottom, 0.2)
+    ax.set_ylim(len(top) + 0.6, 0.4)
     ax.set_xlim(-0.05, 1.15)
-    ax.set_xticks([0, 1], [f"rank in {comparison.label_a}", f"rank in {comparison.label_b}"])
+    ax.set_xticks([0, 1], [f"order in {comparison.label_a}", f"order in {comparison.label_b}"])
     ax.set_yticks([])
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     ax.set_title(
-        f"Top {k} of {comparison.label_a}: their rank in {comparison.label_b}", fontsize="medium"
+        f"Top {len(top)} of {comparison.label_a} and their rank in {comparison.label_b}\n"
+        f"(highlighted: moved more than {max(2, k // 5)} places)",
+        fontsize="medium",
     )
 
 

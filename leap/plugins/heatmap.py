@@ -96,11 +96,10 @@ def color_scale(values: np.ndarray, *, diverging: bool = False) -> tuple[Colorma
     high = float(finite.max()) if finite.size else 1.0
     if diverging or low < 0:
         limit = max(abs(low), abs(high)) or 1.0
-        cmap, norm = colormaps[DIVERGING_COLORMAP].copy(), Normalize(-limit, limit)
+        cmap, norm = colormaps[DIVERGING_COLORMAP], Normalize(-limit, limit)
     else:
-        cmap, norm = colormaps[COLORMAP].copy(), Normalize(0.0, high if high > 0 else 1.0)
-    cmap.set_bad(MISSING_COLOR)
-    return cmap, norm
+        cmap, norm = colormaps[COLORMAP], Normalize(0.0, high if high > 0 else 1.0)
+    return cmap.with_extremes(bad=MISSING_COLOR), norm
 
 
 def value_label(what: str, result: ImportanceResult) -> str:

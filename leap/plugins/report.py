@@ -37,7 +37,9 @@ nav a { margin-right: 1em; } .muted { color: #5f5f5f; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: .92em; }
 table { border-collapse: collapse; font-size: .88em; margin: .6em 0 1.2em; }
-th, td { padding: .25em .6em; border-bottom: 1px solid #e4e4e4; text-align: right; }
+th, td { padding: .25em .6em; border-bottom: 1px solid #e4e4e4; text-align: right;
+         white-space: nowrap; }
+table.params td { text-align: left; }
 td.name, th.name { text-align: left; } td.mono { font-family: ui-monospace, monospace; }
 table.sortable th { cursor: pointer; background: #f3f3f3; position: sticky; top: 0; }
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
@@ -256,7 +258,8 @@ def _level_table(result: ImportanceResult) -> str:
     if result.level != FEATURE_LEVEL:
         columns.append("columns")
     body = []
-    for i, name in enumerate(result.feature_names):
+    for i in np.argsort(result.ranks, kind="stable"):
+        name = result.feature_names[i]
         cells = [
             _num(result.ranks[i], "{:d}"),
             _name(name),
@@ -272,14 +275,14 @@ def _level_table(result: ImportanceResult) -> str:
     return (
         f"<h3>{_e(what.capitalize())}</h3>"
         f'<p class="muted">Mean over {result.n_repeats} repeats; {result.ci_level:.0%} '
-        f"confidence interval of that mean.</p>" + _table(columns, body)
+        f"confidence interval of that mean.</p>" + _table(columns, body, sorted_by=0)
     )
 
 
 def _participant_table(result: ImportanceResult) -> str:
     spread = result.spread
-    frame = spread.to_frame()
-    columns = ["name", "mean", "std", "min", "max", "CI low", "CI high", "CI includes 0"]
+    frame = spread.to_frame().sort_values("participant_mean", ascending=False, kind="stable")
+    columns = ["name", "mean", "std", "min", "max", "CI low", "CI high", "CI includes 0", "n > 0"]
     columns += [c.removeprefix(PARTICIPANT_PREFIX) for c in frame.columns if _is_pid(c)]
     body = []
     for _, row in frame.iterrows():
@@ -297,6 +300,7 @@ def _participant_table(result: ImportanceResult) -> str:
                 )
             ),
             _text("yes" if row["ci_includes_zero"] else "no"),
+            _num(row["n_positive"], "{:d}"),
             *(_num(row[c]) for c in frame.columns if _is_pid(c)),
         ]
         body.append(f"<tr>{''.join(cells)}</tr>")
@@ -311,7 +315,9 @@ def _participant_table(result: ImportanceResult) -> str:
         f"{_e(what.capitalize())}: {spread.n_participants} participants</summary>"
         f'<p class="muted">Importance computed on each participant\'s rows alone; mean, '
         f"sample std, range and {spread.ci_level:.0%} confidence interval over "
-        f"participants.{_e(skipped)}</p>" + _table(columns, body) + "</details>"
+        f"participants; n &gt; 0: participants for whom it is above zero.{_e(skipped)}</p>"
+        + _table(columns, body, sorted_by=1, ascending=False)
+        + "</details>"
     )
 
 
@@ -331,7 +337,7 @@ def _params_table(result: ImportanceResult, aggregate: str) -> str:
         "method": result.method,
         "scoring": result.scoring,
         "baseline score": result.baseline_score,
-        "confidence level": result.ci_level,
+        "ci_level": result.ci_level,
         "heatmap aggregation": aggregate,
         "groupings": ", ".join(result.groups) or "none",
     }
@@ -343,16 +349,18 @@ def _params_table(result: ImportanceResult, aggregate: str) -> str:
     return (
         '<p class="muted">The SHA-256 fingerprints identify the exact model and data files '
         "(compare with <code>sha256sum FILE</code>).</p>"
-        f"<table>{''.join(body)}</table>"
+        f'<table class="params">{"".join(body)}</table>'
     )
 
 
-def _table(columns: list[str], body: list[str]) -> str:
+def _table(
+    columns: list[str], body: list[str], sorted_by: int | None = None, ascending: bool = True
+) -> str:
+    order = f' aria-sort="{"ascending" if ascending else "descending"}"'
     heads = "".join(
-        f'<th class="name" scope="col">{_e(c)}</th>'
-        if c == "name"
-        else f'<th scope="col">{_e(c)}</th>'
-        for c in columns
+        f'<th scope="col"{" class=name" if c == "name" else ""}'
+        f"{order if n == sorted_by else ''}>{_e(c)}</th>"
+        for n, c in enumerate(columns)
     )
     return (
         f'<div class="scroll"><table class="sortable"><thead><tr>{heads}</tr></thead>'
