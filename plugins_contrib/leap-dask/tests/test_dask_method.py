@@ -112,6 +112,21 @@ def test_without_a_reachable_scheduler_the_error_says_what_to_do(data):
         )
 
 
+def test_a_cluster_without_workers_is_reported(data):
+    model = LogisticRegression().fit(data.X, data.y)
+    with LocalCluster(
+        n_workers=0,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as empty:
+        with pytest.raises(PluginError, match="has no workers"):
+            DaskMethod(scheduler=empty.scheduler_address, timeout=0.5).compute(
+                model, data.X, data.y, groups=None, **OPTIONS
+            )
+
+
 @pytest.fixture
 def cli_with_dask():
     """A copy of the ``leap`` command with leap-dask's options added (the original untouched)."""

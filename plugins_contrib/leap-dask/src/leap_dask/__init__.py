@@ -61,7 +61,7 @@ class DaskMethod:
     scheduler : str, optional
         Scheduler address (``tcp://host:8786``); see the module docs for the fallbacks.
     timeout : float
-        Seconds to wait for the scheduler to answer.
+        Seconds to wait for the scheduler to answer, and for a worker to join.
     """
 
     name = "dask"
@@ -91,28 +91,41 @@ class DaskMethod:
             # The same validation as the local method, done here so the array that reaches
             # the tasks is this very object, which joblib then ships to each worker once.
             X = check_array(X, ensure_all_finite="allow-nan", dtype=None)
-        with (
-            _client(scheduler_address(self.scheduler), self.timeout) as client,
-            joblib.parallel_config(
+        with _client(scheduler_address(self.scheduler), self.timeout) as client:
+            _wait_for_a_worker(client, self.timeout)
+            with joblib.parallel_config(
                 backend="dask",
                 n_jobs=n_jobs if n_jobs is not None and n_jobs > 1 else -1,
                 client=client,
                 scatter=[X, estimator],
-            ),
-        ):
-            return PermutationMethod().compute(
-                estimator,
-                X,
-                y,
-                groups=groups,
-                scoring=scoring,
-                n_repeats=n_repeats,
-                random_state=random_state,
-                sample_weight=sample_weight,
-                max_samples=max_samples,
-                n_jobs=None,
-                progress=progress,
-            )
+                wait_for_workers_timeout=self.timeout,
+            ):
+                return PermutationMethod().compute(
+                    estimator,
+                    X,
+                    y,
+                    groups=groups,
+                    scoring=scoring,
+                    n_repeats=n_repeats,
+                    random_state=random_state,
+                    sample_weight=sample_weight,
+                    max_samples=max_samples,
+                    n_jobs=None,
+                    progress=progress,
+                )
+
+
+def _wait_for_a_worker(client: Any, timeout: float) -> None:
+    import asyncio
+
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except (TimeoutError, asyncio.TimeoutError):
+        address = client.scheduler.address
+        raise PluginError(
+            f"the Dask cluster at {address} has no workers (waited {timeout:g} s); "
+            f"start some with: dask worker {address}"
+        ) from None
 
 
 @contextmanager
