@@ -115,8 +115,6 @@ def check_label(model: Any, y: np.ndarray, label_name: str = "label", scoring: A
     A classifier needs at least two classes in the label, and label values among its
     ``classes_``; a regressor scored by r2 needs a label that is not constant.
     """
-    from sklearn.base import is_classifier, is_regressor
-
     values = _unique(y)
     n_rows = len(y)
     if is_classifier(model) and len(values) < 2:
@@ -181,7 +179,6 @@ def check_pair(
 
 
 def _check_one_scorer(model: Any, name: str, y: np.ndarray | None) -> None:
-    from sklearn.base import is_classifier, is_regressor
     from sklearn.metrics import get_scorer, get_scorer_names
 
     known = get_scorer_names()
@@ -225,6 +222,35 @@ def _check_one_scorer(model: Any, name: str, y: np.ndarray | None) -> None:
             f"scoring {name!r} takes the class 1 as positive, but the label's classes are "
             f"{_listing(classes.tolist())}; use {name}_macro or encode the positive class as 1"
         )
+
+
+def model_task(model: Any) -> str | None:
+    """``"classifier"``, ``"regressor"``, or None when the model does not say.
+
+    Asks scikit-learn's tags, then the older ``_estimator_type`` attribute, so objects
+    that are not scikit-learn estimators (a wrapped ONNX model, say) work too.
+    """
+    from sklearn.base import is_classifier, is_regressor
+
+    try:
+        if is_classifier(model):
+            return "classifier"
+        if is_regressor(model):
+            return "regressor"
+    except Exception:  # no __sklearn_tags__: not a scikit-learn estimator
+        pass
+    kind = getattr(model, "_estimator_type", None)
+    return kind if kind in ("classifier", "regressor") else None
+
+
+def is_classifier(model: Any) -> bool:
+    """Whether ``model`` declares itself a classifier (see :func:`model_task`)."""
+    return model_task(model) == "classifier"
+
+
+def is_regressor(model: Any) -> bool:
+    """Whether ``model`` declares itself a regressor (see :func:`model_task`)."""
+    return model_task(model) == "regressor"
 
 
 def _has_method(model: Any, method: str) -> bool:

@@ -179,9 +179,7 @@ def _label(model: Any, matrix: FeatureMatrix, scoring: Any) -> str:
 def _scoring(model: Any, scoring: Any, y: np.ndarray | None) -> str:
     checks.check_scoring(model, scoring, y)
     if scoring is None:
-        from sklearn.base import is_classifier, is_regressor
-
-        default = "accuracy" if is_classifier(model) else "r2" if is_regressor(model) else None
+        default = {"classifier": "accuracy", "regressor": "r2"}.get(checks.model_task(model))
         return f"the model's own score() of {type(model).__name__}" + (
             f" ({default})" if default else ""
         )

@@ -8,6 +8,7 @@ import importlib
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -713,3 +714,21 @@ def test_legacy_csv_code_is_data_not_code(files: Files) -> None:
     done = CliRunner().invoke(cli, ["plot", str(path)])
     assert done.exit_code == 2 and "expected a pair of quoted names" in done.stderr
     assert not marker.exists()
+
+
+def test_safety_doc_python_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leap.demo import make_leap_dataset
+
+    data = make_leap_dataset(n_participants=4, windows_per_participant=10, random_state=4)
+    joblib.dump(LogisticRegression(max_iter=500).fit(data.X, data.y), tmp_path / "model.pkl")
+    np.save(tmp_path / "features.npy", data.to_leap_array(), allow_pickle=True)
+    monkeypatch.chdir(tmp_path)
+    text = (LEAP_ROOT / "docs" / "safety.md").read_text(encoding="utf-8")
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```python\n(.*?)```", text, re.DOTALL)]
+    assert len(blocks) == 2
+    namespace: dict[str, Any] = {}
+    for block in blocks:
+        exec(compile(block, "docs/safety.md", "exec"), namespace)  # our own docs
+    assert namespace["result"].params["feature_matrix"] == "features.npy"
+    assert (tmp_path / "checked" / "importance.csv").is_file()
+    assert namespace["report"].ok
