@@ -9,7 +9,7 @@ import pytest
 from sklearn.inspection import permutation_importance as sk_permutation_importance
 from sklearn.linear_model import LogisticRegression
 
-from leap import ImportanceResult, SensorLayout, permutation_importance
+from leap import Engine, ImportanceResult, SensorLayout, permutation_importance
 from leap.errors import LayoutError, ResultFormatError
 from leap.grouping import (
     GroupingError,
@@ -219,3 +219,46 @@ def test_grouped_heatmap_needs_grouped_values():
     result = ImportanceResult.from_layout(np.ones((15, 2)), SMALL_LAYOUT)
     with pytest.raises(ResultFormatError, match="no grouped sensor-pair importances"):
         result.sensor_matrix("grouped")
+
+
+def test_groupings_from_a_toml_config(tmp_path):
+    from leap import AnalysisConfig
+
+    (tmp_path / "a.toml").write_text(
+        """
+[analysis]
+model_path = "model.pkl"
+feature_matrix = "features.npy"
+save_csv_path = "out/importance.csv"
+groups = ["sensor"]
+per_participant = true
+heatmap_aggregate = "grouped"
+report_path = "out/report.html"
+renderers = ["heatmap", "participants"]
+
+[analysis.custom_groups]
+ankles = ["Left_Ankle.x_acc|Right_Ankle.x_acc", 0]
+""",
+        encoding="utf-8",
+    )
+    config = AnalysisConfig.from_toml(tmp_path / "a.toml")
+    # A grouped heatmap needs the sensor-pair grouping: it is added, first.
+    assert config.grouping_names == ["sensor_pair", "sensor", "custom"]
+    assert config.custom_groups == {"ankles": ["Left_Ankle.x_acc|Right_Ankle.x_acc", 0]}
+    assert config.report_path == tmp_path / "out" / "report.html"
+    paths = Engine(load_entry_points=False).output_paths(config)
+    assert paths["csv:custom"] == tmp_path / "out" / "importance_custom.csv"
+    assert paths["figure:participants"] == tmp_path / "out" / "importance_participants.png"
+
+
+def test_participants_figure_without_participants_is_refused_up_front():
+    from leap import AnalysisConfig
+    from leap.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs per_participant"):
+        AnalysisConfig.create(
+            model_path="m.pkl",
+            feature_matrix="f.npy",
+            save_csv_path="o.csv",
+            renderers=["participants"],
+        )

@@ -62,13 +62,14 @@ class ChannelHeatmap:
         sensors = list(dict.fromkeys(s for s, _ in channels))
         n = len(channels)
         side = min(max(5.0, 0.26 * n + 2.5), 16.0)
-        fig = Figure(figsize=(side + 2.4, side + 0.6), layout="constrained")
+        fig = Figure(figsize=(side + 2.4, side + 1.0), layout="constrained")
         ax = fig.add_subplot()
         cmap, norm = color_scale(values)
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
         fontsize = 8 if n <= 36 else 6
         dim_labels = [d.replace("_", " ") for _, d in channels]
-        ax.set_xticks(range(n), dim_labels, rotation=90, fontsize=fontsize)
+        rotation = 90 if max(map(len, dim_labels)) > 2 else 0
+        ax.set_xticks(range(n), dim_labels, rotation=rotation, fontsize=fontsize)
         ax.set_yticks(range(n), dim_labels, fontsize=fontsize)
         ax.tick_params(length=2, pad=2)
         # Sensor blocks: boundaries as lines, names centred on each block (top and right).
