@@ -10,7 +10,9 @@ from leap.config import AnalysisConfig, ChannelPair, SensorLayout
 from leap.engine import Engine, get_engine
 from leap.errors import LeapError
 from leap.hookspecs import hookimpl
+from leap.refine import RefineResult, refine
 from leap.result import ImportanceResult
+from leap.selection import SelectByImportance
 
 __all__ = [
     "AnalysisConfig",
@@ -20,10 +22,13 @@ __all__ = [
     "ImportanceResult",
     "LeapError",
     "MethodScores",
+    "RefineResult",
+    "SelectByImportance",
     "SensorLayout",
     "analyze_permutation_importance",
     "get_engine",
     "hookimpl",
     "permutation_importance",
     "plot_sensor_pair_importance",
+    "refine",
 ]

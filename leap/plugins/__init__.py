@@ -9,6 +9,7 @@ from leap.plugins import (
     permutation,
     pickle_loader,
     readers,
+    refine,
     report,
     spread,
 )
@@ -24,4 +25,5 @@ DEFAULT_PLUGINS = (
     spread,
     report,
     compare,
+    refine,
 )
