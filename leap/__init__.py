@@ -10,7 +10,7 @@ from leap.config import AnalysisConfig, ChannelPair, SensorLayout
 from leap.engine import Engine, get_engine
 from leap.errors import LeapError
 from leap.hookspecs import hookimpl
-from leap.refine import RefineResult, refine
+from leap.refinement import RefineResult, refine
 from leap.result import ImportanceResult
 from leap.selection import SelectByImportance
 

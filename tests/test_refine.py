@@ -24,7 +24,7 @@ import leap.selection
 from leap import Engine, RefineResult, SensorLayout, permutation_importance, refine
 from leap.cli import cli
 from leap.demo import PLANTED_PAIRS, make_leap_dataset
-from leap.refine import (
+from leap.refinement import (
     FOLD_PREFIX,
     RefineError,
     _mark_choices,

@@ -163,8 +163,8 @@ def refine(
     from leap.cli import _label, _names, _show_progress
     from leap.config import SensorLayout
     from leap.engine import _refuse_overwriting_inputs, get_engine
-    from leap.refine import refine as run_refine
-    from leap.refine import write_matrix
+    from leap.refinement import refine as run_refine
+    from leap.refinement import write_matrix
 
     plot_path = plot_path or csv_path.with_suffix(".png")
     json_path = json_path or csv_path.with_suffix(".json")
