@@ -1,0 +1,227 @@
+"""Runs the permutations of every group and scores them as scikit-learn would.
+
+Per group of columns and per repeat there is one permuted copy of the used rows. A copy
+whose permuted columns are bitwise unchanged (e.g. constant columns) is the unpermuted data,
+so its score is the unpermuted score. Otherwise, with a recognised scorer, the copy's
+outputs come from a fast path or from the model itself, called on batches of stacked copies,
+and the scorer turns them into a number (:mod:`.scoring`); with an opaque scorer the
+scorer gets the estimator and a permuted copy, one at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed, effective_n_jobs
+from tqdm.auto import tqdm
+
+from leap.plugins.permutation.copies import CopyStack, WorkingCopy
+from leap.plugins.permutation.fastpaths import FastPath
+from leap.plugins.permutation.scoring import AccuracyCounter, ScorerPlan, score_outputs
+
+
+@dataclass
+class Context:
+    """Everything a task needs; shared read-only by threads, pickled for processes."""
+
+    estimator: Any
+    X: Any  # the used rows, in the caller's format
+    y: Any
+    sample_weight: Any
+    orders: np.ndarray
+    scorer: Any
+    sub_score: Any  # score of the unpermuted used rows
+    plan: ScorerPlan | None = None
+    fast: FastPath | None = None
+    accuracy: AccuracyCounter | None = None
+    constant: np.ndarray | None = None  # per column: bitwise constant over the used rows
+    capacity: int = 1
+
+
+def weighted_score(scorer: Any, estimator: Any, X: Any, y: Any, sample_weight: Any) -> Any:
+    """``scorer(estimator, X, y)``, passing ``sample_weight`` only when given (as sklearn)."""
+    if sample_weight is not None:
+        return scorer(estimator, X, y, sample_weight=sample_weight)
+    return scorer(estimator, X, y)
+
+
+def same_score(a: Any, b: Any) -> bool:
+    """Bitwise equality of two scores (floats or dicts of floats); NaN equals NaN."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (
+            isinstance(a, dict)
+            and isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(same_score(a[k], b[k]) for k in a)
+        )
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return False
+    return fa == fb or (math.isnan(fa) and math.isnan(fb))
+
+
+def constant_columns(X: Any) -> np.ndarray | None:
+    """Per column: all used rows hold bitwise the same value (``None``: not numeric)."""
+    if isinstance(X, pd.DataFrame):
+        dtypes = set(X.dtypes)
+        if len(dtypes) != 1 or not isinstance(next(iter(dtypes)), np.dtype):
+            return None
+        X = X.to_numpy()
+    kind, size = X.dtype.kind, X.dtype.itemsize
+    if X.shape[0] == 0 or kind not in "biufc":
+        return None
+    raw = X.view(f"u{size}") if kind in "fc" and size in (2, 4, 8) else X
+    if kind in "fc" and size not in (2, 4, 8):
+        return None
+    return np.all(raw == raw[:1], axis=0)
+
+
+def _constant(ctx: Context, cols: np.ndarray) -> bool:
+    """Permuting only constant columns leaves the data bitwise unchanged."""
+    return ctx.constant is not None and bool(ctx.constant[cols].all())
+
+
+def _slice(out: Any, s: int, m: int) -> Any:
+    if isinstance(out, list):
+        return [np.asarray(o)[s * m : (s + 1) * m] for o in out]
+    return np.asarray(out)[s * m : (s + 1) * m]
+
+
+def run_task(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[tuple[int, list]]:
+    """Scores of every repeat of the groups ``items`` (``(index, columns)`` pairs)."""
+    if ctx.plan is None:
+        return _run_opaque(ctx, items)
+    return _run_replay(ctx, items)
+
+
+def _run_opaque(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[tuple[int, list]]:
+    n_repeats = ctx.orders.shape[0]
+    work = None
+    results = []
+    for index, cols in items:
+        if _constant(ctx, cols):
+            results.append((index, [ctx.sub_score] * n_repeats))
+            continue
+        if work is None:
+            work = WorkingCopy(ctx.X)
+        scores = []
+        for r in range(n_repeats):
+            permuted = work.permute(cols, ctx.orders[r])
+            scores.append(
+                weighted_score(ctx.scorer, ctx.estimator, permuted, ctx.y, ctx.sample_weight)
+            )
+        work.restore(cols)
+        results.append((index, scores))
+    return results
+
+
+class _Replayer:
+    """Collects copies' outputs (fast path or batched model calls) and scores them."""
+
+    def __init__(self, ctx: Context, n_groups: int) -> None:
+        self.ctx = ctx
+        self.stack = None
+        self.pending: list[tuple[int, int, np.ndarray]] = []
+        self.ready: list[tuple[int, int, dict[str, Any]]] = []
+
+    def add_ready(self, slot: int, r: int, outputs: dict[str, Any]) -> None:
+        self.ready.append((slot, r, outputs))
+
+    def add_pending(self, slot: int, r: int, cols: np.ndarray) -> None:
+        self.pending.append((slot, r, cols))
+        if len(self.pending) >= self.ctx.capacity:
+            self.flush_model()
+
+    def flush_model(self) -> None:
+        """Evaluate the pending copies with the model, in one batch."""
+        if not self.pending:
+            return
+        ctx = self.ctx
+        if self.stack is None:
+            self.stack = CopyStack(ctx.X, ctx.capacity)
+        batch = self.stack.batch([(cols, ctx.orders[r]) for _, r, cols in self.pending])
+        m = ctx.orders.shape[1]
+        outs = {name: getattr(ctx.estimator, name)(batch) for name in ctx.plan.methods}
+        for s, (slot, r, _) in enumerate(self.pending):
+            self.add_ready(slot, r, {name: _slice(out, s, m) for name, out in outs.items()})
+        self.pending = []
+
+    def score_ready(self, scores: list[list]) -> None:
+        """Turn the ready outputs into scores (vectorised accuracy when possible)."""
+        ctx = self.ctx
+        if not self.ready:
+            return
+        if ctx.accuracy is not None:
+            labels = np.stack([np.asarray(out["predict"]) for _, _, out in self.ready])
+            values = ctx.accuracy(labels)
+            for (slot, r, _), value in zip(self.ready, values, strict=True):
+                scores[slot][r] = float(value)
+        else:
+            for slot, r, out in self.ready:
+                scores[slot][r] = score_outputs(
+                    ctx.scorer, ctx.plan, ctx.estimator, ctx.X, ctx.y, ctx.sample_weight, out
+                )
+        self.ready = []
+
+
+def _run_replay(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[tuple[int, list]]:
+    n_repeats = ctx.orders.shape[0]
+    scores: list[list] = [[None] * n_repeats for _ in items]
+    replayer = _Replayer(ctx, len(items))
+    for slot, (_, cols) in enumerate(items):
+        if _constant(ctx, cols) or (ctx.fast is not None and ctx.fast.unaffected(cols)):
+            scores[slot] = [ctx.sub_score] * n_repeats
+            continue
+        todo = list(range(n_repeats))
+        if ctx.fast is not None:
+            outs, exact = ctx.fast.outputs(cols, ctx.orders[todo])
+            for q, r in enumerate(todo):
+                if exact[q]:
+                    replayer.add_ready(slot, r, {name: out[q] for name, out in outs.items()})
+                else:
+                    replayer.add_pending(slot, r, cols)
+        else:
+            for r in todo:
+                replayer.add_pending(slot, r, cols)
+        replayer.score_ready(scores)
+    replayer.flush_model()
+    replayer.score_ready(scores)
+    return [(index, group_scores) for (index, _), group_scores in zip(items, scores, strict=True)]
+
+
+def run_all(
+    ctx: Context,
+    groups: Sequence[np.ndarray],
+    *,
+    n_jobs: int | None,
+    progress: bool,
+) -> list[list]:
+    """Scores of every repeat of every group, in group order, computed by joblib workers.
+
+    Fast paths run in threads (their kernels release the GIL); model calls run in processes
+    like scikit-learn's, unless a ``joblib.parallel_config`` context says otherwise.
+    """
+    n_groups = len(groups)
+    n_workers = max(1, effective_n_jobs(n_jobs))
+    n_chunks = min(n_groups, 8 * n_workers)
+    if progress:
+        n_chunks = min(n_groups, max(n_chunks, 100))
+    items = list(enumerate(groups))
+    bounds = np.linspace(0, n_groups, max(1, n_chunks) + 1).round().astype(int)
+    chunks = [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    prefer = "threads" if ctx.fast is not None or n_workers == 1 else "processes"
+    results: list[list | None] = [None] * n_groups
+    parallel = Parallel(n_jobs=n_jobs, prefer=prefer, return_as="generator")
+    with tqdm(total=n_groups, disable=not progress, desc="permuting", unit="col") as bar:
+        for done in parallel(delayed(run_task)(ctx, chunk) for chunk in chunks):
+            for index, group_scores in done:
+                results[index] = group_scores
+            bar.update(len(done))
+    return results

@@ -1,0 +1,251 @@
+"""Scoring permuted copies from precomputed model outputs, with the scorer's own code.
+
+A scikit-learn scorer reads the estimator only through its response methods (``predict``,
+``predict_proba``, ``decision_function``, ``predict_log_proba``) or, for ``scoring=None``,
+through ``score``, which for classifiers and regressors is ``accuracy_score`` or
+``r2_score`` of ``predict``. When the scorer is one of those, LEAP computes the outputs of
+many permuted copies at once (batched or by a fast path) and hands each copy's outputs to
+the *unchanged* scorer through :class:`Replay`, a stand-in for the estimator that answers the
+response methods from the outputs and everything else from the estimator. The scorer code
+that turns outputs into a number is scikit-learn's own, so the number is the same.
+
+Any other callable is "opaque": it gets the real estimator and a real permuted matrix.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import sklearn
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.pipeline import Pipeline
+from sklearn.utils.multiclass import type_of_target
+
+RESPONSE_METHODS = ("predict", "predict_proba", "decision_function", "predict_log_proba")
+
+try:  # private scikit-learn classes; without them every scorer is treated as opaque
+    from sklearn.metrics._scorer import (
+        _BaseScorer,
+        _MultimetricScorer,
+        _PassthroughScorer,
+        _Scorer,
+    )
+    from sklearn.utils.validation import _check_response_method
+except ImportError:  # pragma: no cover - depends on the scikit-learn version
+    _Scorer = None
+
+
+class UnplannedCall(RuntimeError):
+    """A scorer asked a :class:`Replay` for an output that was not computed."""
+
+
+@dataclass(frozen=True)
+class ScorerPlan:
+    """What a recognised scorer reads from the estimator.
+
+    Attributes
+    ----------
+    methods : tuple of str
+        Response methods whose outputs the scorer reads.
+    score_metric : callable or None
+        For ``scoring=None``: the metric ``estimator.score`` applies to ``predict``.
+    plain_accuracy : bool
+        The score is ``accuracy_score(y, predict(X), sample_weight=w)`` and nothing else,
+        so it can be computed for many copies at once.
+    """
+
+    methods: tuple[str, ...]
+    score_metric: Callable | None = None
+    plain_accuracy: bool = False
+
+
+def plan_scorer(scorer: Any, estimator: Any) -> ScorerPlan | None:
+    """The outputs ``scorer`` reads from ``estimator``; ``None`` when it is opaque."""
+    if _Scorer is None or sklearn.get_config().get("enable_metadata_routing", False):
+        return None
+    try:
+        if isinstance(scorer, _MultimetricScorer):
+            subs = list(scorer._scorers.values())
+            if not subs or not all(_is_plain(s) for s in subs):
+                return None
+            methods = {_method_name(estimator, s) for s in subs}
+            return ScorerPlan(tuple(sorted(methods)))
+        if _is_plain(scorer):
+            method = _method_name(estimator, scorer)
+            accuracy = (
+                method == "predict"
+                and scorer._score_func is accuracy_score
+                and scorer._sign == 1
+                and not scorer._kwargs
+            )
+            return ScorerPlan((method,), plain_accuracy=accuracy)
+        if type(scorer) is _PassthroughScorer and scorer._estimator is estimator:
+            metric = mixin_score_metric(estimator)
+            if metric is None:
+                return None
+            return ScorerPlan(("predict",), metric, plain_accuracy=metric is accuracy_score)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return None
+
+
+def _is_plain(scorer: Any) -> bool:
+    return (
+        isinstance(scorer, _Scorer)
+        and type(scorer)._score is _Scorer._score
+        and type(scorer).__call__ is _BaseScorer.__call__
+        and not hasattr(scorer, "_metadata_request")
+    )
+
+
+def _method_name(estimator: Any, scorer: Any) -> str:
+    name = _check_response_method(estimator, scorer._response_method).__name__
+    if name not in RESPONSE_METHODS:
+        raise ValueError(name)
+    return name
+
+
+def _delegating_score_classes() -> tuple[type, ...]:
+    """scikit-learn classes whose ``score(X, y, sample_weight)`` only calls the mixin's
+    (for an ``X`` that is not ``None``)."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.neighbors import KNeighborsClassifier, RadiusNeighborsClassifier
+
+    return (KNeighborsClassifier, RadiusNeighborsClassifier, DummyClassifier, DummyRegressor)
+
+
+def mixin_score_metric(estimator: Any) -> Callable | None:
+    """The metric of ``predict`` that ``estimator.score`` computes, if it is a plain one."""
+    if isinstance(estimator, Pipeline):
+        if inspect.getattr_static(type(estimator), "score", None) is not inspect.getattr_static(
+            Pipeline, "score"
+        ):
+            return None
+        final = estimator.steps[-1][1]
+        if final is None or isinstance(final, str):
+            return None
+        return mixin_score_metric(final)
+    delegating = _delegating_score_classes()
+    for klass in type(estimator).__mro__:
+        if "score" not in vars(klass):
+            continue
+        if klass in delegating:
+            continue
+        if klass is ClassifierMixin:
+            return accuracy_score
+        if klass is RegressorMixin:
+            return r2_score
+        return None
+    return None
+
+
+class Replay:
+    """Stands in for a fitted estimator inside a scorer, answering with given outputs.
+
+    Response methods return the precomputed arrays (whatever ``X`` they are given); they
+    exist exactly when the estimator has them. ``score`` applies ``score_metric`` to
+    ``predict``, as :class:`~sklearn.base.ClassifierMixin` and
+    :class:`~sklearn.base.RegressorMixin` do. Every other attribute is the estimator's.
+    """
+
+    __slots__ = ("_leap_estimator", "_leap_metric", "_leap_outputs")
+
+    def __init__(
+        self,
+        estimator: Any,
+        outputs: Mapping[str, np.ndarray],
+        score_metric: Callable | None = None,
+    ) -> None:
+        self._leap_estimator = estimator
+        self._leap_outputs = outputs
+        self._leap_metric = score_metric
+
+    def __getattr__(self, name: str) -> Any:
+        estimator = self._leap_estimator
+        if name in RESPONSE_METHODS:
+            getattr(estimator, name)  # AttributeError exactly when the estimator lacks it
+            outputs = self._leap_outputs
+
+            def respond(X, **params):
+                if name not in outputs:
+                    raise UnplannedCall(name)
+                return outputs[name]
+
+            respond.__name__ = name
+            return respond
+        if name == "score" and self._leap_metric is not None:
+            metric = self._leap_metric
+
+            def score(X, y, sample_weight=None):
+                return metric(y, self.predict(X), sample_weight=sample_weight)
+
+            return score
+        return getattr(estimator, name)
+
+
+def score_outputs(
+    scorer: Any,
+    plan: ScorerPlan,
+    estimator: Any,
+    X: Any,
+    y: Any,
+    sample_weight: Any,
+    outputs: Mapping[str, np.ndarray],
+) -> Any:
+    """The scorer's value for one copy whose outputs are ``outputs``."""
+    stand_in = Replay(estimator, outputs, plan.score_metric)
+    if sample_weight is not None:
+        return scorer(stand_in, X, y, sample_weight=sample_weight)
+    return scorer(stand_in, X, y)
+
+
+class AccuracyCounter:
+    """``accuracy_score`` of many label vectors against one ``y``, in one pass.
+
+    Only built when scikit-learn's checks cannot fail or change the labels: ``y`` is a
+    binary or multiclass vector and every prediction is one of ``classes``, themselves
+    binary or multiclass labels. Unweighted accuracy is an exact count divided by the number
+    of rows, which is what ``numpy.average`` of the boolean matches computes; weighted
+    accuracy calls ``numpy.average`` per copy, as scikit-learn does.
+    """
+
+    def __init__(self, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
+        self.y = y
+        self.sample_weight = sample_weight
+
+    @classmethod
+    def create(cls, y: Any, sample_weight: Any, classes: Any) -> AccuracyCounter | None:
+        """A counter for ``y``, or ``None`` when the shortcut is not provably equal."""
+        if y is None or classes is None:
+            return None
+        try:
+            y_arr = np.asarray(y)
+            classes = np.asarray(classes)
+            if y_arr.ndim != 1 or classes.ndim != 1 or y_arr.shape[0] == 0:
+                return None
+            if type_of_target(y_arr) not in ("binary", "multiclass"):
+                return None
+            if type_of_target(classes) not in ("binary", "multiclass"):
+                return None
+            if (y_arr.dtype.kind in "OUS") != (classes.dtype.kind in "OUS"):
+                return None
+            w = None
+            if sample_weight is not None:
+                w = np.asarray(sample_weight)
+                if w.shape != y_arr.shape or w.dtype.kind not in "biuf":
+                    return None
+        except (TypeError, ValueError):
+            return None
+        return cls(y_arr, w)
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        """Accuracy of each row of ``labels`` (shape ``(n_copies, n_rows)``)."""
+        matches = labels == self.y[np.newaxis, :]
+        if self.sample_weight is None:
+            return matches.sum(axis=1) / matches.shape[1]
+        return np.array([float(np.average(row, weights=self.sample_weight)) for row in matches])

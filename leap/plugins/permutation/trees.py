@@ -1,0 +1,365 @@
+"""Fast path for decision trees and random/extra-trees forests.
+
+A sample's leaf in a tree can only change if its path tests a permuted column. Every node
+gets its depth-first interval, and per tree the samples are sorted by the interval position
+of their leaf, so "samples whose path passes node ``n``" is one slice. For a group of
+columns LEAP collects the (sample, tree) pairs whose path tests one of them; per copy it
+walks only those pairs whose values changed, and re-adds the affected samples' tree outputs.
+Columns no tree splits on cannot change any output.
+
+Exactness: a tree compares the float32 value with the float64 threshold, as scikit-learn's
+``apply`` does, so leaves are identical. A forest's prediction is the sum of its trees'
+leaf values added in tree order starting from zero, divided by the number of trees (what
+scikit-learn computes with ``n_jobs=1``; with more jobs it adds them in whatever order
+threads finish). The unpermuted outputs are rebuilt this way and compared bitwise with the
+model's before the path is used.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.tree import (
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    ExtraTreeClassifier,
+    ExtraTreeRegressor,
+)
+
+from leap.plugins.permutation._jit import compiled
+from leap.plugins.permutation.fastpaths import quietly
+
+_FORESTS = (
+    RandomForestClassifier,
+    RandomForestRegressor,
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+)
+_TREES = (DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor)
+_LEAF = -1
+
+
+def _walk(left, right, feature, threshold, roots, X32, rows, trees, leaves_out):
+    """Loop kernel: the leaf of each (row, tree) pair."""
+    for p in range(rows.shape[0]):
+        i = rows[p]
+        node = roots[trees[p]]
+        while left[node] != -1:
+            if X32[i, feature[node]] <= threshold[node]:
+                node = left[node]
+            else:
+                node = right[node]
+        leaves_out[p] = node
+
+
+def _walk_numpy(left, right, feature, threshold, roots, X32, rows, trees, leaves_out):
+    node = roots[trees].copy()
+    active = np.flatnonzero(left[node] != _LEAF)
+    while active.size:
+        n = node[active]
+        go_left = X32[rows[active], feature[n]] <= threshold[n]
+        node[active] = np.where(go_left, left[n], right[n])
+        active = active[left[node[active]] != _LEAF]
+    leaves_out[:] = node
+
+
+def _update(
+    left, right, feature, threshold, roots, X32, cols, new, changed,
+    pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out,
+):  # fmt: skip
+    """Loop kernel: outputs of every copy, re-adding the trees of rows whose leaf moved."""
+    R, m = changed.shape
+    g = cols.shape[0]
+    P = pair_rows.shape[0]
+    C = values.shape[1]
+    moved_rows = np.empty(P, dtype=np.int64)
+    moved_trees = np.empty(P, dtype=np.int64)
+    moved_leaf = np.empty(P, dtype=np.int64)
+    work = leaves.copy()
+    touched = np.zeros(m, dtype=np.bool_)
+    acc = np.empty(C)
+    for r in range(R):
+        for i in range(m):
+            for c in range(C):
+                out[r, i, c] = base_out[i, c]
+        n_moved = 0
+        for p in range(P):
+            i = pair_rows[p]
+            if not changed[r, i]:
+                continue
+            t = pair_trees[p]
+            node = roots[t]
+            while left[node] != -1:
+                f = feature[node]
+                x = X32[i, f]
+                for q in range(g):
+                    if cols[q] == f:
+                        x = new[r, i, q]
+                        break
+                if x <= threshold[node]:
+                    node = left[node]
+                else:
+                    node = right[node]
+            if node != leaves[i, t]:
+                moved_rows[n_moved] = i
+                moved_trees[n_moved] = t
+                moved_leaf[n_moved] = node
+                n_moved += 1
+        for q in range(n_moved):
+            work[moved_rows[q], moved_trees[q]] = moved_leaf[q]
+            touched[moved_rows[q]] = True
+        for q in range(n_moved):
+            i = moved_rows[q]
+            if not touched[i]:
+                continue
+            touched[i] = False
+            if single:
+                for c in range(C):
+                    out[r, i, c] = values[work[i, 0], c]
+                continue
+            for c in range(C):
+                acc[c] = 0.0
+            for t in range(n_trees):
+                leaf = work[i, t]
+                for c in range(C):
+                    acc[c] += values[leaf, c]
+            for c in range(C):
+                out[r, i, c] = acc[c] / n_trees
+        for q in range(n_moved):
+            work[moved_rows[q], moved_trees[q]] = leaves[moved_rows[q], moved_trees[q]]
+
+
+def _update_numpy(
+    left, right, feature, threshold, roots, X32, cols, new, changed,
+    pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out,
+):  # fmt: skip
+    R = changed.shape[0]
+    out[:] = base_out[None]
+    for r in range(R):
+        keep = changed[r, pair_rows]
+        rows, trees = pair_rows[keep], pair_trees[keep]
+        if rows.size == 0:
+            continue
+        node = roots[trees].copy()
+        active = np.flatnonzero(left[node] != _LEAF)
+        while active.size:
+            n = node[active]
+            f = feature[n]
+            x = X32[rows[active], f]
+            for q, col in enumerate(cols):
+                hit = f == col
+                if hit.any():
+                    x[hit] = new[r, rows[active][hit], q]
+            node[active] = np.where(x <= threshold[n], left[n], right[n])
+            active = active[left[node[active]] != _LEAF]
+        moved = node != leaves[rows, trees]
+        if not moved.any():
+            continue
+        rows, trees, node = rows[moved], trees[moved], node[moved]
+        affected, where = np.unique(rows, return_inverse=True)
+        work = leaves[affected].copy()
+        work[where, trees] = node
+        out[r, affected] = _combine(values, work, n_trees, single)
+
+
+def _combine(values: np.ndarray, leaves: np.ndarray, n_trees: int, single: bool) -> np.ndarray:
+    """Forest output of rows with the given leaves: tree values added in order from 0, / T."""
+    per_tree = values[leaves]  # (rows, trees, C)
+    if single:
+        return per_tree[:, 0]
+    total = np.zeros(per_tree.shape[0:1] + per_tree.shape[2:])
+    for t in range(n_trees):
+        total += per_tree[:, t]
+    return total / n_trees
+
+
+class TreePath:
+    """Outputs of a tree or forest on permuted copies (see module docstring)."""
+
+    def __init__(self, model: Any, X: np.ndarray, methods: frozenset[str]) -> None:
+        self.model = model
+        self.classifier = hasattr(model, "classes_")
+        self.single = isinstance(model, _TREES)
+        trees = [model] if self.single else list(model.estimators_)
+        self.n_trees = len(trees)
+        self.methods = methods
+        self.X32 = np.ascontiguousarray(X, dtype=np.float32)
+        lefts, rights, feats, thresholds, values, roots = [], [], [], [], [], []
+        offset = 0
+        for est in trees:
+            tree = est.tree_
+            left = tree.children_left.astype(np.int64)
+            right = tree.children_right.astype(np.int64)
+            leaf = left == _LEAF
+            lefts.append(np.where(leaf, _LEAF, left + offset))
+            rights.append(np.where(leaf, _LEAF, right + offset))
+            feats.append(np.where(leaf, 0, tree.feature).astype(np.int64))
+            thresholds.append(tree.threshold.astype(np.float64))
+            if self.classifier:
+                values.append(tree.value[:, 0, : model.n_classes_])
+            else:
+                values.append(tree.value[:, 0, :1])
+            roots.append(offset)
+            offset += tree.node_count
+        self.left = np.concatenate(lefts)
+        self.right = np.concatenate(rights)
+        self.feature = np.concatenate(feats)
+        self.threshold = np.concatenate(thresholds)
+        self.values = np.ascontiguousarray(np.concatenate(values), dtype=np.float64)
+        self.roots = np.asarray(roots, dtype=np.int64)
+        self.split = self.left != _LEAF
+        m = X.shape[0]
+        rows = np.tile(np.arange(m, dtype=np.int64), self.n_trees)
+        tree_of_pair = np.repeat(np.arange(self.n_trees, dtype=np.int64), m)
+        flat = np.empty(rows.shape[0], dtype=np.int64)
+        self._kernel(_walk, _walk_numpy)(
+            self.left, self.right, self.feature, self.threshold, self.roots,
+            self.X32, rows, tree_of_pair, flat,
+        )  # fmt: skip
+        self.leaves = np.ascontiguousarray(flat.reshape(self.n_trees, m).T)  # (m, T)
+        self.base_out = np.ascontiguousarray(
+            _combine(self.values, self.leaves, self.n_trees, self.single)
+        )
+        self._intervals(offset)
+        # Per tree: rows sorted by the depth-first position of their leaf.
+        position = self.tin[self.leaves]  # (m, T)
+        self.sorted_rows = np.argsort(position, axis=0, kind="stable").T.copy()  # (T, m)
+        self.sorted_pos = np.take_along_axis(position.T, self.sorted_rows, axis=1)
+        tree_of_node = np.repeat(np.arange(self.n_trees), np.diff(np.append(self.roots, offset)))
+        self.tree_of_node = tree_of_node
+        split_nodes = np.flatnonzero(self.split)
+        by_feature = np.argsort(self.feature[split_nodes], kind="stable")
+        self.nodes_by_feature = split_nodes[by_feature]
+        n_features = X.shape[1]
+        self.feature_start = np.searchsorted(
+            self.feature[self.nodes_by_feature], np.arange(n_features + 1)
+        )
+
+    @staticmethod
+    def _kernel(loop, vectorised):
+        return compiled(loop) or vectorised
+
+    def _intervals(self, n_nodes: int) -> None:
+        """Depth-first interval ``[tin, tout)`` of every node within its tree."""
+        levels = []
+        level = self.roots
+        while level.size:  # breadth-first levels; children always come after parents
+            levels.append(level)
+            inner = level[self.split[level]]
+            level = np.concatenate([self.left[inner], self.right[inner]])
+        size = np.ones(n_nodes, dtype=np.int64)
+        for level in reversed(levels):
+            inner = level[self.split[level]]
+            size[inner] = 1 + size[self.left[inner]] + size[self.right[inner]]
+        tin = np.zeros(n_nodes, dtype=np.int64)
+        for level in levels:
+            inner = level[self.split[level]]
+            tin[self.left[inner]] = tin[inner] + 1
+            tin[self.right[inner]] = tin[inner] + 1 + size[self.left[inner]]
+        self.tin = tin
+        self.tout = tin + size
+
+    def base_outputs(self) -> dict[str, np.ndarray]:
+        """The model's outputs on the unpermuted data, rebuilt from the leaves."""
+        return self._format(self.base_out[None])
+
+    def _format(self, out: np.ndarray) -> dict[str, np.ndarray]:
+        result = {}
+        if self.classifier:
+            if "predict_proba" in self.methods:
+                result["predict_proba"] = out
+            if "predict_log_proba" in self.methods:
+                with np.errstate(divide="ignore"):
+                    result["predict_log_proba"] = np.log(out)
+            if "predict" in self.methods:
+                result["predict"] = self.model.classes_.take(np.argmax(out, axis=2), axis=0)
+        else:
+            result["predict"] = out[:, :, 0]
+        return result
+
+    def _pairs(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, tree) pairs whose path tests one of ``cols``."""
+        nodes = np.concatenate(
+            [self.nodes_by_feature[self.feature_start[c] : self.feature_start[c + 1]] for c in cols]
+        )
+        if nodes.size == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        trees = self.tree_of_node[nodes]
+        rows_out, trees_out = [], []
+        for n, t in zip(nodes.tolist(), trees.tolist(), strict=True):
+            keys = self.sorted_pos[t]
+            lo = np.searchsorted(keys, self.tin[n], side="left")
+            hi = np.searchsorted(keys, self.tout[n], side="left")
+            if hi > lo:
+                rows_out.append(self.sorted_rows[t, lo:hi])
+                trees_out.append(np.full(hi - lo, t, dtype=np.int64))
+        if not rows_out:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        key = np.unique(np.concatenate(trees_out) * self.X32.shape[0] + np.concatenate(rows_out))
+        return key % self.X32.shape[0], key // self.X32.shape[0]
+
+    def unaffected(self, cols: np.ndarray) -> bool:
+        """No tree splits on any of ``cols``."""
+        return all(self.feature_start[c] == self.feature_start[c + 1] for c in cols)
+
+    def outputs(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Outputs of each copy (always certified)."""
+        cols = np.asarray(cols, dtype=np.int64)
+        R, m = orders.shape
+        X32 = self.X32
+        new = np.ascontiguousarray(X32[orders[:, :, None], cols[None, None, :]])
+        old = X32[:, cols]
+        changed = np.any(new.view(np.uint32) != old.view(np.uint32)[None], axis=2)
+        pair_rows, pair_trees = self._pairs(cols)
+        out = np.empty((R, m, self.values.shape[1]))
+        self._kernel(_update, _update_numpy)(
+            self.left, self.right, self.feature, self.threshold, self.roots, X32, cols, new,
+            changed, pair_rows, pair_trees, self.leaves, self.values, self.base_out,
+            self.n_trees, self.single, out,
+        )  # fmt: skip
+        return self._format(out), np.ones(R, dtype=bool)
+
+
+def tree_path(
+    estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
+) -> TreePath | None:
+    """Factory: a :class:`TreePath` for single-output trees and random/extra-trees forests."""
+    cls = type(estimator)
+    if cls not in _FORESTS and cls not in _TREES:
+        return None
+    methods = frozenset(base_outputs)
+    classifier = hasattr(estimator, "classes_")
+    allowed = {"predict", "predict_proba", "predict_log_proba"} if classifier else {"predict"}
+    if not methods or not methods <= allowed or estimator.n_outputs_ != 1:
+        return None
+    if X.dtype.kind != "f" or not np.all(np.isfinite(X.astype(np.float32))):
+        return None
+    path = TreePath(estimator, X, methods)
+    reference = estimator
+    if not path.single and estimator.n_jobs not in (None, 1):
+        # Threads would add the trees in the order they finish; compare with tree order.
+        reference = copy.copy(estimator)
+        reference.n_jobs = 1
+    for name, rebuilt in path.base_outputs().items():
+        if not _same_bits(rebuilt[0], np.asarray(quietly(getattr(reference, name), X))):
+            return None
+    return path
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind == "f":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return bool(np.array_equal(a, b))
