@@ -31,6 +31,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _plain_file_mode(target))  # mkstemp makes owner-only files
         os.replace(tmp, target)
     except OSError as exc:  # disk full, permission denied, ...: one line, old target kept
         tmp.unlink(missing_ok=True)
@@ -38,6 +39,16 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except BaseException:  # any other error, Ctrl-C included: the old target is kept
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _plain_file_mode(target: Path) -> int:
+    """The mode an ordinary ``open()`` would give: the replaced file's, else 0o666 less umask."""
+    try:
+        return target.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def existing_file(path: str | Path, what: str) -> Path:

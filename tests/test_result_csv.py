@@ -53,6 +53,20 @@ def test_write_is_atomic_and_keeps_old_file_on_failure(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [path]
 
 
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        _result().to_csv(tmp_path / "r.csv")
+        assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "r.csv").chmod(0o640)
+        _result(seed=3).to_csv(tmp_path / "r.csv")  # replacing keeps the file's mode
+        assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
 def _legacy_csv(path, rows):
     frame = pd.DataFrame(rows, columns=["Pair", "Dimensions", "Importance"])
     frame.to_csv(path)  # the original script kept pandas' index column
