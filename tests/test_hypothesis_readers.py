@@ -72,10 +72,11 @@ def check_matrix(matrix: FeatureMatrix) -> None:
 finite_floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
 int64s = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 safe_names = st.text(string.ascii_letters + string.digits + "_.|-", min_size=1, max_size=12)
-# pandas reads these cells as missing values; real labels avoid them
-NA_TOKENS = {"", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "n/a", "-NaN", "-nan"}
+# Words pandas reads as something else in a CSV (missing, boolean or infinite values);
+# a word label or participant id is never one of them.
+NOT_WORDS = {"na", "nan", "null", "none", "true", "false", "inf", "infinity"}
 word_labels = st.text(string.ascii_letters, min_size=1, max_size=6).filter(
-    lambda s: s not in NA_TOKENS
+    lambda s: s.lower() not in NOT_WORDS
 )
 
 
