@@ -514,7 +514,7 @@ def _run_fold(
         while len(current) > 1:
             columns = sensor_columns(layout, current)
             sub = SensorLayout(sensors=tuple(current), dims=layout.dims)
-            step = SelectByImportance(estimator, groups="sensors", layout=sub, **settings)
+            step = SelectByImportance(estimator, groups="sensor", layout=sub, **settings)
             step.fit(X_train[:, columns], y_train, p_train)
             current.remove(sub.sensors[step.ranking_[-1]])
             columns = sensor_columns(layout, current)

@@ -31,11 +31,10 @@ from sklearn.model_selection import (
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
-from leap.config import PAIR_SEPARATOR, SensorLayout
+from leap.config import SensorLayout
 from leap.errors import LeapError
+from leap.grouping import BUILTIN_GROUPINGS, GroupingError, resolve_grouping
 from leap.result import ImportanceResult
-
-GROUPINGS = ("pairs", "sensors")
 
 
 class SelectionError(LeapError, ValueError):
@@ -98,79 +97,47 @@ def resolve_groups(
 ) -> FeatureGroups:
     """Turn a ``groups`` setting into :class:`FeatureGroups` for ``n_features`` columns.
 
-    ``groups`` is ``None`` (every column is a unit), ``"pairs"`` (one unit per sensor pair
-    of the layout, within-sensor pairs included), ``"sensors"`` (one unit per sensor), a
-    mapping ``{name: [column indices or feature names]}``, or a list of index lists.
+    ``groups`` is ``None`` (every column is a unit) or anything
+    :func:`leap.grouping.resolve_grouping` takes: ``"sensor_pair"``, ``"sensor"`` (kept
+    under the ``all_sensors`` rule), a mapping ``{name: [column indices or feature names]}``
+    or a list of index lists.
     """
     names = list(feature_names) if feature_names is not None else None
+    if names is None and layout is not None and layout.n_features == n_features:
+        names = list(layout.feature_names)
     if groups is None:
-        if names is None:
-            names = (
-                list(layout.feature_names)
-                if layout is not None and layout.n_features == n_features
-                else [f"x{i}" for i in range(n_features)]
-            )
-        return FeatureGroups(names, [[j] for j in range(n_features)])
-    if isinstance(groups, str):
-        if groups not in GROUPINGS:
-            raise SelectionError(
-                f"groups must be None, 'pairs', 'sensors', a mapping or a list of index "
-                f"lists; got {groups!r}"
-            )
+        return FeatureGroups(
+            names or [f"x{i}" for i in range(n_features)], [[j] for j in range(n_features)]
+        )
+    if isinstance(groups, str) and groups in BUILTIN_GROUPINGS:
         layout = layout or SensorLayout()
         if layout.n_features != n_features:
             raise SelectionError(
                 f"groups={groups!r} needs the layout's {layout.n_features} columns "
                 f"({layout.describe()}), but X has {n_features}; pass a matching layout"
             )
-        if groups == "pairs":
-            return _pair_groups(layout)
-        members = {s: [] for s in layout.sensors}
-        for k, p in enumerate(layout.pairs):
-            members[p.sensor_a].append(k)
-            if p.sensor_b != p.sensor_a:
-                members[p.sensor_b].append(k)
+    if isinstance(groups, Mapping | str) or _is_index_lists(groups):
+        try:
+            grouping = resolve_grouping(
+                groups, layout=layout, feature_names=names, n_features=n_features
+            )
+        except GroupingError as exc:
+            raise SelectionError(str(exc)) from None
+    else:
+        raise SelectionError(
+            f"groups must be None, {', '.join(map(repr, BUILTIN_GROUPINGS))}, a mapping or a "
+            f"list of index lists; got {groups!r}"
+        )
+    if grouping.name == "sensor":
         column_sensors = tuple((p.sensor_a, p.sensor_b) for p in layout.pairs)
-        return FeatureGroups(list(members), list(members.values()), "all_sensors", column_sensors)
-    items = (
-        list(groups.items())
-        if isinstance(groups, Mapping)
-        else [(f"group_{i}", g) for i, g in enumerate(groups)]
+        return FeatureGroups(grouping.names, grouping.indices, "all_sensors", column_sensors)
+    return FeatureGroups(grouping.names, grouping.indices)
+
+
+def _is_index_lists(groups: Any) -> bool:
+    return isinstance(groups, Sequence) and all(
+        isinstance(g, Sequence) and not isinstance(g, str) for g in groups
     )
-    if names is None and layout is not None and layout.n_features == n_features:
-        names = list(layout.feature_names)
-    position = {n: i for i, n in enumerate(names or [])}
-    indices = []
-    for name, members in items:
-        cols = []
-        for m in members:
-            if isinstance(m, str):
-                if m not in position:
-                    raise SelectionError(f"group {name!r} names an unknown feature {m!r}")
-                cols.append(position[m])
-            elif isinstance(m, numbers.Integral) and 0 <= m < n_features:
-                cols.append(int(m))
-            else:
-                raise SelectionError(
-                    f"group {name!r} holds {m!r}; use column indices 0..{n_features - 1} "
-                    f"or feature names"
-                )
-        if not cols:
-            raise SelectionError(f"group {name!r} is empty")
-        indices.append(cols)
-    if not indices:
-        raise SelectionError("groups is empty; give at least one group")
-    return FeatureGroups([str(n) for n, _ in items], indices)
-
-
-def _pair_groups(layout: SensorLayout) -> FeatureGroups:
-    order = {s: i for i, s in enumerate(layout.sensors)}
-    members: dict[tuple[str, str], list[int]] = {}
-    for k, p in enumerate(layout.pairs):
-        a, b = sorted((p.sensor_a, p.sensor_b), key=order.__getitem__)
-        members.setdefault((a, b), []).append(k)
-    keys = sorted(members, key=lambda ab: (order[ab[0]], order[ab[1]]))
-    return FeatureGroups([f"{a}{PAIR_SEPARATOR}{b}" for a, b in keys], [members[k] for k in keys])
 
 
 def validation_split(
@@ -310,15 +277,15 @@ class SelectByImportance(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
         Keep units whose mean importance is strictly greater than ``threshold``. With
         neither ``k`` nor ``threshold``, units with a positive mean importance are kept.
         With both, the top ``k`` among those above the threshold are kept.
-    groups : None, "pairs", "sensors", mapping or list of index lists
-        The units of selection. ``None``: single columns. ``"pairs"``: every sensor pair of
-        ``layout`` (its channel pairs are permuted and kept together). ``"sensors"``: every
+    groups : None, "sensor_pair", "sensor", mapping or list of index lists
+        The units of selection. ``None``: single columns. ``"sensor_pair"``: every sensor
+        pair of ``layout`` (its channel pairs are permuted and kept together). ``"sensor"``: every
         sensor, importance measured by permuting all features that involve it; a feature is
         kept when *all* its sensors are kept, so the output holds exactly what the kept
         sensors can measure. A mapping ``{name: [indices or feature names]}`` or a list of
         index lists defines other units (kept columns are the union of kept units).
     layout : SensorLayout, optional
-        Names the columns as channel pairs; needed for ``"pairs"``/``"sensors"``
+        Names the columns as channel pairs; needed for ``"sensor_pair"``/``"sensor"``
         (default: the 5-sensor × 6-dim LEAP layout).
     scoring : str or callable, optional
         A scikit-learn scorer; default the estimator's ``score``. A continuous metric
@@ -366,7 +333,7 @@ class SelectByImportance(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
     >>> from leap.demo import make_leap_dataset
     >>> data = make_leap_dataset(n_participants=12, windows_per_participant=20)
     >>> selector = SelectByImportance(
-    ...     LogisticRegression(max_iter=500), groups="sensors", k=4, random_state=0
+    ...     LogisticRegression(max_iter=500), groups="sensor", k=4, random_state=0
     ... ).fit(data.X, data.y, participants=data.participants)
     >>> sorted(selector.selected_units_)
     ['Left_Ankle', 'Left_Wrist', 'Right_Ankle', 'Sacrum']

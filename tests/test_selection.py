@@ -73,7 +73,7 @@ def test_top_k_features_are_the_planted_pairs(data):
 
 
 def test_whole_sensor_pairs_are_kept_together(data):
-    selector = _selector(groups="pairs", k=3).fit(data.X, data.y, participants=data.participants)
+    selector = _selector(groups="sensor_pair", k=3).fit(data.X, data.y, participants=data.participants)
     assert set(selector.selected_units_) == {
         "Left_Ankle|Right_Ankle",
         "Left_Wrist|Sacrum",
@@ -89,7 +89,7 @@ def test_whole_sensor_pairs_are_kept_together(data):
 
 
 def test_sensors_keep_what_the_kept_sensors_can_measure(data):
-    selector = _selector(groups="sensors", k=4).fit(data.X, data.y, participants=data.participants)
+    selector = _selector(groups="sensor", k=4).fit(data.X, data.y, participants=data.participants)
     assert set(selector.selected_units_) == PLANTED_SENSORS
     assert selector.unit_names_ == list(LAYOUT.sensors)
     expected = sensor_columns(LAYOUT, sorted(PLANTED_SENSORS))
@@ -100,11 +100,11 @@ def test_sensors_keep_what_the_kept_sensors_can_measure(data):
 
 
 def test_threshold_keeps_units_above_it_and_combines_with_k(data):
-    selector = _selector(groups="sensors", threshold=0.05).fit(data.X, data.y, data.participants)
+    selector = _selector(groups="sensor", threshold=0.05).fit(data.X, data.y, data.participants)
     means = dict(zip(selector.unit_names_, selector.importances_.importances_mean, strict=True))
     assert set(selector.selected_units_) == {s for s, m in means.items() if m > 0.05}
     assert set(selector.selected_units_) == PLANTED_SENSORS
-    both = _selector(groups="sensors", threshold=0.05, k=2).fit(data.X, data.y, data.participants)
+    both = _selector(groups="sensor", threshold=0.05, k=2).fit(data.X, data.y, data.participants)
     assert both.selected_units_ == selector.selected_units_[:2]
     assert sorted(means, key=means.get, reverse=True)[:2] == both.selected_units_
 
@@ -189,10 +189,10 @@ def test_without_k_or_threshold_keeps_positive_importance(data):
         ({"k": -1}, "k must be a non-negative integer"),
         ({"k": 2.5}, "k must be a non-negative integer"),
         ({"threshold": "mean"}, "threshold must be a number"),
-        ({"groups": "channels"}, "groups must be None, 'pairs', 'sensors'"),
+        ({"groups": "channels"}, "unknown grouping 'channels'; built-in: sensor_pair, sensor"),
         ({"groups": {"a": ["no_such_feature"]}}, "unknown feature 'no_such_feature'"),
         ({"groups": {"a": []}}, "group 'a' is empty"),
-        ({"groups": [[0, 99]]}, "use column indices 0..44"),
+        ({"groups": [[0, 99]]}, "column index 99 is out of range for 45 features"),
         ({"validation_size": 1.5}, "validation_size must be a fraction"),
         ({"n_repeats": 0}, "n_repeats must be a positive integer"),
         ({"cv": 1}, "cv must be None or an integer of at least 2"),
@@ -208,7 +208,7 @@ def test_bad_settings_raise_one_line_errors(data, settings, message):
 
 def test_grouping_needs_the_layout_width(data):
     with pytest.raises(SelectionError, match="needs the layout's 435 columns"):
-        SelectByImportance(LogisticRegression(), groups="sensors").fit(data.X, data.y)
+        SelectByImportance(LogisticRegression(), groups="sensor").fit(data.X, data.y)
     with pytest.raises(SelectionError, match="one id per row"):
         _selector().fit(data.X, data.y, participants=data.participants[:-1])
     with pytest.raises(SelectionError, match="at least 2 participants"):
@@ -221,7 +221,7 @@ def test_unfitted_selector_refuses_to_transform(data):
 
 
 def test_pair_groups_cover_every_feature_once():
-    groups = resolve_groups("pairs", SensorLayout().n_features, layout=SensorLayout())
+    groups = resolve_groups("sensor_pair", SensorLayout().n_features, layout=SensorLayout())
     assert len(groups.names) == 15  # 10 sensor pairs + 5 within-sensor
     columns = sorted(c for g in groups.indices for c in g)
     assert columns == list(range(435))
