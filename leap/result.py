@@ -298,9 +298,10 @@ class ImportanceResult:
             return _from_tidy(frame, path)
         if set(LEGACY_COLUMNS) <= columns:
             return _from_legacy(frame, path)
+        found = ", ".join(_preview(str(c)) for c in frame.columns)  # repr: one line
         raise ResultFormatError(
             f"{path} has neither LEAP's columns (feature, importance_mean, ...) nor the "
-            f"original script's (Pair, Dimensions, Importance); found: {', '.join(frame.columns)}"
+            f"original script's (Pair, Dimensions, Importance); found: {found}"
         )
 
 

@@ -113,7 +113,7 @@ def test_code_in_legacy_cells_is_never_run(tmp_path, monkeypatch, cell):
 
 def test_unrecognised_columns(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ResultFormatError, match="found: a, b"):
+    with pytest.raises(ResultFormatError, match="found: 'a', 'b'"):
         ImportanceResult.from_csv(tmp_path / "x.csv")
 
 
