@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as metadata
 import inspect
 import os
@@ -475,8 +476,6 @@ class Engine:
             "max_samples": config.max_samples,
             "n_jobs": config.n_jobs,
         }
-        first = next(iter(self.compute(**run, **_data(estimator, X, matrix, config)).values()))
-        results = {"feature": first}
         groupings = [
             resolve_grouping(
                 config.custom_groups if name == "custom" else name,
@@ -487,31 +486,35 @@ class Engine:
             )
             for name in config.grouping_names
         ]
-        for grouping in groupings:
-            computed = self.compute(
-                **run,
-                **_data(estimator, X, matrix, config),
-                groups=grouping.indices,
-                group_names=grouping.names,
-            )
-            first.groups[grouping.name] = results[grouping.name] = grouping.annotate(
-                next(iter(computed.values()))
-            )
-        if config.per_participant:
-            spreads = compute_spreads(
-                self,
-                estimator,
-                X,
-                matrix.y,
-                matrix.participants,
-                [None, *groupings],
-                names=first.feature_names,
-                ci_level=config.ci_level,
-                progress=config.progress,
-                **run,
-            )
-            for result, spread in zip(results.values(), spreads, strict=True):
-                result.spread = spread
+        # Errors from the model or scorer mid-run become one-line LeapErrors (--debug: chain).
+        with _method_failures(config.method):
+            first = next(iter(self.compute(**run, **_data(estimator, X, matrix, config)).values()))
+            results = {"feature": first}
+            for grouping in groupings:
+                computed = self.compute(
+                    **run,
+                    **_data(estimator, X, matrix, config),
+                    groups=grouping.indices,
+                    group_names=grouping.names,
+                )
+                first.groups[grouping.name] = results[grouping.name] = grouping.annotate(
+                    next(iter(computed.values()))
+                )
+            if config.per_participant:
+                spreads = compute_spreads(
+                    self,
+                    estimator,
+                    X,
+                    matrix.y,
+                    matrix.participants,
+                    [None, *groupings],
+                    names=first.feature_names,
+                    ci_level=config.ci_level,
+                    progress=config.progress,
+                    **run,
+                )
+                for result, spread in zip(results.values(), spreads, strict=True):
+                    result.spread = spread
         params = {
             "model_path": str(config.model_path),
             "model_sha256": sha256_of(config.model_path),
@@ -546,6 +549,19 @@ class Engine:
         """Render, passing only the ``options`` the renderer's ``render`` accepts."""
         accepted = _accepted_options(self.renderers.get(name).render, options)
         return self.render(result, path, renderer=name, title=title, **accepted)
+
+
+@contextlib.contextmanager
+def _method_failures(method: str) -> Iterator[None]:
+    try:
+        yield
+    except LeapError:
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or "no message"
+        raise LeapError(
+            f"method {method!r} failed while scoring the model: {type(exc).__name__}: {reason}"
+        ) from exc
 
 
 def _data(estimator: Any, X: Any, matrix: FeatureMatrix, config: AnalysisConfig) -> dict:

@@ -732,3 +732,33 @@ def test_safety_doc_python_snippets_run(tmp_path: Path, monkeypatch: pytest.Monk
     assert namespace["result"].params["feature_matrix"] == "features.npy"
     assert (tmp_path / "checked" / "importance.csv").is_file()
     assert namespace["report"].ok
+
+
+class _FailsAfterFirstPredict(LogisticRegression):
+    """Predicts once (the baseline), then fails like a model with a hidden bug."""
+
+    def predict(self, X):
+        calls = getattr(self, "calls_", 0)
+        self.calls_ = calls + 1
+        if calls:
+            raise ValueError("internal model failure\non two lines")
+        return super().predict(X)
+
+
+def test_failure_while_scoring_is_one_line(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    joblib.dump(_FailsAfterFirstPredict().fit(X, y), tmp_path / "m.pkl")
+    np.savez(tmp_path / "x.npz", X=X, y=y)
+    layout = SensorLayout(sensors=["a", "b", "c"], dims=["x"])
+    with pytest.raises(LeapError) as info:
+        analyze_permutation_importance(
+            tmp_path / "m.pkl", tmp_path / "x.npz", "label", tmp_path / "i.csv", layout=layout
+        )
+    assert str(info.value) == (
+        "method 'permutation' failed while scoring the model: "
+        "ValueError: internal model failure on two lines"
+    )
+    assert isinstance(info.value.__cause__, ValueError)
+    assert not (tmp_path / "i.csv").exists()
