@@ -73,7 +73,8 @@ class PermutationMethod:
         disables them). See :mod:`leap.plugins.permutation.fastpaths`.
     max_batch_bytes : int
         Cap on the bytes of stacked permuted copies per ``predict`` call and worker
-        (default :data:`~leap.plugins.permutation.copies.MAX_BATCH_BYTES`, 16 MiB).
+        (default :data:`~leap.plugins.permutation.copies.MAX_BATCH_BYTES`, 1 MiB; a batch
+        always holds at least one copy).
     """
 
     name = "permutation"

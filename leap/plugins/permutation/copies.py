@@ -15,8 +15,10 @@ import pandas as pd
 
 #: Cap on the bytes of one batch of stacked permuted copies (per worker). A batch holds as
 #: many copies as fit, at least one, and no more than needed to reach
-#: :data:`TARGET_BATCH_ROWS` rows, beyond which one call per batch saves nothing.
-MAX_BATCH_BYTES = 16 * 2**20
+#: :data:`TARGET_BATCH_ROWS` rows, beyond which one call per batch saves nothing. So a
+#: worker holds at most ``max(MAX_BATCH_BYTES, one copy)`` of permuted data, about what
+#: scikit-learn holds (one copy of the data per column).
+MAX_BATCH_BYTES = 2**20
 
 #: Rows per batched prediction call at which per-call overhead stops mattering.
 TARGET_BATCH_ROWS = 1024

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.linear_model._base import LinearClassifierMixin
+from sklearn.linear_model._ridge import _RidgeClassifierMixin
 
 from leap.plugins.permutation.fastpaths import quietly
 
@@ -90,9 +91,15 @@ def linear_labels(
     cls = type(estimator)
     if not (
         isinstance(estimator, LinearClassifierMixin)
-        and cls.predict is LinearClassifierMixin.predict
         and cls.decision_function is LinearClassifierMixin.decision_function
     ):
+        return None
+    if cls.predict is _RidgeClassifierMixin.predict:
+        # Ridge classifiers threshold differently only for multilabel targets.
+        binarizer = getattr(estimator, "_label_binarizer", None)
+        if binarizer is None or binarizer.y_type_.startswith("multilabel"):
+            return None
+    elif cls.predict is not LinearClassifierMixin.predict:
         return None
     coef = getattr(estimator, "coef_", None)
     classes = getattr(estimator, "classes_", None)

@@ -28,7 +28,7 @@ from leap.plugins.permutation._jit import compiled
 from leap.plugins.permutation.fastpaths import quietly
 
 _U = np.finfo(np.float64).eps / 2
-_CHUNK_BYTES = 8 * 2**20
+_CHUNK_BYTES = 2**19  # distance rows computed at a time: keeps the set-up memory small
 
 
 def _scan(cand_idx, cand_d, Y, X, cols, new, changed, M, E, k, ordered, neigh, status):

@@ -88,6 +88,13 @@ def _constant(ctx: Context, cols: np.ndarray) -> bool:
     return ctx.constant is not None and bool(ctx.constant[cols].all())
 
 
+def _trivial(ctx: Context, cols: np.ndarray) -> bool:
+    """Every permuted copy of ``cols`` scores exactly as the unpermuted data."""
+    if _constant(ctx, cols):
+        return True
+    return ctx.plan is not None and ctx.fast is not None and ctx.fast.unaffected(cols)
+
+
 def _slice(out: Any, s: int, m: int) -> Any:
     if isinstance(out, list):
         return [np.asarray(o)[s * m : (s + 1) * m] for o in out]
@@ -176,7 +183,7 @@ def _run_replay(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[t
     scores: list[list] = [[None] * n_repeats for _ in items]
     replayer = _Replayer(ctx, len(items))
     for slot, (_, cols) in enumerate(items):
-        if _constant(ctx, cols) or (ctx.fast is not None and ctx.fast.unaffected(cols)):
+        if _trivial(ctx, cols):
             scores[slot] = [ctx.sub_score] * n_repeats
             continue
         todo = list(range(n_repeats))
@@ -209,17 +216,24 @@ def run_all(
     like scikit-learn's, unless a ``joblib.parallel_config`` context says otherwise.
     """
     n_groups = len(groups)
-    n_workers = max(1, effective_n_jobs(n_jobs))
-    n_chunks = min(n_groups, 8 * n_workers)
-    if progress:
-        n_chunks = min(n_groups, max(n_chunks, 100))
-    items = list(enumerate(groups))
-    bounds = np.linspace(0, n_groups, max(1, n_chunks) + 1).round().astype(int)
-    chunks = [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]
-    prefer = "threads" if ctx.fast is not None or n_workers == 1 else "processes"
+    n_repeats = ctx.orders.shape[0]
     results: list[list | None] = [None] * n_groups
+    work = []
+    for index, cols in enumerate(groups):
+        if _trivial(ctx, cols):  # nothing to predict: answer here, keep tasks balanced
+            results[index] = [ctx.sub_score] * n_repeats
+        else:
+            work.append((index, cols))
+    n_workers = max(1, effective_n_jobs(n_jobs))
+    n_chunks = min(len(work), 16 * n_workers)
+    if progress:
+        n_chunks = min(len(work), max(n_chunks, 100))
+    bounds = np.linspace(0, len(work), max(1, n_chunks) + 1).round().astype(int)
+    chunks = [work[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    prefer = "threads" if ctx.fast is not None or n_workers == 1 else "processes"
     parallel = Parallel(n_jobs=n_jobs, prefer=prefer, return_as="generator")
     with tqdm(total=n_groups, disable=not progress, desc="permuting", unit="col") as bar:
+        bar.update(n_groups - len(work))
         for done in parallel(delayed(run_task)(ctx, chunk) for chunk in chunks):
             for index, group_scores in done:
                 results[index] = group_scores

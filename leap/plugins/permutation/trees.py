@@ -74,19 +74,22 @@ def _walk_numpy(left, right, feature, threshold, roots, X32, rows, trees, leaves
 
 def _update(
     left, right, feature, threshold, roots, X32, cols, new, changed,
-    pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out,
+    pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out, work, moved,
+    touched, acc,
 ):  # fmt: skip
-    """Loop kernel: outputs of every copy, re-adding the trees of rows whose leaf moved."""
+    """Loop kernel: outputs of every copy, re-adding the trees of rows whose leaf moved.
+
+    ``work`` starts as a copy of ``leaves``; ``moved`` (3, n_pairs), ``touched`` (n_rows,)
+    and ``acc`` (n_outputs,) are scratch space (allocated by the caller, so that memory
+    tracing sees them).
+    """
     R, m = changed.shape
     g = cols.shape[0]
     P = pair_rows.shape[0]
     C = values.shape[1]
-    moved_rows = np.empty(P, dtype=np.int64)
-    moved_trees = np.empty(P, dtype=np.int64)
-    moved_leaf = np.empty(P, dtype=np.int64)
-    work = leaves.copy()
-    touched = np.zeros(m, dtype=np.bool_)
-    acc = np.empty(C)
+    moved_rows = moved[0]
+    moved_trees = moved[1]
+    moved_leaf = moved[2]
     for r in range(R):
         for i in range(m):
             for c in range(C):
@@ -140,7 +143,8 @@ def _update(
 
 def _update_numpy(
     left, right, feature, threshold, roots, X32, cols, new, changed,
-    pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out,
+    pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out, work, moved,
+    touched, acc,
 ):  # fmt: skip
     R = changed.shape[0]
     out[:] = base_out[None]
@@ -166,9 +170,9 @@ def _update_numpy(
             continue
         rows, trees, node = rows[moved], trees[moved], node[moved]
         affected, where = np.unique(rows, return_inverse=True)
-        work = leaves[affected].copy()
-        work[where, trees] = node
-        out[r, affected] = _combine(values, work, n_trees, single)
+        row_leaves = leaves[affected].copy()
+        row_leaves[where, trees] = node
+        out[r, affected] = _combine(values, row_leaves, n_trees, single)
 
 
 def _combine(values: np.ndarray, leaves: np.ndarray, n_trees: int, single: bool) -> np.ndarray:
@@ -193,55 +197,55 @@ class TreePath:
         self.n_trees = len(trees)
         self.methods = methods
         self.X32 = np.ascontiguousarray(X, dtype=np.float32)
-        lefts, rights, feats, thresholds, values, roots = [], [], [], [], [], []
-        offset = 0
-        for est in trees:
+        sizes = np.array([est.tree_.node_count for est in trees], dtype=np.int64)
+        n_nodes = int(sizes.sum())
+        n_out = model.n_classes_ if self.classifier else 1
+        self.roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.left = np.empty(n_nodes, dtype=np.int64)
+        self.right = np.empty(n_nodes, dtype=np.int64)
+        self.feature = np.empty(n_nodes, dtype=np.int64)
+        self.threshold = np.empty(n_nodes, dtype=np.float64)
+        self.values = np.empty((n_nodes, n_out), dtype=np.float64)
+        for est, start, size in zip(trees, self.roots, sizes, strict=True):
             tree = est.tree_
-            left = tree.children_left.astype(np.int64)
-            right = tree.children_right.astype(np.int64)
-            leaf = left == _LEAF
-            lefts.append(np.where(leaf, _LEAF, left + offset))
-            rights.append(np.where(leaf, _LEAF, right + offset))
-            feats.append(np.where(leaf, 0, tree.feature).astype(np.int64))
-            thresholds.append(tree.threshold.astype(np.float64))
-            if self.classifier:
-                values.append(tree.value[:, 0, : model.n_classes_])
-            else:
-                values.append(tree.value[:, 0, :1])
-            roots.append(offset)
-            offset += tree.node_count
-        self.left = np.concatenate(lefts)
-        self.right = np.concatenate(rights)
-        self.feature = np.concatenate(feats)
-        self.threshold = np.concatenate(thresholds)
-        self.values = np.ascontiguousarray(np.concatenate(values), dtype=np.float64)
-        self.roots = np.asarray(roots, dtype=np.int64)
+            part = slice(start, start + size)
+            leaf = tree.children_left == _LEAF
+            self.left[part] = np.where(leaf, _LEAF, tree.children_left + start)
+            self.right[part] = np.where(leaf, _LEAF, tree.children_right + start)
+            self.feature[part] = np.where(leaf, 0, tree.feature)
+            self.threshold[part] = tree.threshold
+            self.values[part] = tree.value[:, 0, :n_out]
         self.split = self.left != _LEAF
         m = X.shape[0]
-        rows = np.tile(np.arange(m, dtype=np.int64), self.n_trees)
-        tree_of_pair = np.repeat(np.arange(self.n_trees, dtype=np.int64), m)
-        flat = np.empty(rows.shape[0], dtype=np.int64)
-        self._kernel(_walk, _walk_numpy)(
-            self.left, self.right, self.feature, self.threshold, self.roots,
-            self.X32, rows, tree_of_pair, flat,
-        )  # fmt: skip
-        self.leaves = np.ascontiguousarray(flat.reshape(self.n_trees, m).T)  # (m, T)
-        self.base_out = np.ascontiguousarray(
-            _combine(self.values, self.leaves, self.n_trees, self.single)
-        )
-        self._intervals(offset)
+        # Leaf of every (row, tree), and the forest's output summed in tree order.
+        self.leaves = np.empty((m, self.n_trees), dtype=np.int32)
+        walk = self._kernel(_walk, _walk_numpy)
+        rows = np.arange(m, dtype=np.int64)
+        column = np.empty(m, dtype=np.int64)
+        total = np.zeros((m, n_out))
+        for t in range(self.n_trees):
+            walk(
+                self.left, self.right, self.feature, self.threshold, self.roots,
+                self.X32, rows, np.full(m, t, dtype=np.int64), column,
+            )  # fmt: skip
+            self.leaves[:, t] = column
+            total += self.values[column]
+        # A single tree returns its leaf value as is; a forest adds from 0 and divides.
+        self.base_out = self.values[self.leaves[:, 0]] if self.single else total / self.n_trees
+        self._intervals(n_nodes)
         # Per tree: rows sorted by the depth-first position of their leaf.
-        position = self.tin[self.leaves]  # (m, T)
-        self.sorted_rows = np.argsort(position, axis=0, kind="stable").T.copy()  # (T, m)
-        self.sorted_pos = np.take_along_axis(position.T, self.sorted_rows, axis=1)
-        tree_of_node = np.repeat(np.arange(self.n_trees), np.diff(np.append(self.roots, offset)))
-        self.tree_of_node = tree_of_node
+        self.sorted_rows = np.empty((self.n_trees, m), dtype=np.int32)
+        self.sorted_pos = np.empty((self.n_trees, m), dtype=np.int32)
+        for t in range(self.n_trees):
+            position = self.tin[self.leaves[:, t]]
+            order = np.argsort(position, kind="stable")
+            self.sorted_rows[t] = order
+            self.sorted_pos[t] = position[order]
+        self.tree_of_node = np.repeat(np.arange(self.n_trees), sizes)
         split_nodes = np.flatnonzero(self.split)
-        by_feature = np.argsort(self.feature[split_nodes], kind="stable")
-        self.nodes_by_feature = split_nodes[by_feature]
-        n_features = X.shape[1]
+        self.nodes_by_feature = split_nodes[np.argsort(self.feature[split_nodes], kind="stable")]
         self.feature_start = np.searchsorted(
-            self.feature[self.nodes_by_feature], np.arange(n_features + 1)
+            self.feature[self.nodes_by_feature], np.arange(X.shape[1] + 1)
         )
 
     @staticmethod
@@ -304,8 +308,9 @@ class TreePath:
                 trees_out.append(np.full(hi - lo, t, dtype=np.int64))
         if not rows_out:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        key = np.unique(np.concatenate(trees_out) * self.X32.shape[0] + np.concatenate(rows_out))
-        return key % self.X32.shape[0], key // self.X32.shape[0]
+        m = self.X32.shape[0]
+        key = np.unique(np.concatenate(trees_out) * m + np.concatenate(rows_out).astype(np.int64))
+        return key % m, key // m
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """No tree splits on any of ``cols``."""
@@ -326,7 +331,9 @@ class TreePath:
         self._kernel(_update, _update_numpy)(
             self.left, self.right, self.feature, self.threshold, self.roots, X32, cols, new,
             changed, pair_rows, pair_trees, self.leaves, self.values, self.base_out,
-            self.n_trees, self.single, out,
+            self.n_trees, self.single, out, self.leaves.copy(),
+            np.empty((3, pair_rows.shape[0]), dtype=np.int64), np.zeros(m, dtype=np.bool_),
+            np.empty(self.values.shape[1]),
         )  # fmt: skip
         return self._format(out), np.ones(R, dtype=bool)
 
