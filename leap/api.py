@@ -70,6 +70,12 @@ def analyze_permutation_importance(
         - ``report_path``: a self-contained HTML report with every figure and table.
         - ``ci_level``: confidence level of the intervals (0.95; see
           ``docs/interpreting.md``).
+
+    Raises
+    ------
+    LeapError
+        For any bad input (a subclass says which kind), with a one-line message; nothing
+        already on disk is overwritten or truncated when the run fails.
     """
     groups = options.get("groups")
     if isinstance(groups, Mapping):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +118,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--scoring", help="A scikit-learn scorer name.  [default: the model's own score]")
 @click.option("--n-jobs", type=int, help="Parallel jobs (-1: all cores).")
 @click.option("--max-samples", type=float, help="Fraction (≤1) or number of rows per repeat.")
-@click.option(
-    "--expect-sha256",
-    metavar="DIGEST",
-    help="Refuse the model file unless its SHA-256 digest is DIGEST (checked before loading).",
-)
 @click.option(
     "--expect-sha256",
     metavar="DIGEST",
@@ -317,7 +313,12 @@ def demo(directory: Path, quiet: bool) -> None:
     click.echo(f"Wrote {directory / 'importance.csv'} and {directory / 'importance.png'}")
 
 
+def _warn_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"leap: warning: {message}", err=True)
+
+
 def main() -> None:
     """Entry point of the ``leap`` console script."""
+    warnings.showwarning = _warn_in_one_line
     get_engine().add_commands(cli)
     cli(prog_name="leap")
