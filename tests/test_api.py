@@ -135,7 +135,10 @@ def test_custom_layout(tmp_path, small_data):
 
 
 def test_width_mismatch_says_both_numbers(leap_files, small_data):
-    with pytest.raises(leap.LeapError, match=r"435 feature columns, the layout expects 15 .* model was fitted on 435"):
+    with pytest.raises(
+        leap.LeapError,
+        match=r"435 feature columns, the layout expects 15 .* model was fitted on 435",
+    ):
         analyze_permutation_importance(
             leap_files["model"],
             leap_files["matrix"],

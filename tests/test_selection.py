@@ -73,7 +73,9 @@ def test_top_k_features_are_the_planted_pairs(data):
 
 
 def test_whole_sensor_pairs_are_kept_together(data):
-    selector = _selector(groups="sensor_pair", k=3).fit(data.X, data.y, participants=data.participants)
+    selector = _selector(groups="sensor_pair", k=3).fit(
+        data.X, data.y, participants=data.participants
+    )
     assert set(selector.selected_units_) == {
         "Left_Ankle|Right_Ankle",
         "Left_Wrist|Sacrum",
