@@ -55,7 +55,8 @@ def _show_progress(quiet: bool) -> bool:
 
 def _print_top(result: Any, k: int) -> None:
     top = result.top(k)
-    click.echo(f"Top {len(top)} features ({result.scoring}, {result.method}):")
+    metric = "the model's score" if result.scoring == "score" else result.scoring
+    click.echo(f"Top {len(top)} features (drop in {metric} when permuted, ± std over repeats):")
     width = max((len(f) for f in top["feature"]), default=10)
     for _, row in top.iterrows():
         click.echo(
@@ -310,7 +311,10 @@ def demo(directory: Path, quiet: bool) -> None:
         return
     click.echo(f"Planted informative pairs: {', '.join(PLANTED_PAIRS)}")
     _print_top(result, 5)
-    click.echo(f"Wrote {directory / 'importance.csv'} and {directory / 'importance.png'}")
+    for grouped in result.groups.values():
+        _print_grouped(grouped, 5)
+    written = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+    click.echo(f"Wrote into {directory}: {', '.join(written)}")
 
 
 def _warn_in_one_line(message, category, filename, lineno, file=None, line=None) -> None:

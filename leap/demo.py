@@ -73,7 +73,9 @@ def run_demo(out_dir: str | Path, *, progress: bool = False, n_repeats: int = 10
     """Generate data, fit a model, save it as a pickle, and run the documented analysis.
 
     Writes ``model.pkl``, ``features.npy`` (held-out participants, original LEAP layout),
-    ``importance.csv`` and ``importance.png`` into ``out_dir``; returns the result.
+    ``importance.csv`` with its heatmap ``importance.png``, the jointly permuted sensor-pair
+    and sensor tables (``importance_sensor_pair.csv``, ``importance_sensor.csv``) and
+    ``report.html`` into ``out_dir``; returns the result (grouped ones in ``.groups``).
     """
     import joblib
     from sklearn.linear_model import LogisticRegression
@@ -100,4 +102,6 @@ def run_demo(out_dir: str | Path, *, progress: bool = False, n_repeats: int = 10
         heatmap_title="LEAP demo: sensor-pair importance",
         n_repeats=n_repeats,
         progress=progress,
+        groups=["sensor_pair", "sensor"],
+        report_path=out / "report.html",
     )

@@ -119,7 +119,14 @@ def test_demo_prints_planted_pairs_on_top(tmp_path):
     assert done.exit_code == 0, done.output
     top = pd.read_csv(tmp_path / "demo" / "importance.csv").nsmallest(3, "rank")
     assert set(top["feature"]) == set(PLANTED_PAIRS)
-    for name in ("model.pkl", "features.npy", "importance.csv", "importance.png"):
+    for name in ("model.pkl", "features.npy", "importance.csv", "importance.png", "report.html"):
         assert (tmp_path / "demo" / name).exists()
+    pairs = pd.read_csv(tmp_path / "demo" / "importance_sensor_pair.csv").nsmallest(3, "rank")
+    assert set(pairs["feature"]) == {
+        "Left_Ankle|Right_Ankle",
+        "Left_Wrist|Sacrum",
+        "Right_Ankle|Sacrum",
+    }
+    assert "Top 5 by sensor_pair (permuted jointly)" in done.output
     shown = [line.split()[1] for line in done.output.splitlines() if line.startswith("    ")]
     assert set(shown[:3]) == set(PLANTED_PAIRS)
