@@ -7,6 +7,9 @@ the joblib backend, the progress bar and third-party fast paths.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import joblib
 import numpy as np
 import pandas as pd
@@ -393,3 +396,11 @@ def test_third_party_fast_path():
     got = method.compute(model, X, y, n_repeats=4, random_state=2, scoring="f1")["f1"]
     assert ModelCallingPath.calls == X.shape[1]
     assert_allclose(got.importances, expected.importances, rtol=0, atol=1e-12)
+
+
+def test_performance_doc_snippet_runs():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "performance.md", "exec"), {})  # our own docs

@@ -38,6 +38,9 @@ class FastPath(Protocol):
         Returns ``(outputs, exact)``: ``outputs[method]`` has shape
         ``(n_copies, n_rows, ...)``; ``exact[r]`` is false for a copy whose outputs could not
         be certified, which the caller recomputes with the model.
+
+        A fast path may also define ``outputs_many(groups, orders)`` returning one such
+        pair per group, to answer many groups in one vectorised pass.
         """
 
 

@@ -24,6 +24,7 @@ from sklearn.linear_model._ridge import _RidgeClassifierMixin
 from leap.plugins.permutation.fastpaths import quietly
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
+_BLOCK_BYTES = 2**18  # size of one (copies × rows × columns) array when columns are batched
 
 
 class LinearLabels:
@@ -48,6 +49,7 @@ class LinearLabels:
         self.magnitude = np.abs(X) @ abs_coef.T + np.abs(intercept)
         self.gamma_base = 2.0 * (X.shape[1] + 4) * _U
         self.used = np.any(coef != 0, axis=0)
+        self.column_max = np.abs(X).max(axis=0)
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """A column with zero coefficients adds exact zeros: labels cannot change."""
@@ -80,6 +82,51 @@ class LinearLabels:
         labels = self.classes.take(index)
         labels[~changed] = np.broadcast_to(self.base_labels, changed.shape)[~changed]
         return {"predict": labels}, exact
+
+    def outputs_many(
+        self, groups: list[np.ndarray], orders: np.ndarray
+    ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """:meth:`outputs` of many groups; single columns in blocks, in one pass each."""
+        answers: list = [None] * len(groups)
+        single = [i for i, cols in enumerate(groups) if len(cols) == 1]
+        for i, cols in enumerate(groups):
+            if len(cols) != 1:
+                answers[i] = self.outputs(cols, orders)
+        n_copies, m = orders.shape
+        width = max(1, _BLOCK_BYTES // (8 * n_copies * m * self.coef.shape[0]))
+        for start in range(0, len(single), width):
+            block = single[start : start + width]
+            cols = np.array([int(groups[i][0]) for i in block])
+            labels, exact = self._block(cols, orders)
+            for q, i in enumerate(block):
+                answers[i] = ({"predict": labels[:, :, q]}, exact[:, q])
+        return answers
+
+    def _block(self, cols: np.ndarray, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels (copies, rows, columns) when each of ``cols`` is permuted alone."""
+        if self.coef.shape[0] != 1:
+            answers = [self.outputs(np.array([c]), orders) for c in cols]
+            labels = np.stack([out["predict"] for out, _ in answers], axis=2)
+            return labels, np.stack([exact for _, exact in answers], axis=1)
+        # Binary: the bound of the module docstring with |x_new|, |x_old| <= max |x_c|, so
+        # the threshold a decision must clear depends on the row and column only.
+        w = self.coef[0, cols]  # (b,)
+        gamma = self.gamma_base + 2.0 * _U
+        reach = self.column_max[cols] * np.abs(w)
+        threshold = (gamma / (1.0 - gamma)) * (
+            2.0 * self.magnitude[:, :1] + 4.0 * reach[None, :]
+        )  # (m, b)
+        old = self.X[:, cols]  # (m, b)
+        new = old[orders]  # (R, m, b)
+        d = (new - old[None]) * w
+        d += self.decision[None, :, :1]
+        uncertain = np.abs(d) <= threshold[None]
+        if uncertain.any():
+            # An unchanged row keeps the unpermuted row's decision: its label is the model's.
+            changed = new.view(np.uint64) != old.view(np.uint64)[None]
+            uncertain &= changed
+        exact = ~uncertain.any(axis=1)  # (R, b)
+        return self.classes.take((d > 0).view(np.int8)), exact
 
 
 def linear_labels(

@@ -95,6 +95,10 @@ def _trivial(ctx: Context, cols: np.ndarray) -> bool:
     return ctx.plan is not None and ctx.fast is not None and ctx.fast.unaffected(cols)
 
 
+#: Copies whose outputs are scored together (one vectorised accuracy count).
+_SCORE_BATCH = 256
+
+
 def _slice(out: Any, s: int, m: int) -> Any:
     if isinstance(out, list):
         return [np.asarray(o)[s * m : (s + 1) * m] for o in out]
@@ -113,9 +117,6 @@ def _run_opaque(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[t
     work = None
     results = []
     for index, cols in items:
-        if _constant(ctx, cols):
-            results.append((index, [ctx.sub_score] * n_repeats))
-            continue
         if work is None:
             work = WorkingCopy(ctx.X)
         scores = []
@@ -182,22 +183,28 @@ def _run_replay(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[t
     n_repeats = ctx.orders.shape[0]
     scores: list[list] = [[None] * n_repeats for _ in items]
     replayer = _Replayer(ctx, len(items))
-    for slot, (_, cols) in enumerate(items):
-        if _trivial(ctx, cols):
-            scores[slot] = [ctx.sub_score] * n_repeats
-            continue
-        todo = list(range(n_repeats))
-        if ctx.fast is not None:
-            outs, exact = ctx.fast.outputs(cols, ctx.orders[todo])
-            for q, r in enumerate(todo):
-                if exact[q]:
-                    replayer.add_ready(slot, r, {name: out[q] for name, out in outs.items()})
+    slots = list(range(len(items)))  # run_all has answered the trivial groups already
+    if ctx.fast is not None:
+        group_cols = [items[slot][1] for slot in slots]
+        many = getattr(ctx.fast, "outputs_many", None)
+        if many is not None:
+            answers = many(group_cols, ctx.orders)
+        else:
+            answers = (ctx.fast.outputs(cols, ctx.orders) for cols in group_cols)
+        for slot, cols, (outs, exact) in zip(slots, group_cols, answers, strict=True):
+            for r in range(n_repeats):
+                if exact[r]:
+                    replayer.add_ready(slot, r, {name: out[r] for name, out in outs.items()})
                 else:
                     replayer.add_pending(slot, r, cols)
-        else:
-            for r in todo:
-                replayer.add_pending(slot, r, cols)
-        replayer.score_ready(scores)
+            if len(replayer.ready) >= _SCORE_BATCH:
+                replayer.score_ready(scores)
+    else:
+        for slot in slots:
+            for r in range(n_repeats):
+                replayer.add_pending(slot, r, items[slot][1])
+            if len(replayer.ready) >= _SCORE_BATCH:
+                replayer.score_ready(scores)
     replayer.flush_model()
     replayer.score_ready(scores)
     return [(index, group_scores) for (index, _), group_scores in zip(items, scores, strict=True)]
