@@ -320,3 +320,23 @@ def test_bad_groups_and_arguments_are_rejected():
         method.compute(model, X, y, max_samples=1.5)
     with pytest.raises(ValueError, match="n_repeats"):
         method.compute(model, X, y, n_repeats=0)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [KNeighborsClassifier(5), RandomForestClassifier(20, random_state=0), LogisticRegression()],
+    ids=["knn", "random_forest", "logistic"],
+)
+def test_sensor_and_sensor_pair_groups_on_leap_features(model, leap_data):
+    """Large joint groups (all channel pairs of a sensor, or of a sensor pair)."""
+    from leap.grouping import sensor_grouping, sensor_pair_grouping
+
+    X, y = leap_data.X, leap_data.y
+    model = clone(model).fit(X[::2], y[::2])
+    for grouping in (sensor_grouping(leap_data.layout), sensor_pair_grouping(leap_data.layout)):
+        groups = [list(ix) for ix in grouping.indices]
+        expected = _reference_grouped(model, X, y, groups, n_repeats=2, random_state=3)
+        got = PermutationMethod().compute(model, X, y, n_repeats=2, random_state=3, groups=groups)[
+            "score"
+        ]
+        assert_allclose(got.importances, expected, rtol=0, atol=1e-12)

@@ -138,19 +138,3 @@ class WorkingCopy:
                 self.data.isetitem(c, self.X.iloc[:, c].array.copy())
         else:
             self.data[:, cols] = self.X[:, cols]
-
-
-def unchanged_rows(values: np.ndarray, cols: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Rows whose values in ``cols`` are bitwise identical after reordering by ``order``.
-
-    Non-numeric columns are never reported unchanged (equal objects need not be identical).
-    """
-    block = np.ascontiguousarray(values[:, cols])
-    kind, size = block.dtype.kind, block.dtype.itemsize
-    if kind in "biu":
-        raw = block
-    elif kind in "fc" and size in (2, 4, 8):
-        raw = block.view(f"u{size}")
-    else:
-        return np.zeros(block.shape[0], dtype=bool)
-    return np.all(raw[order] == raw, axis=1)

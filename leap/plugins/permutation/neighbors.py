@@ -32,15 +32,18 @@ _CHUNK_BYTES = 2**19  # distance rows computed at a time: keeps the set-up memor
 
 
 def _scan(cand_idx, cand_d, Y, X, cols, new, changed, M, E, k, ordered, neigh, status):
-    """Loop kernel (compiled by numba): certified k nearest neighbours of changed rows."""
+    """Loop kernel (compiled by numba): certified k nearest neighbours of changed rows.
+
+    ``status``: 0 row unchanged, 1 certified (``neigh`` holds the neighbours), 2 tie or
+    near-tie, 3 the kept candidates ran out (the row must be rescored against all points).
+    """
     R, m = changed.shape
     L = cand_idx.shape[1]
-    n_t, p = Y.shape
+    n_t = Y.shape[0]
     g = cols.shape[0]
     kk = min(k + 1, n_t)
     best_d = np.empty(kk)
     best_i = np.empty(kk, dtype=np.int64)
-    xr = np.empty(p)
     for r in range(R):
         for i in range(m):
             if not changed[r, i]:
@@ -70,27 +73,9 @@ def _scan(cand_idx, cand_d, Y, X, cols, new, changed, M, E, k, ordered, neigh, s
                         pos -= 1
                     best_d[pos] = dn
                     best_i[pos] = t
-            if not stopped and L < n_t:  # ran out of kept candidates: rescore everything
-                for q in range(kk):
-                    best_d[q] = np.inf
-                    best_i[q] = -1
-                for f in range(p):
-                    xr[f] = X[i, f]
-                for c in range(g):
-                    xr[cols[c]] = new[r, i, c]
-                for t in range(n_t):
-                    dn = 0.0
-                    for f in range(p):
-                        a = xr[f] - Y[t, f]
-                        dn += a * a
-                    if dn < best_d[kk - 1]:
-                        pos = kk - 1
-                        while pos > 0 and best_d[pos - 1] > dn:
-                            best_d[pos] = best_d[pos - 1]
-                            best_i[pos] = best_i[pos - 1]
-                            pos -= 1
-                        best_d[pos] = dn
-                        best_i[pos] = t
+            if not stopped and L < n_t:  # ran out of kept candidates
+                status[r, i] = 3
+                continue
             ok = True
             if kk > k and best_d[k] - best_d[k - 1] <= 4.0 * E[r, i]:
                 ok = False
@@ -124,21 +109,15 @@ def _scan_numpy(cand_idx, cand_d, Y, X, cols, new, changed, M, E, k, ordered, ne
         best_d = np.take_along_axis(d, top, axis=1)
         best_i = np.take_along_axis(ci, top, axis=1)
         e = E[r, rows]
+        over = np.zeros(rows.size, dtype=bool)
         if L < n_t:
             over = cand_d[rows, L - 1] - M[r, rows] - 3.0 * e <= best_d[:, kk - 1]
-            for pos in np.flatnonzero(over):
-                xr = X[rows[pos]].copy()
-                xr[cols] = new[r, rows[pos]]
-                full = ((xr[None, :] - Y) ** 2).sum(axis=1)
-                order = np.argsort(full, kind="stable")[:kk]
-                best_d[pos] = full[order]
-                best_i[pos] = order
         ok = np.ones(rows.size, dtype=bool)
         if kk > k:
             ok &= best_d[:, k] - best_d[:, k - 1] > 4.0 * e
         if ordered and k > 1:
             ok &= np.all(np.diff(best_d[:, :k], axis=1) > 4.0 * e[:, None], axis=1)
-        status[r, rows] = np.where(ok, 1, 2)
+        status[r, rows] = np.where(over, 3, np.where(ok, 1, 2))
         neigh[r, rows] = best_i[:, :k]
 
 
@@ -156,6 +135,7 @@ class NeighborsPath:
         self.y_fit = np.asarray(model._y)
         self.x_norm = np.einsum("ij,ij->i", X, X)
         y_norm = np.einsum("ij,ij->i", Y, Y)
+        self.y_norm = y_norm
         self.y_norm_max = float(y_norm.max())
         self.y_min = Y.min(axis=0)
         self.y_max = Y.max(axis=0)
@@ -199,6 +179,33 @@ class NeighborsPath:
         mine = np.sort(self.cand_idx[rows, :k], axis=1)
         return bool(np.array_equal(mine[certain], np.sort(theirs, axis=1)[certain]))
 
+    def _rescore(self, r, rows, cols, new, E, neigh, status) -> None:
+        """Certified neighbours of ``rows`` against every training point (or status 2).
+
+        Beyond a quarter of the rows the copy is left to the model (as costly, and exact).
+        """
+        if rows.size > max(1, self.X.shape[0] // 4):
+            status[r, rows] = 2
+            return
+        k, n_t = self.k, self.Y.shape[0]
+        kk = min(k + 1, n_t)
+        Xr = self.X[rows].copy()
+        Xr[:, cols] = new[r, rows]
+        d = np.einsum("ij,ij->i", Xr, Xr)[:, None] + self.y_norm[None, :] - 2.0 * (Xr @ self.Y.T)
+        top = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+        top_d = np.take_along_axis(d, top, axis=1)
+        order = np.argsort(top_d, axis=1, kind="stable")
+        best_d = np.take_along_axis(top_d, order, axis=1)
+        best_i = np.take_along_axis(top, order, axis=1)
+        e = E[r, rows]
+        ok = np.ones(rows.size, dtype=bool)
+        if kk > k:
+            ok &= best_d[:, k] - best_d[:, k - 1] > 4.0 * e
+        if not self.classifier and k > 1:
+            ok &= np.all(np.diff(best_d[:, :k], axis=1) > 4.0 * e[:, None], axis=1)
+        status[r, rows] = np.where(ok, 1, 2)
+        neigh[r, rows] = best_i[:, :k]
+
     def unaffected(self, cols: np.ndarray) -> bool:
         """Distances always depend on every column."""
         return False
@@ -221,6 +228,14 @@ class NeighborsPath:
         E = self.c_err * (
             2.0 * self.x_norm[None, :] + (new * new).sum(axis=2) + 2.0 * self.y_norm_max
         )
+        hopeless = np.zeros(R, dtype=bool)
+        if self.cand_d.shape[1] < self.Y.shape[0]:
+            # A row whose change bound exceeds the margin of its kept candidates will likely
+            # need rescoring against every point; when many do (a large group), the model
+            # is as fast: hand the whole copy over without trying.
+            margin = self.cand_d[:, -1] - self.cand_d[:, min(self.k, self.cand_d.shape[1] - 1)]
+            hopeless = ((margin[None, :] <= M) & changed).sum(axis=1) > m // 4
+            changed[hopeless] = False
         neigh = np.zeros((R, m, self.k), dtype=np.int64)
         status = np.zeros((R, m), dtype=np.int8)
         kernel = compiled(_scan) or _scan_numpy
@@ -228,7 +243,11 @@ class NeighborsPath:
             self.cand_idx, self.cand_d, self.Y, X, cols, new, changed, M, E,
             self.k, not self.classifier, neigh, status,
         )  # fmt: skip
-        exact = ~np.any(status == 2, axis=1)
+        for r in range(R):
+            over = np.flatnonzero(status[r] == 3)
+            if over.size:
+                self._rescore(r, over, cols, new, E, neigh, status)
+        exact = ~np.any(status >= 2, axis=1) & ~hopeless
         certified = status == 1
         outputs = {}
         if self.classifier:

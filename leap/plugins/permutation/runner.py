@@ -1,8 +1,9 @@
 """Runs the permutations of every group and scores them as scikit-learn would.
 
-Per group of columns and per repeat there is one permuted copy of the used rows. A copy
-whose permuted columns are bitwise unchanged (e.g. constant columns) is the unpermuted data,
-so its score is the unpermuted score. Otherwise, with a recognised scorer, the copy's
+Per group of columns and per repeat there is one permuted copy of the used rows. Permuting
+only constant columns leaves the data bitwise unchanged, so those copies score exactly as
+the unpermuted rows (so do groups a fast path declares unaffected, with a recognised
+scorer); nothing is predicted for them. Otherwise, with a recognised scorer, a copy's
 outputs come from a fast path or from the model itself, called on batches of stacked copies,
 and the scorer turns them into a number (:mod:`.scoring`); with an opaque scorer the
 scorer gets the estimator and a permuted copy, one at a time.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -96,7 +97,7 @@ def _trivial(ctx: Context, cols: np.ndarray) -> bool:
 
 
 #: Copies whose outputs are scored together (one vectorised accuracy count).
-_SCORE_BATCH = 256
+_SCORE_BATCH = 64
 
 
 def _slice(out: Any, s: int, m: int) -> Any:
@@ -105,25 +106,35 @@ def _slice(out: Any, s: int, m: int) -> Any:
     return np.asarray(out)[s * m : (s + 1) * m]
 
 
-def run_task(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[tuple[int, list]]:
-    """Scores of every repeat of the groups ``items`` (``(index, columns)`` pairs)."""
+#: A task's work: ``(group index, columns, repeats to compute)``.
+Item = tuple[int, np.ndarray, Sequence[int]]
+
+
+def run_task(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, list]], list]:
+    """Scores of the given repeats of the groups ``items``.
+
+    Returns ``(results, declined)``: per group, its scores (``None`` where not computed),
+    and the ``(group index, repeat)`` copies a fast path declined, which the caller
+    evaluates with the model outside this (possibly threaded) task. :func:`run_all`
+    answers trivial groups itself; any group given here is computed.
+    """
     if ctx.plan is None:
-        return _run_opaque(ctx, items)
+        return _run_opaque(ctx, items), []
     return _run_replay(ctx, items)
 
 
-def _run_opaque(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[tuple[int, list]]:
+def _run_opaque(ctx: Context, items: Sequence[Item]) -> list[tuple[int, list]]:
     n_repeats = ctx.orders.shape[0]
     work = None
     results = []
-    for index, cols in items:
+    for index, cols, repeats in items:
         if work is None:
             work = WorkingCopy(ctx.X)
-        scores = []
-        for r in range(n_repeats):
+        scores: list = [None] * n_repeats
+        for r in repeats:
             permuted = work.permute(cols, ctx.orders[r])
-            scores.append(
-                weighted_score(ctx.scorer, ctx.estimator, permuted, ctx.y, ctx.sample_weight)
+            scores[r] = weighted_score(
+                ctx.scorer, ctx.estimator, permuted, ctx.y, ctx.sample_weight
             )
         work.restore(cols)
         results.append((index, scores))
@@ -133,7 +144,7 @@ def _run_opaque(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[t
 class _Replayer:
     """Collects copies' outputs (fast path or batched model calls) and scores them."""
 
-    def __init__(self, ctx: Context, n_groups: int) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.stack = None
         self.pending: list[tuple[int, int, np.ndarray]] = []
@@ -179,35 +190,54 @@ class _Replayer:
         self.ready = []
 
 
-def _run_replay(ctx: Context, items: Sequence[tuple[int, np.ndarray]]) -> list[tuple[int, list]]:
+def _run_replay(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, list]], list]:
     n_repeats = ctx.orders.shape[0]
     scores: list[list] = [[None] * n_repeats for _ in items]
-    replayer = _Replayer(ctx, len(items))
-    slots = list(range(len(items)))  # run_all has answered the trivial groups already
+    replayer = _Replayer(ctx)
+    declined = []
     if ctx.fast is not None:
-        group_cols = [items[slot][1] for slot in slots]
+        group_cols = [cols for _, cols, _ in items]
         many = getattr(ctx.fast, "outputs_many", None)
         if many is not None:
             answers = many(group_cols, ctx.orders)
         else:
             answers = (ctx.fast.outputs(cols, ctx.orders) for cols in group_cols)
-        for slot, cols, (outs, exact) in zip(slots, group_cols, answers, strict=True):
-            for r in range(n_repeats):
+        for slot, (outs, exact) in enumerate(answers):
+            index, _, repeats = items[slot]
+            for r in repeats:
                 if exact[r]:
                     replayer.add_ready(slot, r, {name: out[r] for name, out in outs.items()})
                 else:
-                    replayer.add_pending(slot, r, cols)
+                    declined.append((index, r))
             if len(replayer.ready) >= _SCORE_BATCH:
                 replayer.score_ready(scores)
     else:
-        for slot in slots:
-            for r in range(n_repeats):
-                replayer.add_pending(slot, r, items[slot][1])
+        for slot, (_, cols, repeats) in enumerate(items):
+            for r in repeats:
+                replayer.add_pending(slot, r, cols)
             if len(replayer.ready) >= _SCORE_BATCH:
                 replayer.score_ready(scores)
     replayer.flush_model()
     replayer.score_ready(scores)
-    return [(index, group_scores) for (index, _), group_scores in zip(items, scores, strict=True)]
+    results = [
+        (index, group_scores) for (index, _, _), group_scores in zip(items, scores, strict=True)
+    ]
+    return results, declined
+
+
+def _chunks(items: list, n_chunks: int) -> list[list]:
+    bounds = np.linspace(0, len(items), max(1, n_chunks) + 1).round().astype(int)
+    return [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _fill(results: list, done: list[tuple[int, list]]) -> None:
+    for index, group_scores in done:
+        if results[index] is None:
+            results[index] = group_scores
+        else:
+            for r, value in enumerate(group_scores):
+                if value is not None:
+                    results[index][r] = value
 
 
 def run_all(
@@ -220,29 +250,38 @@ def run_all(
     """Scores of every repeat of every group, in group order, computed by joblib workers.
 
     Fast paths run in threads (their kernels release the GIL); model calls run in processes
-    like scikit-learn's, unless a ``joblib.parallel_config`` context says otherwise.
+    like scikit-learn's, unless a ``joblib.parallel_config`` context says otherwise. The
+    copies a fast path declines (ties, near-ties) are evaluated afterwards in this thread,
+    so the model's own threads (OpenMP, BLAS) never compete with LEAP's.
     """
     n_groups = len(groups)
     n_repeats = ctx.orders.shape[0]
     results: list[list | None] = [None] * n_groups
-    work = []
+    work: list[Item] = []
     for index, cols in enumerate(groups):
         if _trivial(ctx, cols):  # nothing to predict: answer here, keep tasks balanced
             results[index] = [ctx.sub_score] * n_repeats
         else:
-            work.append((index, cols))
+            work.append((index, cols, range(n_repeats)))
     n_workers = max(1, effective_n_jobs(n_jobs))
     n_chunks = min(len(work), 16 * n_workers)
     if progress:
         n_chunks = min(len(work), max(n_chunks, 100))
-    bounds = np.linspace(0, len(work), max(1, n_chunks) + 1).round().astype(int)
-    chunks = [work[a:b] for a, b in itertools.pairwise(bounds) if b > a]
-    prefer = "threads" if ctx.fast is not None or n_workers == 1 else "processes"
-    parallel = Parallel(n_jobs=n_jobs, prefer=prefer, return_as="generator")
+    declined: dict[int, list[int]] = {}
+    threads = ctx.fast is not None or n_workers == 1
+    parallel = Parallel(
+        n_jobs=n_jobs, prefer="threads" if threads else "processes", return_as="generator"
+    )
     with tqdm(total=n_groups, disable=not progress, desc="permuting", unit="col") as bar:
         bar.update(n_groups - len(work))
-        for done in parallel(delayed(run_task)(ctx, chunk) for chunk in chunks):
-            for index, group_scores in done:
-                results[index] = group_scores
+        for done, refused in parallel(delayed(run_task)(ctx, c) for c in _chunks(work, n_chunks)):
+            _fill(results, done)
+            for index, r in refused:
+                declined.setdefault(index, []).append(r)
             bar.update(len(done))
+    if declined:
+        # Here, not in a pool: the models with fast paths (k-NN, linear, trees) parallelise
+        # their own predictions, and a fresh process pool would cost more than it saves.
+        rest = [(index, groups[index], repeats) for index, repeats in declined.items()]
+        _fill(results, run_task(replace(ctx, fast=None), rest)[0])
     return results

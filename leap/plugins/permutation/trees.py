@@ -73,18 +73,20 @@ def _walk_numpy(left, right, feature, threshold, roots, X32, rows, trees, leaves
 
 
 def _update(
-    left, right, feature, threshold, roots, X32, cols, new, changed,
+    left, right, feature, threshold, roots, X32, slot, new, changed,
     pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out, work, moved,
     touched, acc,
 ):  # fmt: skip
     """Loop kernel: outputs of every copy, re-adding the trees of rows whose leaf moved.
+
+    ``slot[f]`` is the position of feature ``f`` in the permuted group (``-1``: not in it),
+    ``new[r, i, slot[f]]`` its permuted value in copy ``r``.
 
     ``work`` starts as a copy of ``leaves``; ``moved`` (3, n_pairs), ``touched`` (n_rows,)
     and ``acc`` (n_outputs,) are scratch space (allocated by the caller, so that memory
     tracing sees them).
     """
     R, m = changed.shape
-    g = cols.shape[0]
     P = pair_rows.shape[0]
     C = values.shape[1]
     moved_rows = moved[0]
@@ -103,11 +105,8 @@ def _update(
             node = roots[t]
             while left[node] != -1:
                 f = feature[node]
-                x = X32[i, f]
-                for q in range(g):
-                    if cols[q] == f:
-                        x = new[r, i, q]
-                        break
+                q = slot[f]
+                x = X32[i, f] if q < 0 else new[r, i, q]
                 if x <= threshold[node]:
                     node = left[node]
                 else:
@@ -142,7 +141,7 @@ def _update(
 
 
 def _update_numpy(
-    left, right, feature, threshold, roots, X32, cols, new, changed,
+    left, right, feature, threshold, roots, X32, slot, new, changed,
     pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out, work, moved,
     touched, acc,
 ):  # fmt: skip
@@ -159,10 +158,10 @@ def _update_numpy(
             n = node[active]
             f = feature[n]
             x = X32[rows[active], f]
-            for q, col in enumerate(cols):
-                hit = f == col
-                if hit.any():
-                    x[hit] = new[r, rows[active][hit], q]
+            q = slot[f]
+            hit = q >= 0
+            if hit.any():
+                x[hit] = new[r, rows[active][hit], q[hit]]
             node[active] = np.where(x <= threshold[n], left[n], right[n])
             active = active[left[node[active]] != _LEAF]
         moved = node != leaves[rows, trees]
@@ -233,14 +232,16 @@ class TreePath:
         # A single tree returns its leaf value as is; a forest adds from 0 and divides.
         self.base_out = self.values[self.leaves[:, 0]] if self.single else total / self.n_trees
         self._intervals(n_nodes)
-        # Per tree: rows sorted by the depth-first position of their leaf.
-        self.sorted_rows = np.empty((self.n_trees, m), dtype=np.int32)
-        self.sorted_pos = np.empty((self.n_trees, m), dtype=np.int32)
+        # Per tree: rows sorted by the depth-first position of their leaf, all trees in one
+        # sorted key array (tree * span + position) so that node slices are one search.
+        self.span = int(self.tout.max()) + 1
+        self.flat_rows = np.empty(self.n_trees * m, dtype=np.int32)
+        self.flat_keys = np.empty(self.n_trees * m, dtype=np.int64)
         for t in range(self.n_trees):
             position = self.tin[self.leaves[:, t]]
             order = np.argsort(position, kind="stable")
-            self.sorted_rows[t] = order
-            self.sorted_pos[t] = position[order]
+            self.flat_rows[t * m : (t + 1) * m] = order
+            self.flat_keys[t * m : (t + 1) * m] = t * self.span + position[order]
         self.tree_of_node = np.repeat(np.arange(self.n_trees), sizes)
         split_nodes = np.flatnonzero(self.split)
         self.nodes_by_feature = split_nodes[np.argsort(self.feature[split_nodes], kind="stable")]
@@ -292,25 +293,22 @@ class TreePath:
 
     def _pairs(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, tree) pairs whose path tests one of ``cols``."""
+        starts, stops = self.feature_start[cols], self.feature_start[cols + 1]
         nodes = np.concatenate(
-            [self.nodes_by_feature[self.feature_start[c] : self.feature_start[c + 1]] for c in cols]
+            [self.nodes_by_feature[a:b] for a, b in zip(starts, stops, strict=True)]
         )
         if nodes.size == 0:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        trees = self.tree_of_node[nodes]
-        rows_out, trees_out = [], []
-        for n, t in zip(nodes.tolist(), trees.tolist(), strict=True):
-            keys = self.sorted_pos[t]
-            lo = np.searchsorted(keys, self.tin[n], side="left")
-            hi = np.searchsorted(keys, self.tout[n], side="left")
-            if hi > lo:
-                rows_out.append(self.sorted_rows[t, lo:hi])
-                trees_out.append(np.full(hi - lo, t, dtype=np.int64))
-        if not rows_out:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
+        # The rows under node n of tree t: one slice of tree t's rows sorted by leaf position.
+        base = self.tree_of_node[nodes] * self.span
+        lo = np.searchsorted(self.flat_keys, base + self.tin[nodes], side="left")
+        hi = np.searchsorted(self.flat_keys, base + self.tout[nodes], side="left")
+        lengths = hi - lo
+        total = int(lengths.sum())
+        offsets = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+        flat = np.unique(offsets + np.arange(total))  # nested nodes give the same pairs
         m = self.X32.shape[0]
-        key = np.unique(np.concatenate(trees_out) * m + np.concatenate(rows_out).astype(np.int64))
-        return key % m, key // m
+        return self.flat_rows[flat].astype(np.int64), flat // m
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """No tree splits on any of ``cols``."""
@@ -327,9 +325,11 @@ class TreePath:
         old = X32[:, cols]
         changed = np.any(new.view(np.uint32) != old.view(np.uint32)[None], axis=2)
         pair_rows, pair_trees = self._pairs(cols)
+        slot = np.full(X32.shape[1], -1, dtype=np.int64)
+        slot[cols] = np.arange(len(cols))
         out = np.empty((R, m, self.values.shape[1]))
         self._kernel(_update, _update_numpy)(
-            self.left, self.right, self.feature, self.threshold, self.roots, X32, cols, new,
+            self.left, self.right, self.feature, self.threshold, self.roots, X32, slot, new,
             changed, pair_rows, pair_trees, self.leaves, self.values, self.base_out,
             self.n_trees, self.single, out, self.leaves.copy(),
             np.empty((3, pair_rows.shape[0]), dtype=np.int64), np.zeros(m, dtype=np.bool_),
