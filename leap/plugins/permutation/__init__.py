@@ -5,7 +5,8 @@ and ``random_state``: every column (or group of columns) is permuted with the sa
 per-column ``RandomState(seed)`` sequence (:mod:`.schedule`), and every permuted copy is
 scored by the scorer itself. What changes is how the copies' predictions are obtained:
 
-- copies whose permuted columns are bitwise unchanged (constant columns) are not predicted;
+- constant columns (permuting them changes nothing) and columns a fast path proves
+  irrelevant (no tree splits on them, zero coefficients) are not predicted;
 - recognised scorers are fed precomputed outputs (:mod:`.scoring`), so many copies share
   one ``predict`` call (batches capped by :data:`~.copies.MAX_BATCH_BYTES`), and plain
   accuracy is counted for all copies at once;
