@@ -223,16 +223,11 @@ class RefineResult:
             linewidth=1.2,
             label=f"all {int(full['n_features'])} features: {full['mean_score']:.3f}",
         )
-        ax.plot(
-            [chosen["n_features"]],
-            [chosen["mean_score"]],
-            marker="*",
-            markersize=17,
-            color=_VERMILLION,
-            markeredgecolor="black",
-            linestyle="none",
-            zorder=5,
-            label=f"1-SE choice: k = {self.k} ({chosen['mean_score']:.3f})",
+        _mark_choice(
+            ax,
+            chosen["n_features"],
+            chosen["mean_score"],
+            f"1-SE choice: k = {self.k} ({chosen['mean_score']:.3f})",
         )
         if x.max() / max(x.min(), 1) > 20:
             ax.set_xscale("log")
@@ -250,16 +245,11 @@ class RefineResult:
         x = rows["n_sensors"].to_numpy()
         _curve_with_band(ax, x, rows, "sensors")
         chosen = self.chosen_sensors
-        ax.plot(
-            [chosen["n_sensors"]],
-            [chosen["mean_score"]],
-            marker="*",
-            markersize=17,
-            color=_VERMILLION,
-            markeredgecolor="black",
-            linestyle="none",
-            zorder=5,
-            label=f"1-SE choice: {int(chosen['n_sensors'])} sensors ({chosen['mean_score']:.3f})",
+        _mark_choice(
+            ax,
+            chosen["n_sensors"],
+            chosen["mean_score"],
+            f"1-SE choice: {int(chosen['n_sensors'])} sensors ({chosen['mean_score']:.3f})",
         )
         labels = {len(self.sensor_path[0]): f"{len(self.sensor_path[0])}\n(all)"}
         for before, after in itertools.pairwise(self.sensor_path):
@@ -273,6 +263,21 @@ class RefineResult:
         ax.grid(True, alpha=0.3)
         kept = ", ".join(s.replace("_", " ") for s in self.sensors or ())
         ax.legend(loc="lower left", fontsize="small", title=f"kept: {kept}", title_fontsize="small")
+
+
+def _mark_choice(ax: Any, x: float, y: float, label: str) -> None:
+    """The 1-SE choice: a large vermillion star, drawn above the curve."""
+    ax.plot(
+        [x],
+        [y],
+        marker="*",
+        markersize=17,
+        color=_VERMILLION,
+        markeredgecolor="black",
+        linestyle="none",
+        zorder=5,
+        label=label,
+    )
 
 
 def _curve_with_band(ax: Any, x: np.ndarray, rows: pd.DataFrame, what: str) -> None:
