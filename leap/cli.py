@@ -56,7 +56,7 @@ def _show_progress(quiet: bool) -> bool:
 def _print_top(result: Any, k: int) -> None:
     top = result.top(k)
     metric = "the model's score" if result.scoring == "score" else result.scoring
-    click.echo(f"Top {len(top)} features (drop in {metric} when permuted, ± std over repeats):")
+    click.echo(f"Top {len(top)} features (drop in {metric}, ± std over repeats; {result.method}):")
     width = max((len(f) for f in top["feature"]), default=10)
     for _, row in top.iterrows():
         click.echo(
