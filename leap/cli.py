@@ -49,6 +49,40 @@ def _print_grouped(result: Any, k: int) -> None:
         )
 
 
+def input_options(command: Any) -> Any:
+    """Add the options every command reading a MODEL and a MATRIX shares."""
+    options = [
+        click.option("--label", help="Label column: a name or a position.  [default: label]"),
+        click.option(
+            "--participant", help="Participant-id column.  [default: participant, if present]"
+        ),
+        click.option("--loader", help="Model loader by name.  [default: by file suffix]"),
+        click.option("--reader", help="Matrix reader by name.  [default: by file suffix]"),
+        click.option(
+            "--sensors", help="Comma-separated sensor names.  [default: the 5 LEAP sensors]"
+        ),
+        click.option("--dims", help="Comma-separated channel dims.  [default: x/y/z acc and gyro]"),
+        click.option(
+            "--expect-sha256",
+            metavar="DIGEST",
+            help="Refuse the model file unless its SHA-256 digest is DIGEST (checked before "
+            "loading).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def layout_from(sensors: str | None, dims: str | None) -> SensorLayout | None:
+    """The layout named by ``--sensors``/``--dims`` (LEAP's for the one not given), or None."""
+    if not (sensors or dims):
+        return None
+    return SensorLayout.create(
+        _names(sensors) or SensorLayout().sensors, _names(dims) or SensorLayout().dims
+    )
+
+
 def _show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
@@ -96,7 +130,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 # readable=False: LEAP checks its input files itself, with one-line errors (exit status 2)
 @click.argument("model", type=click.Path(path_type=Path, readable=False), required=False)
 @click.argument("matrix", type=click.Path(path_type=Path, readable=False), required=False)
-@click.option("--label", help="Label column: a name or a position.  [default: label]")
+@input_options
 @click.option(
     "-o",
     "--out",
@@ -119,16 +153,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--scoring", help="A scikit-learn scorer name.  [default: the model's own score]")
 @click.option("--n-jobs", type=int, help="Parallel jobs (-1: all cores).")
 @click.option("--max-samples", type=float, help="Fraction (≤1) or number of rows per repeat.")
-@click.option(
-    "--expect-sha256",
-    metavar="DIGEST",
-    help="Refuse the model file unless its SHA-256 digest is DIGEST (checked before loading).",
-)
-@click.option("--loader", help="Model loader by name.  [default: by file suffix]")
-@click.option("--reader", help="Matrix reader by name.  [default: by file suffix]")
-@click.option("--participant", help="Participant-id column.  [default: participant, if present]")
-@click.option("--sensors", help="Comma-separated sensor names.  [default: the 5 LEAP sensors]")
-@click.option("--dims", help="Comma-separated channel dims.  [default: x/y/z acc and gyro]")
 @click.option(
     "--config",
     "config_file",
@@ -217,9 +241,7 @@ def analyze(
     if max_samples is not None:
         values["max_samples"] = int(max_samples) if max_samples > 1 else max_samples
     if sensors or dims:
-        values["layout"] = SensorLayout.create(
-            _names(sensors) or SensorLayout().sensors, _names(dims) or SensorLayout().dims
-        )
+        values["layout"] = layout_from(sensors, dims)
     values["progress"] = _show_progress(quiet)
     if config_file is not None:
         config = AnalysisConfig.from_toml(config_file, **values)

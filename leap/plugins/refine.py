@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from leap.cli import input_options, layout_from
 from leap.hookspecs import hookimpl
 
 
@@ -30,8 +31,7 @@ def _cv(text: str) -> int | str:
 @click.command()
 @click.argument("model", type=click.Path(path_type=Path, readable=False))
 @click.argument("matrix", type=click.Path(path_type=Path, readable=False))
-@click.option("--label", help="Label column: a name or a position.  [default: label]")
-@click.option("--participant", help="Participant-id column.  [default: participant, if present]")
+@input_options
 @click.option(
     "-o",
     "--out",
@@ -114,15 +114,6 @@ def _cv(text: str) -> int | str:
 )
 @click.option("--random-state", type=int, default=0, show_default=True, help="Seed.")
 @click.option("--n-jobs", type=int, help="Folds in parallel (-1: all cores).")
-@click.option("--loader", help="Model loader by name.  [default: by file suffix]")
-@click.option("--reader", help="Matrix reader by name.  [default: by file suffix]")
-@click.option("--sensors", help="Comma-separated sensor names.  [default: the 5 LEAP sensors]")
-@click.option("--dims", help="Comma-separated channel dims.  [default: x/y/z acc and gyro]")
-@click.option(
-    "--expect-sha256",
-    metavar="DIGEST",
-    help="Refuse the model file unless its SHA-256 digest is DIGEST (checked before loading).",
-)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 def refine(
     model: Path,
@@ -160,7 +151,7 @@ def refine(
     standard error of the best, writes the curve (CSV), a plot and a JSON summary.
     Loading a pickled MODEL runs code from it: use --expect-sha256 for files from elsewhere.
     """
-    from leap.cli import _label, _names, _show_progress
+    from leap.cli import _label, _show_progress
     from leap.config import SensorLayout
     from leap.engine import _refuse_overwriting_inputs, get_engine
     from leap.refinement import refine as run_refine
@@ -170,9 +161,7 @@ def refine(
     json_path = json_path or csv_path.with_suffix(".json")
     outputs = [csv_path, plot_path, json_path] + ([matrix_out] if matrix_out else [])
     _refuse_overwriting_inputs(outputs, [model, matrix])
-    layout = SensorLayout.create(
-        _names(sensors) or SensorLayout().sensors, _names(dims) or SensorLayout().dims
-    )
+    layout = layout_from(sensors, dims) or SensorLayout()
     engine = get_engine()
     estimator = engine.load_model(model, loader, expect_sha256=expect_sha256)
     data = engine.read_matrix(matrix, _label(label) or "label", reader, layout, participant)
