@@ -7,6 +7,7 @@ no effect" is visible at a glance, and bars whose interval lies below zero are o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,18 +89,41 @@ class TopBars:
         if k < 1:
             raise LeapError(f"k must be at least 1, got {k}")
         panels = [(r, top_rows(r, k)) for r in levels_of(result, level)]
-        heights = [len(rows) + 2.2 for _, rows in panels]
-        longest = max(len(pretty_name(r.feature_names[i])) for r, rows in panels for i in rows)
-        width = min(max(5.5 + 0.085 * longest, 9.0), 14.0)
-        fig = Figure(figsize=(width, 0.9 + 0.27 * sum(heights)))
-        fig.set_layout_engine("constrained")
-        axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for ax, (res, rows) in zip(axes, panels, strict=True):
-            draw_bars(ax, res, rows)
+        fig = panel_figure(panels, draw_bars, padding=2.2, row_inches=0.27)
         fig.suptitle(title or "Permutation importance", fontsize="large", fontweight="bold")
         if path is not None:
             save_figure(fig, path)
         return fig
+
+
+def panel_figure(
+    panels: list[tuple[ImportanceResult, np.ndarray]],
+    draw: Callable[[Axes, ImportanceResult, np.ndarray], None],
+    *,
+    padding: float,
+    row_inches: float,
+) -> Figure:
+    """One panel per level, stacked, each as tall as its rows; wide enough for the labels."""
+    heights = [len(rows) + padding for _, rows in panels]
+    longest = max(len(pretty_name(r.feature_names[i])) for r, rows in panels for i in rows)
+    width = min(max(5.5 + 0.085 * longest, 9.0), 14.0)
+    fig = Figure(figsize=(width, 0.9 + row_inches * sum(heights)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, (res, rows) in zip(axes, panels, strict=True):
+        draw(ax, res, rows)
+    return fig
+
+
+def style_rows_axis(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
+    """Shared look of a row panel: zero line, row labels (best on top), grid, title."""
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(
+        np.arange(len(rows)), [pretty_name(result.feature_names[i]) for i in rows], fontsize="small"
+    )
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.set_title(level_title(result, len(rows)), loc="left", fontsize="medium")
 
 
 def draw_bars(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
@@ -118,12 +142,7 @@ def draw_bars(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
         ax.errorbar(
             means[defined], y[defined], xerr=err, fmt="none", ecolor="black", capsize=2.5, lw=1
         )
-    ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_yticks(y, [pretty_name(result.feature_names[i]) for i in rows], fontsize="small")
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
-    ax.set_axisbelow(True)
-    ax.set_title(level_title(result, len(rows)), loc="left", fontsize="medium")
+    style_rows_axis(ax, result, rows)
     level = f"{result.ci_level:.0%}"
     ax.set_xlabel(
         f"Mean drop in {result.scoring} when permuted; error bars: {level} CI over "

@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from leap.errors import LeapError
 from leap.hookspecs import hookimpl
 from leap.participants import ParticipantSpread
-from leap.plugins.bars import level_title, levels_of, pretty_name, top_rows
+from leap.plugins.bars import levels_of, panel_figure, style_rows_axis, top_rows
 from leap.plugins.heatmap import FIGURE_SUFFIXES, save_figure
 from leap.result import ImportanceResult
 
@@ -46,13 +46,7 @@ class ParticipantSpreadPlot:
                 "this result has no per-participant importances; run the analysis with "
                 "per_participant=True (CLI: --per-participant)"
             )
-        heights = [len(rows) + 2.4 for _, rows in panels]
-        longest = max(len(pretty_name(r.feature_names[i])) for r, rows in panels for i in rows)
-        width = min(max(5.5 + 0.085 * longest, 9.0), 14.0)
-        fig = Figure(figsize=(width, 0.9 + 0.29 * sum(heights)), layout="constrained")
-        axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
-        for ax, (res, rows) in zip(axes, panels, strict=True):
-            draw_spread(ax, res, rows)
+        fig = panel_figure(panels, draw_spread, padding=2.4, row_inches=0.29)
         n = panels[0][0].spread.n_participants
         fig.suptitle(
             title or f"Importance per participant ({n} participants)",
@@ -84,12 +78,7 @@ def draw_spread(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
     defined = ~(np.isnan(low) | np.isnan(high))
     ax.hlines(y[defined], low[defined], high[defined], color=MEAN, linewidth=2.2, zorder=3)
     ax.scatter(mean, y, marker="D", s=28, color=MEAN, edgecolors="white", zorder=4)
-    ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_yticks(y, [pretty_name(result.feature_names[i]) for i in rows], fontsize="small")
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
-    ax.set_axisbelow(True)
-    ax.set_title(level_title(result, len(rows)), loc="left", fontsize="medium")
+    style_rows_axis(ax, result, rows)
     ax.set_xlabel(
         f"Drop in {result.scoring} when permuted within one participant's rows",
         fontsize="small",
