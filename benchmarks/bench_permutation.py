@@ -38,9 +38,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from leap.demo import make_leap_dataset
-from leap.plugins.permutation import PermutationMethod
-from leap.plugins.permutation._jit import numba_enabled
+from leap.builtins.methods.permutation import PermutationMethod
+from leap.builtins.methods.permutation._jit import numba_enabled
+from leap.workflows.demo import make_leap_dataset
 
 N_REPEATS = 5
 

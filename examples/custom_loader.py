@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 import leap
-from leap.demo import make_leap_dataset
+from leap.workflows.demo import make_leap_dataset
 
 
 class GzipPickleLoader:

@@ -6,13 +6,14 @@ from leap.api import (
     plot_sensor_pair_importance,
 )
 from leap.components import FeatureMatrix, MethodScores
-from leap.config import AnalysisConfig, ChannelPair, SensorLayout
+from leap.data.layout import ChannelPair, SensorLayout
+from leap.data.result import ImportanceResult
 from leap.engine import Engine, get_engine
 from leap.errors import LeapError
 from leap.hookspecs import hookimpl
-from leap.refinement import RefineResult, refine
-from leap.result import ImportanceResult
-from leap.selection import SelectByImportance
+from leap.workflows.config import AnalysisConfig
+from leap.workflows.refine import RefineResult, refine
+from leap.workflows.selection import SelectByImportance
 
 __all__ = [
     "AnalysisConfig",

@@ -8,11 +8,12 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from leap.config import AnalysisConfig, SensorLayout
+from leap.builtins.methods.permutation import metric_name
+from leap.data.grouping import resolve_grouping
+from leap.data.layout import SensorLayout
+from leap.data.result import ImportanceResult
 from leap.engine import Engine, get_engine
-from leap.grouping import resolve_grouping
-from leap.plugins.permutation import metric_name
-from leap.result import ImportanceResult
+from leap.workflows.config import AnalysisConfig
 
 
 def analyze_permutation_importance(
@@ -28,7 +29,7 @@ def analyze_permutation_importance(
     """Compute permutation importances of a saved model on a saved feature matrix.
 
     Writes the tidy CSV to ``save_csv_path`` and the sensor-pair heatmap next to it (same
-    stem, ``.png``), and returns the :class:`~leap.result.ImportanceResult`. One call can
+    stem, ``.png``), and returns the :class:`~leap.data.result.ImportanceResult`. One call can
     also give grouped (sensor-pair, sensor) importances, the per-participant spread, more
     figures and an HTML report: see ``options`` below.
 
@@ -49,7 +50,7 @@ def analyze_permutation_importance(
     engine : Engine, optional
         The engine to use (default: built-ins plus installed plugins).
     **options
-        Any other :class:`~leap.config.AnalysisConfig` field: ``layout``, ``method``,
+        Any other :class:`~leap.data.layout.AnalysisConfig` field: ``layout``, ``method``,
         ``n_repeats`` (10), ``random_state`` (42), ``scoring``, ``n_jobs``, ``loader``,
         ``reader``, ``heatmap_path``, ``max_samples``, ``participant``, ``progress``,
         ``expect_sha256`` (refuse a model file whose SHA-256 digest differs, before loading).
@@ -132,7 +133,7 @@ def permutation_importance(
 ) -> ImportanceResult | dict[str, ImportanceResult]:
     """Drop-in for :func:`sklearn.inspection.permutation_importance`, with equal numbers.
 
-    Returns an :class:`~leap.result.ImportanceResult` (``importances_mean``,
+    Returns an :class:`~leap.data.result.ImportanceResult` (``importances_mean``,
     ``importances_std``, ``importances`` as scikit-learn's ``Bunch``), or a dict of them
     keyed by metric when ``scoring`` names several metrics.
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from leap.components import FeatureMatrix
-from leap.config import SensorLayout
+from leap.data.layout import SensorLayout
 from leap.errors import ConfigError, LayoutError, MatrixError, ModelError
 
 #: Scorers that only work when the label has exactly two classes.

@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from leap.config import AnalysisConfig, SensorLayout
+from leap.data.layout import SensorLayout
 from leap.engine import get_engine
 from leap.errors import LeapError
+from leap.workflows.config import AnalysisConfig
 
 EXIT_BAD_INPUT = 2
 
@@ -230,7 +231,7 @@ def analyze(
         --groups sensor_pair,sensor --per-participant --figures all \\
         --report out/report.html
     """
-    from leap.grouping import load_group_file
+    from leap.data.grouping import load_group_file
 
     values = {k: v for k, v in options.items() if v is not None}
     if group_file is not None:
@@ -326,7 +327,7 @@ def plugins(as_json: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 def demo(directory: Path, quiet: bool) -> None:
     """Generate LEAP-shaped data with planted pairs, fit a model and analyse it in DIRECTORY."""
-    from leap.demo import PLANTED_PAIRS, run_demo
+    from leap.workflows.demo import PLANTED_PAIRS, run_demo
 
     result = run_demo(directory, progress=_show_progress(quiet))
     if quiet:

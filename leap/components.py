@@ -13,8 +13,8 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from leap.config import SensorLayout
-from leap.result import ImportanceResult
+from leap.data.layout import SensorLayout
+from leap.data.result import ImportanceResult
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata as metadata
 import inspect
 import os
@@ -16,7 +17,9 @@ import pluggy
 
 from leap import checks, hookspecs
 from leap.components import FeatureMatrix, MethodScores
-from leap.config import AnalysisConfig, SensorLayout, normalize_sha256
+from leap.data.files import existing_file, normalize_sha256, sha256_of
+from leap.data.layout import SensorLayout
+from leap.data.result import ImportanceResult
 from leap.errors import (
     ConfigError,
     InputFileError,
@@ -24,14 +27,27 @@ from leap.errors import (
     MatrixError,
     ModelError,
     PluginError,
+    one_line,
 )
-from leap.files import existing_file, sha256_of
-from leap.result import ImportanceResult
+from leap.workflows.config import AnalysisConfig
 
 ENTRY_POINT_GROUP = "leap"
 LOAD_PLUGINS_ENV = "LEAP_LOAD_PLUGINS"
 STRICT_PLUGINS_ENV = "LEAP_STRICT_PLUGINS"
 KINDS = ("loaders", "readers", "methods", "renderers")
+BUILTIN_PLUGINS = (
+    "leap.builtins.loaders",
+    "leap.builtins.readers",
+    "leap.builtins.methods.permutation",
+    "leap.builtins.renderers.heatmap",
+    "leap.builtins.commands.doctor",
+    "leap.builtins.renderers.channel_heatmap",
+    "leap.builtins.renderers.bars",
+    "leap.builtins.renderers.spread",
+    "leap.builtins.renderers.report",
+    "leap.builtins.renderers.compare",
+    "leap.builtins.commands.refine",
+)
 
 
 class LeapPluginWarning(UserWarning):
@@ -156,7 +172,6 @@ class Engine:
         load_entry_points: bool = True,
         strict: bool | None = None,
     ) -> None:
-        from leap.plugins import DEFAULT_PLUGINS
 
         self.strict = bool(os.environ.get(STRICT_PLUGINS_ENV)) if strict is None else strict
         self.pm = pluggy.PluginManager("leap")
@@ -165,8 +180,9 @@ class Engine:
         self._origins: dict[str, PluginOrigin] = {}
         self._registries: dict[str, Registry] | None = None
         leap_version = _version("leap")
-        for module in DEFAULT_PLUGINS:
-            self._add(module, PluginOrigin(module.__name__, "leap", leap_version))
+        for name in BUILTIN_PLUGINS:
+            module = importlib.import_module(name)
+            self._add(module, PluginOrigin(name, "leap", leap_version))
         if load_entry_points:
             self._load_entry_points()
         for plugin in plugins:
@@ -215,7 +231,7 @@ class Engine:
             self._add(plugin, origin)
 
     def _fail(self, origin: PluginOrigin, exc: BaseException) -> None:
-        error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        error = f"{type(exc).__name__}: {one_line(exc)}"
         failure = PluginFailure(origin.plugin, origin.distribution, origin.version, error)
         if self.strict:
             raise PluginError(
@@ -452,8 +468,8 @@ class Engine:
         Returns the feature-level result; grouped results are in ``result.groups`` (by
         grouping name) and per-participant spreads in ``.spread`` of each.
         """
-        from leap.grouping import resolve_grouping
-        from leap.participants import compute_spreads, write_spreads_csv
+        from leap.data.grouping import resolve_grouping
+        from leap.workflows.participants import compute_spreads, write_spreads_csv
 
         paths = self.output_paths(config)
         _refuse_overwriting_inputs(paths.values(), [config.model_path, config.feature_matrix])
@@ -558,7 +574,7 @@ def _method_failures(method: str) -> Iterator[None]:
     except LeapError:
         raise
     except Exception as exc:
-        reason = " ".join(str(exc).split()) or "no message"
+        reason = one_line(exc) or "no message"
         raise LeapError(
             f"method {method!r} failed while scoring the model: {type(exc).__name__}: {reason}"
         ) from exc
@@ -627,7 +643,7 @@ def _guarded(call: Callable[[], Any], who: str, path: Path) -> Any:
         raise
     except Exception as exc:
         raise InputFileError(
-            f"{who} could not read {path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            f"{who} could not read {path}: {type(exc).__name__}: {one_line(exc)}"
         ) from exc
 
 

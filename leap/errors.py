@@ -7,7 +7,11 @@ class LeapError(Exception):
     """Base class of every error LEAP raises for bad input or a failed plugin.
 
     The message is one line a user can act on; the CLI prints it and exits with status 2.
+    Whitespace in it (a newline inside a column name, say) is folded to single spaces.
     """
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class InputFileError(LeapError):
@@ -36,3 +40,8 @@ class ResultFormatError(LeapError):
 
 class ConfigError(LeapError):
     """An analysis configuration is invalid."""
+
+
+def one_line(message: object) -> str:
+    """``message`` (an exception or text) on one line: runs of whitespace become one space."""
+    return " ".join(str(message).split())

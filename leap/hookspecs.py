@@ -47,7 +47,7 @@ def register_methods(register: Callable[[Any], None]) -> None:
 
 @hookspec
 def register_renderers(register: Callable[[Any], None]) -> None:
-    """Register renderers that turn an :class:`~leap.result.ImportanceResult` into a file.
+    """Register renderers that turn an :class:`~leap.data.result.ImportanceResult` into a file.
 
     :param register: call ``register(renderer)`` for each renderer; a renderer has
         ``name``, ``suffixes`` (the output formats it writes) and

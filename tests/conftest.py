@@ -10,7 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from leap import Engine, SensorLayout
-from leap.demo import DemoData, make_leap_dataset
+from leap.workflows.demo import DemoData, make_leap_dataset
 
 SMALL_LAYOUT = SensorLayout(sensors=("Left_Ankle", "Right_Ankle", "Sacrum"), dims=("x", "y"))
 SMALL_PLANTED = ("Left_Ankle.x|Right_Ankle.x", "Right_Ankle.y|Sacrum.x")

@@ -113,7 +113,7 @@ def test_plot_reads_csv(tmp_path):
 
 
 def test_demo_prints_planted_pairs_on_top(tmp_path):
-    from leap.demo import PLANTED_PAIRS
+    from leap.workflows.demo import PLANTED_PAIRS
 
     done = run("demo", tmp_path / "demo")
     assert done.exit_code == 0, done.output

@@ -10,11 +10,15 @@ from matplotlib.image import imread
 from scipy import stats
 
 from leap import ImportanceResult, SensorLayout
+from leap.builtins.renderers.compare import (
+    compare_results,
+    render_difference,
+    render_rank_agreement,
+)
+from leap.builtins.renderers.heatmap import DIVERGING_COLORMAP
 from leap.cli import cli
 from leap.engine import Engine
 from leap.errors import LeapError
-from leap.plugins.compare import compare_results, render_difference, render_rank_agreement
-from leap.plugins.heatmap import DIVERGING_COLORMAP
 
 LAYOUT = SensorLayout(sensors=("A", "B", "C"), dims=("x", "y"))
 

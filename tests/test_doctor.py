@@ -14,9 +14,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from leap import Engine, SensorLayout, hookimpl
 from leap.cli import cli
-from leap.doctor import Diagnosis, diagnose
+from leap.data.files import sha256_of
 from leap.engine import get_engine
-from leap.files import sha256_of
+from leap.workflows.doctor import Diagnosis, diagnose
 
 LAYOUT = SensorLayout(sensors=("Left_Ankle", "Right_Ankle", "Sacrum"), dims=("x", "y"))
 LAYOUT_ARGS = ["--sensors", "Left_Ankle,Right_Ankle,Sacrum", "--dims", "x,y"]

@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from leap import SensorLayout, analyze_permutation_importance
 from leap.cli import cli
+from leap.data.files import sha256_of
 from leap.errors import (
     ConfigError,
     InputFileError,
@@ -32,7 +33,6 @@ from leap.errors import (
     MatrixError,
     ModelError,
 )
-from leap.files import sha256_of
 
 LAYOUT = SensorLayout(sensors=("Left_Ankle", "Right_Ankle", "Sacrum"), dims=("x", "y"))
 LAYOUT_ARGS = ["--sensors", "Left_Ankle,Right_Ankle,Sacrum", "--dims", "x,y"]
@@ -139,7 +139,7 @@ def _unreadable(f: Files) -> Path:
     if os.geteuid() == 0:  # root reads anything: make the OS answer as it would for a user
         real_access = os.access
         f.monkeypatch.setattr(
-            "leap.files.os.access",
+            "leap.data.files.os.access",
             lambda p, mode: False if Path(p) == path else real_access(p, mode),
         )
     return path
@@ -700,8 +700,8 @@ def test_the_scan_catches_what_it_looks_for(tmp_path: Path) -> None:
 
 
 def test_legacy_csv_code_is_data_not_code(files: Files) -> None:
+    from leap.data.result import ImportanceResult
     from leap.errors import ResultFormatError
-    from leap.result import ImportanceResult
 
     marker = files.dir / "ran"
     payload = f"__import__('os').mkdir({str(marker)!r})"
@@ -717,7 +717,7 @@ def test_legacy_csv_code_is_data_not_code(files: Files) -> None:
 
 
 def test_safety_doc_python_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from leap.demo import make_leap_dataset
+    from leap.workflows.demo import make_leap_dataset
 
     data = make_leap_dataset(n_participants=4, windows_per_participant=10, random_state=4)
     joblib.dump(LogisticRegression(max_iter=500).fit(data.X, data.y), tmp_path / "model.pkl")

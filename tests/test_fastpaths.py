@@ -26,13 +26,13 @@ from sklearn.preprocessing import RobustScaler, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeRegressor
 
-import leap.plugins.permutation as permutation
-from leap.plugins.permutation import PermutationMethod
-from leap.plugins.permutation._jit import numba_enabled
-from leap.plugins.permutation.copies import CopyStack, copies_per_batch
-from leap.plugins.permutation.linear import LinearLabels
-from leap.plugins.permutation.neighbors import NeighborsPath, knn_path
-from leap.plugins.permutation.trees import TreePath, tree_path
+import leap.builtins.methods.permutation as permutation
+from leap.builtins.methods.permutation import PermutationMethod
+from leap.builtins.methods.permutation._jit import numba_enabled
+from leap.builtins.methods.permutation.copies import CopyStack, copies_per_batch
+from leap.builtins.methods.permutation.linear import LinearLabels
+from leap.builtins.methods.permutation.neighbors import NeighborsPath, knn_path
+from leap.builtins.methods.permutation.trees import TreePath, tree_path
 
 
 @pytest.fixture(params=["numba", "numpy"])

@@ -10,14 +10,14 @@ from sklearn.inspection import permutation_importance as sk_permutation_importan
 from sklearn.linear_model import LogisticRegression
 
 from leap import Engine, ImportanceResult, SensorLayout, permutation_importance
-from leap.errors import LayoutError, ResultFormatError
-from leap.grouping import (
+from leap.data.grouping import (
     GroupingError,
     load_group_file,
     resolve_grouping,
     sensor_grouping,
     sensor_pair_grouping,
 )
+from leap.errors import LayoutError, ResultFormatError
 
 # The layout of the ``small_data`` fixture: 3 sensors × 2 dims = 15 channel pairs.
 SMALL_LAYOUT = SensorLayout(sensors=("Left_Ankle", "Right_Ankle", "Sacrum"), dims=("x", "y"))

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from leap.config import ChannelPair
+from leap.data.layout import ChannelPair
+from leap.data.result import ImportanceResult
 from leap.errors import LeapError
-from leap.result import ImportanceResult
 
 EXAMPLES = settings(
     max_examples=300,

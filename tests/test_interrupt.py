@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 
 from leap import Engine, SensorLayout, analyze_permutation_importance, hookimpl
 from leap.components import MethodScores
-from leap.result import ImportanceResult
+from leap.data.result import ImportanceResult
 
 LAYOUT = SensorLayout(sensors=("Left_Ankle", "Right_Ankle", "Sacrum"), dims=("x", "y"))
 

@@ -11,9 +11,9 @@ from sklearn.linear_model import LogisticRegression
 
 from leap import ImportanceResult, SensorLayout, analyze_permutation_importance
 from leap import permutation_importance as leap_permutation_importance
+from leap.data.grouping import sensor_pair_grouping
 from leap.errors import MatrixError
-from leap.grouping import sensor_pair_grouping
-from leap.participants import ParticipantSpread, compute_spreads
+from leap.workflows.participants import ParticipantSpread, compute_spreads
 
 SMALL_LAYOUT = SensorLayout(sensors=("Left_Ankle", "Right_Ankle", "Sacrum"), dims=("x", "y"))
 

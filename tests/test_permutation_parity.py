@@ -32,8 +32,8 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
+from leap.builtins.methods.permutation import PermutationMethod, metric_name
 from leap.errors import LeapError
-from leap.plugins.permutation import PermutationMethod, metric_name
 
 N_REPEATS = 4
 SEEDS = [0, 1, 2]
@@ -329,7 +329,7 @@ def test_bad_groups_and_arguments_are_rejected():
 )
 def test_sensor_and_sensor_pair_groups_on_leap_features(model, leap_data):
     """Large joint groups (all channel pairs of a sensor, or of a sensor pair)."""
-    from leap.grouping import sensor_grouping, sensor_pair_grouping
+    from leap.data.grouping import sensor_grouping, sensor_pair_grouping
 
     X, y = leap_data.X, leap_data.y
     model = clone(model).fit(X[::2], y[::2])

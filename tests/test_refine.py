@@ -20,18 +20,18 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import leap.selection
+import leap.workflows.selection
 from leap import Engine, RefineResult, SensorLayout, permutation_importance, refine
 from leap.cli import cli
-from leap.demo import PLANTED_PAIRS, make_leap_dataset
-from leap.refinement import (
+from leap.workflows.demo import PLANTED_PAIRS, make_leap_dataset
+from leap.workflows.refine import (
     FOLD_PREFIX,
     RefineError,
     _mark_choices,
     default_k_grid,
     write_matrix,
 )
-from leap.selection import SelectByImportance, neg_log_loss
+from leap.workflows.selection import SelectByImportance, neg_log_loss
 
 LAYOUT = SensorLayout(dims=("x_acc", "z_gyro"))  # 5 sensors, 10 channels, 45 pairs
 PLANTED = (
@@ -167,7 +167,7 @@ def test_rankings_never_see_the_test_fold(data, monkeypatch):
             fitted_on.append(frozenset(row.tobytes() for row in np.asarray(X)))
         return original(self, X, y, participants)
 
-    monkeypatch.setattr(leap.selection.SelectByImportance, "fit", spy)
+    monkeypatch.setattr(leap.workflows.selection.SelectByImportance, "fit", spy)
     rows = np.arange(len(data.y))
     splits = [(rows[rows % 3 != i], rows[rows % 3 == i]) for i in range(3)]
     out = refine(

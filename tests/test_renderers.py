@@ -14,14 +14,14 @@ from matplotlib.colors import to_rgba
 from matplotlib.image import imread
 
 from leap import ImportanceResult, SensorLayout
+from leap.builtins.renderers.bars import BELOW, PALE, SOLID, pretty_name
+from leap.builtins.renderers.channel_heatmap import channel_matrix
+from leap.builtins.renderers.heatmap import COLORMAP, DIVERGING_COLORMAP
 from leap.cli import cli
+from leap.data.files import sha256_of
+from leap.data.grouping import sensor_grouping, sensor_pair_grouping
 from leap.errors import LeapError
-from leap.files import sha256_of
-from leap.grouping import sensor_grouping, sensor_pair_grouping
-from leap.participants import ParticipantSpread
-from leap.plugins.bars import BELOW, PALE, SOLID, pretty_name
-from leap.plugins.channel_heatmap import channel_matrix
-from leap.plugins.heatmap import COLORMAP, DIVERGING_COLORMAP
+from leap.workflows.participants import ParticipantSpread
 
 LAYOUT = SensorLayout(sensors=("Left_Ankle", "Right_Ankle", "Sacrum"), dims=("x", "y"))
 PARTICIPANTS = ["P1", "P2", "P3", "P4"]

@@ -13,8 +13,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from leap import LeapError, SelectByImportance, SensorLayout
-from leap.demo import make_leap_dataset
-from leap.selection import (
+from leap.workflows.demo import make_leap_dataset
+from leap.workflows.selection import (
     SelectionError,
     neg_log_loss,
     resolve_groups,

@@ -18,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 
 import leap.cli
 from leap import Engine, SensorLayout
-from leap.demo import make_leap_dataset
+from leap.builtins.methods.permutation import PermutationMethod
 from leap.errors import PluginError
-from leap.plugins.permutation import PermutationMethod
+from leap.workflows.demo import make_leap_dataset
 
 LAYOUT = SensorLayout.create(("Left_Ankle", "Right_Ankle", "Sacrum"), ("x_acc", "y_acc"))
 PLANTED = (LAYOUT.feature_names[2], LAYOUT.feature_names[11])

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from leap import Engine, ImportanceResult, SensorLayout, plot_sensor_pair_importance
-from leap.demo import make_leap_dataset
+from leap.workflows.demo import make_leap_dataset
 
 LAYOUT = SensorLayout.create(("Left_Ankle", "Right_Ankle", "Sacrum"), ("x_acc", "y_acc"))
 PLANTED = (LAYOUT.feature_names[1], LAYOUT.feature_names[13])

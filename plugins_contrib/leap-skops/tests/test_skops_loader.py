@@ -14,8 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from leap import Engine, SensorLayout, analyze_permutation_importance
-from leap.demo import make_leap_dataset
 from leap.errors import LeapError, ModelError
+from leap.workflows.demo import make_leap_dataset
 
 LAYOUT = SensorLayout.create(("Left_Ankle", "Right_Ankle", "Sacrum"), ("x_acc", "y_acc"))
 PLANTED = (LAYOUT.feature_names[7], LAYOUT.feature_names[12])

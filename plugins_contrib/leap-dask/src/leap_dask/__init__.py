@@ -23,8 +23,8 @@ from typing import Any
 from sklearn.utils import check_array
 
 from leap import MethodScores, hookimpl
-from leap.errors import PluginError
-from leap.plugins.permutation import PermutationMethod
+from leap.builtins.methods.permutation import PermutationMethod
+from leap.errors import PluginError, one_line
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,7 +146,7 @@ def _client(address: str | None, timeout: float) -> Iterator[Any]:
         client = Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise PluginError(
-            f"cannot reach the Dask scheduler at {address}: {' '.join(str(exc).split())}"
+            f"cannot reach the Dask scheduler at {address}: {one_line(exc)}"
         ) from None
     with client:
         yield client

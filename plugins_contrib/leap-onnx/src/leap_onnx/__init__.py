@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 from leap import hookimpl
-from leap.errors import InputFileError, ModelError
+from leap.errors import InputFileError, ModelError, one_line
 
 __all__ = ["OnnxClassifier", "OnnxLoader", "OnnxRegressor", "from_onnx"]
 
@@ -77,7 +77,7 @@ class _OnnxEstimator(BaseEstimator):
                 )
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise ModelError(
-                    f"onnxruntime cannot run {self.source_}: {' '.join(str(exc).split())}"
+                    f"onnxruntime cannot run {self.source_}: {one_line(exc)}"
                 ) from None
             self._session_cache = session
         return session
@@ -151,7 +151,7 @@ def from_onnx(data: bytes, source: str = "<bytes>") -> OnnxClassifier | OnnxRegr
     except Exception as exc:  # protobuf raises its own DecodeError types
         raise ModelError(
             f"{source} is not a readable ONNX model ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split()) or 'no details'})"
+            f"{one_line(exc) or 'no details'})"
         ) from None
     if not proto.graph.output:
         raise ModelError(f"{source} is not a readable ONNX model (it has no outputs)")

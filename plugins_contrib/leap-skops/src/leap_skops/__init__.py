@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from leap import hookimpl
-from leap.errors import InputFileError, ModelError
-from leap.plugins.pickle_loader import check_fitted_model
+from leap.builtins.loaders import check_fitted_model
+from leap.errors import InputFileError, ModelError, one_line
 
 __all__ = ["TRUSTED_ENV", "SkopsLoader", "trusted_from_env"]
 
@@ -61,7 +61,7 @@ class SkopsLoader:
         except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
             raise ModelError(
                 f"{path} is not a readable skops file ({type(exc).__name__}: "
-                f"{' '.join(str(exc).split()) or 'empty'}); save models with skops.io.dump"
+                f"{one_line(exc) or 'empty'}); save models with skops.io.dump"
             ) from None
         refused = sorted(set(untrusted) - self.trusted - trusted_from_env())
         if refused:

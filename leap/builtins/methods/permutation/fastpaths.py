@@ -1,0 +1,118 @@
+"""Model-aware shortcuts: outputs of permuted copies without calling the model.
+
+A fast path is an object built for one fitted model and one data set by a *factory*. The
+factory returns ``None`` unless it can guarantee the exact outputs the model's own methods
+would return; at run time the fast path may still decline single copies (``exact`` false),
+which are then evaluated by the model. Add your own by passing factories to
+:class:`~leap.builtins.methods.permutation.PermutationMethod`
+(``fast_paths=[mine, *DEFAULT_FAST_PATHS]``).
+
+Pipelines whose steps before the last are per-element scalers are reduced to their last
+step: such a step maps every value through its own column's function, so permuting rows of
+a column before or after it gives bitwise the same matrix.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+
+
+@runtime_checkable
+class FastPath(Protocol):
+    """Outputs of permuted copies of one data set for one model, equal to the model's."""
+
+    def unaffected(self, cols: np.ndarray) -> bool:
+        """True when permuting ``cols`` cannot change any output (no prediction needed)."""
+
+    def outputs(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Outputs of the copies in which ``cols`` show the rows ``orders[r]``.
+
+        Returns ``(outputs, exact)``: ``outputs[method]`` has shape
+        ``(n_copies, n_rows, ...)``; ``exact[r]`` is false for a copy whose outputs could not
+        be certified, which the caller recomputes with the model.
+
+        A fast path may also define ``outputs_many(groups, orders)`` returning one such
+        pair per group, to answer many groups in one vectorised pass.
+        """
+
+
+#: A factory: ``factory(estimator, X, base_outputs)`` returns a :class:`FastPath`, or
+#: ``None`` when it cannot guarantee exact outputs. ``X`` is the (reduced) model's input as
+#: a numeric ndarray; ``base_outputs`` maps each needed response method to the model's own
+#: output on the unpermuted data.
+FastPathFactory = Callable[[Any, np.ndarray, Mapping[str, np.ndarray]], "FastPath | None"]
+
+#: Scalers whose ``transform`` maps each value through a function of its column alone.
+ELEMENTWISE_SCALERS = (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler)
+
+
+def quietly(method: Callable, *args: Any) -> Any:
+    """Call a model method on LEAP's internal arrays without its input warnings.
+
+    Fast paths call the final step of a pipeline on plain arrays; a model fitted on a
+    DataFrame would warn that the array has no feature names, which is expected here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return method(*args)
+
+
+def reduce_model(estimator: Any, X: Any) -> tuple[Any, np.ndarray] | None:
+    """The model a fast path sees, and its input: ``(final_step, transformed X)``.
+
+    ``None`` when ``estimator`` is a pipeline with a step that is not a per-element scaler,
+    or when ``X`` is not a plain numeric matrix.
+    """
+    core = estimator
+    steps = []
+    if type(estimator) is Pipeline:
+        *front, (_, core) = estimator.steps
+        for _, step in front:
+            if step is None or (isinstance(step, str) and step == "passthrough"):
+                continue
+            if type(step) not in ELEMENTWISE_SCALERS:
+                return None
+            steps.append(step)
+        if core is None or isinstance(core, str):
+            return None
+    if isinstance(X, pd.DataFrame):
+        if not all(isinstance(d, np.dtype) and d.kind == "f" for d in X.dtypes):
+            return None
+        if len(set(X.dtypes)) != 1:
+            return None
+    Xt = X
+    for step in steps:
+        Xt = step.transform(Xt)
+    Xt = Xt.to_numpy() if isinstance(Xt, pd.DataFrame) else np.asarray(Xt)
+    if Xt.ndim != 2 or Xt.shape != tuple(X.shape) or Xt.dtype.kind != "f":
+        return None
+    return core, np.ascontiguousarray(Xt)
+
+
+def build_fast_path(
+    factories: tuple[FastPathFactory, ...],
+    estimator: Any,
+    X: Any,
+    base_outputs: Mapping[str, np.ndarray],
+) -> FastPath | None:
+    """The first fast path a factory builds for ``estimator`` on ``X``, or ``None``."""
+    if not factories:
+        return None
+    reduced = reduce_model(estimator, X)
+    if reduced is None:
+        return None
+    core, Xc = reduced
+    for factory in factories:
+        path = factory(core, Xc, base_outputs)
+        if path is not None:
+            return path
+    return None

@@ -1,0 +1,287 @@
+"""Runs the permutations of every group and scores them as scikit-learn would.
+
+Per group of columns and per repeat there is one permuted copy of the used rows. Permuting
+only constant columns leaves the data bitwise unchanged, so those copies score exactly as
+the unpermuted rows (so do groups a fast path declares unaffected, with a recognised
+scorer); nothing is predicted for them. Otherwise, with a recognised scorer, a copy's
+outputs come from a fast path or from the model itself, called on batches of stacked copies,
+and the scorer turns them into a number (:mod:`.scoring`); with an opaque scorer the
+scorer gets the estimator and a permuted copy, one at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed, effective_n_jobs
+from tqdm.auto import tqdm
+
+from leap.builtins.methods.permutation.copies import CopyStack, WorkingCopy
+from leap.builtins.methods.permutation.fastpaths import FastPath
+from leap.builtins.methods.permutation.scoring import AccuracyCounter, ScorerPlan, score_outputs
+
+
+@dataclass
+class Context:
+    """Everything a task needs; shared read-only by threads, pickled for processes."""
+
+    estimator: Any
+    X: Any  # the used rows, in the caller's format
+    y: Any
+    sample_weight: Any
+    orders: np.ndarray
+    scorer: Any
+    sub_score: Any  # score of the unpermuted used rows
+    plan: ScorerPlan | None = None
+    fast: FastPath | None = None
+    accuracy: AccuracyCounter | None = None
+    constant: np.ndarray | None = None  # per column: bitwise constant over the used rows
+    capacity: int = 1
+
+
+def weighted_score(scorer: Any, estimator: Any, X: Any, y: Any, sample_weight: Any) -> Any:
+    """``scorer(estimator, X, y)``, passing ``sample_weight`` only when given (as sklearn)."""
+    if sample_weight is not None:
+        return scorer(estimator, X, y, sample_weight=sample_weight)
+    return scorer(estimator, X, y)
+
+
+def same_score(a: Any, b: Any) -> bool:
+    """Bitwise equality of two scores (floats or dicts of floats); NaN equals NaN."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (
+            isinstance(a, dict)
+            and isinstance(b, dict)
+            and a.keys() == b.keys()
+            and all(same_score(a[k], b[k]) for k in a)
+        )
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return False
+    return fa == fb or (math.isnan(fa) and math.isnan(fb))
+
+
+def constant_columns(X: Any) -> np.ndarray | None:
+    """Per column: all used rows hold bitwise the same value (``None``: not numeric)."""
+    if isinstance(X, pd.DataFrame):
+        dtypes = set(X.dtypes)
+        if len(dtypes) != 1 or not isinstance(next(iter(dtypes)), np.dtype):
+            return None
+        X = X.to_numpy()
+    kind, size = X.dtype.kind, X.dtype.itemsize
+    if X.shape[0] == 0 or kind not in "biufc":
+        return None
+    raw = X.view(f"u{size}") if kind in "fc" and size in (2, 4, 8) else X
+    if kind in "fc" and size not in (2, 4, 8):
+        return None
+    return np.all(raw == raw[:1], axis=0)
+
+
+def _constant(ctx: Context, cols: np.ndarray) -> bool:
+    """Permuting only constant columns leaves the data bitwise unchanged."""
+    return ctx.constant is not None and bool(ctx.constant[cols].all())
+
+
+def _trivial(ctx: Context, cols: np.ndarray) -> bool:
+    """Every permuted copy of ``cols`` scores exactly as the unpermuted data."""
+    if _constant(ctx, cols):
+        return True
+    return ctx.plan is not None and ctx.fast is not None and ctx.fast.unaffected(cols)
+
+
+#: Copies whose outputs are scored together (one vectorised accuracy count).
+_SCORE_BATCH = 64
+
+
+def _slice(out: Any, s: int, m: int) -> Any:
+    if isinstance(out, list):
+        return [np.asarray(o)[s * m : (s + 1) * m] for o in out]
+    return np.asarray(out)[s * m : (s + 1) * m]
+
+
+#: A task's work: ``(group index, columns, repeats to compute)``.
+Item = tuple[int, np.ndarray, Sequence[int]]
+
+
+def run_task(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, list]], list]:
+    """Scores of the given repeats of the groups ``items``.
+
+    Returns ``(results, declined)``: per group, its scores (``None`` where not computed),
+    and the ``(group index, repeat)`` copies a fast path declined, which the caller
+    evaluates with the model outside this (possibly threaded) task. :func:`run_all`
+    answers trivial groups itself; any group given here is computed.
+    """
+    if ctx.plan is None:
+        return _run_opaque(ctx, items), []
+    return _run_replay(ctx, items)
+
+
+def _run_opaque(ctx: Context, items: Sequence[Item]) -> list[tuple[int, list]]:
+    n_repeats = ctx.orders.shape[0]
+    work = None
+    results = []
+    for index, cols, repeats in items:
+        if work is None:
+            work = WorkingCopy(ctx.X)
+        scores: list = [None] * n_repeats
+        for r in repeats:
+            permuted = work.permute(cols, ctx.orders[r])
+            scores[r] = weighted_score(
+                ctx.scorer, ctx.estimator, permuted, ctx.y, ctx.sample_weight
+            )
+        work.restore(cols)
+        results.append((index, scores))
+    return results
+
+
+class _Replayer:
+    """Collects copies' outputs (fast path or batched model calls) and scores them."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.stack = None
+        self.pending: list[tuple[int, int, np.ndarray]] = []
+        self.ready: list[tuple[int, int, dict[str, Any]]] = []
+
+    def add_ready(self, slot: int, r: int, outputs: dict[str, Any]) -> None:
+        self.ready.append((slot, r, outputs))
+
+    def add_pending(self, slot: int, r: int, cols: np.ndarray) -> None:
+        self.pending.append((slot, r, cols))
+        if len(self.pending) >= self.ctx.capacity:
+            self.flush_model()
+
+    def flush_model(self) -> None:
+        """Evaluate the pending copies with the model, in one batch."""
+        if not self.pending:
+            return
+        ctx = self.ctx
+        if self.stack is None:
+            self.stack = CopyStack(ctx.X, ctx.capacity)
+        batch = self.stack.batch([(cols, ctx.orders[r]) for _, r, cols in self.pending])
+        m = ctx.orders.shape[1]
+        outs = {name: getattr(ctx.estimator, name)(batch) for name in ctx.plan.methods}
+        for s, (slot, r, _) in enumerate(self.pending):
+            self.add_ready(slot, r, {name: _slice(out, s, m) for name, out in outs.items()})
+        self.pending = []
+
+    def score_ready(self, scores: list[list]) -> None:
+        """Turn the ready outputs into scores (vectorised accuracy when possible)."""
+        ctx = self.ctx
+        if not self.ready:
+            return
+        if ctx.accuracy is not None:
+            labels = np.stack([np.asarray(out["predict"]) for _, _, out in self.ready])
+            values = ctx.accuracy(labels)
+            for (slot, r, _), value in zip(self.ready, values, strict=True):
+                scores[slot][r] = float(value)
+        else:
+            for slot, r, out in self.ready:
+                scores[slot][r] = score_outputs(
+                    ctx.scorer, ctx.plan, ctx.estimator, ctx.X, ctx.y, ctx.sample_weight, out
+                )
+        self.ready = []
+
+
+def _run_replay(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, list]], list]:
+    n_repeats = ctx.orders.shape[0]
+    scores: list[list] = [[None] * n_repeats for _ in items]
+    replayer = _Replayer(ctx)
+    declined = []
+    if ctx.fast is not None:
+        group_cols = [cols for _, cols, _ in items]
+        many = getattr(ctx.fast, "outputs_many", None)
+        if many is not None:
+            answers = many(group_cols, ctx.orders)
+        else:
+            answers = (ctx.fast.outputs(cols, ctx.orders) for cols in group_cols)
+        for slot, (outs, exact) in enumerate(answers):
+            index, _, repeats = items[slot]
+            for r in repeats:
+                if exact[r]:
+                    replayer.add_ready(slot, r, {name: out[r] for name, out in outs.items()})
+                else:
+                    declined.append((index, r))
+            if len(replayer.ready) >= _SCORE_BATCH:
+                replayer.score_ready(scores)
+    else:
+        for slot, (_, cols, repeats) in enumerate(items):
+            for r in repeats:
+                replayer.add_pending(slot, r, cols)
+            if len(replayer.ready) >= _SCORE_BATCH:
+                replayer.score_ready(scores)
+    replayer.flush_model()
+    replayer.score_ready(scores)
+    results = [
+        (index, group_scores) for (index, _, _), group_scores in zip(items, scores, strict=True)
+    ]
+    return results, declined
+
+
+def _chunks(items: list, n_chunks: int) -> list[list]:
+    bounds = np.linspace(0, len(items), max(1, n_chunks) + 1).round().astype(int)
+    return [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _fill(results: list, done: list[tuple[int, list]]) -> None:
+    for index, group_scores in done:
+        if results[index] is None:
+            results[index] = group_scores
+        else:
+            for r, value in enumerate(group_scores):
+                if value is not None:
+                    results[index][r] = value
+
+
+def run_all(
+    ctx: Context,
+    groups: Sequence[np.ndarray],
+    *,
+    n_jobs: int | None,
+    progress: bool,
+) -> list[list]:
+    """Scores of every repeat of every group, in group order, computed by joblib workers.
+
+    Fast paths run in threads (their kernels release the GIL); model calls run in processes
+    like scikit-learn's, unless a ``joblib.parallel_config`` context says otherwise. The
+    copies a fast path declines (ties, near-ties) are evaluated afterwards in this thread,
+    so the model's own threads (OpenMP, BLAS) never compete with LEAP's.
+    """
+    n_groups = len(groups)
+    n_repeats = ctx.orders.shape[0]
+    results: list[list | None] = [None] * n_groups
+    work: list[Item] = []
+    for index, cols in enumerate(groups):
+        if _trivial(ctx, cols):  # nothing to predict: answer here, keep tasks balanced
+            results[index] = [ctx.sub_score] * n_repeats
+        else:
+            work.append((index, cols, range(n_repeats)))
+    n_workers = max(1, effective_n_jobs(n_jobs))
+    n_chunks = min(len(work), 16 * n_workers)
+    if progress:
+        n_chunks = min(len(work), max(n_chunks, 100))
+    declined: dict[int, list[int]] = {}
+    threads = ctx.fast is not None or n_workers == 1
+    parallel = Parallel(
+        n_jobs=n_jobs, prefer="threads" if threads else "processes", return_as="generator"
+    )
+    with tqdm(total=n_groups, disable=not progress, desc="permuting", unit="col") as bar:
+        bar.update(n_groups - len(work))
+        for done, refused in parallel(delayed(run_task)(ctx, c) for c in _chunks(work, n_chunks)):
+            _fill(results, done)
+            for index, r in refused:
+                declined.setdefault(index, []).append(r)
+            bar.update(len(done))
+    if declined:
+        # Here, not in a pool: the models with fast paths (k-NN, linear, trees) parallelise
+        # their own predictions, and a fresh process pool would cost more than it saves.
+        rest = [(index, groups[index], repeats) for index, repeats in declined.items()]
+        _fill(results, run_task(replace(ctx, fast=None), rest)[0])
+    return results

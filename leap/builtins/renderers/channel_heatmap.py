@@ -1,0 +1,105 @@
+"""Built-in ``channel_heatmap`` renderer: the channel × channel (e.g. 30 × 30) matrix.
+
+Each cell is the mean importance of one channel-pair feature; the matrix is symmetric and
+its diagonal (a channel with itself, not a feature) is grey. Lines and labels mark the
+sensor blocks, so within-sensor pairs are the squares on the diagonal.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from leap.builtins.renderers.heatmap import FIGURE_SUFFIXES, color_scale, save_figure, value_label
+from leap.data.layout import CHANNEL_SEPARATOR
+from leap.data.result import ImportanceResult
+from leap.errors import ResultFormatError
+from leap.hookspecs import hookimpl
+
+
+def channel_matrix(result: ImportanceResult) -> pd.DataFrame:
+    """Symmetric channel × channel matrix of mean importances (NaN where no feature).
+
+    Channels are ordered sensor-major (the result's sensor order, then each sensor's
+    dims in order of first appearance); labels are ``Sensor.dim``.
+    """
+    pairs = [(i, p) for i, p in enumerate(result.pairs) if p is not None]
+    if not pairs:
+        raise ResultFormatError(
+            "this result has no channel pairs (sensor_a, dim_a, sensor_b, dim_b); a channel "
+            "heatmap needs the feature-level result, not a grouped one"
+        )
+    dims: dict[str, dict[str, None]] = {s: {} for s in result.sensors}
+    for _, p in pairs:
+        dims.setdefault(p.sensor_a, {})[p.dim_a] = None
+        dims.setdefault(p.sensor_b, {})[p.dim_b] = None
+    channels = [(s, d) for s in dims for d in dims[s]]
+    index = {c: i for i, c in enumerate(channels)}
+    matrix = np.full((len(channels), len(channels)), np.nan)
+    means = result.importances_mean
+    for row, p in pairs:
+        a, b = index[(p.sensor_a, p.dim_a)], index[(p.sensor_b, p.dim_b)]
+        matrix[a, b] = matrix[b, a] = means[row]
+    labels = [f"{s}{CHANNEL_SEPARATOR}{d}" for s, d in channels]
+    return pd.DataFrame(matrix, index=labels, columns=labels)
+
+
+class ChannelHeatmap:
+    """Channel × channel heatmap with the sensor blocks outlined and labelled."""
+
+    name = "channel_heatmap"
+    suffixes = FIGURE_SUFFIXES
+
+    def render(self, result: ImportanceResult, path: Path | None, *, title: str = "") -> Figure:
+        """Draw :func:`channel_matrix`; save to ``path`` (PNG, SVG or PDF) when given."""
+        matrix = channel_matrix(result)
+        values = matrix.to_numpy()
+        channels = [label.split(CHANNEL_SEPARATOR, 1) for label in matrix.index]
+        sensors = list(dict.fromkeys(s for s, _ in channels))
+        n = len(channels)
+        side = min(max(5.0, 0.26 * n + 2.5), 16.0)
+        fig = Figure(figsize=(side + 2.4, side + 1.0), layout="constrained")
+        ax = fig.add_subplot()
+        cmap, norm = color_scale(values)
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
+        fontsize = 8 if n <= 36 else 6
+        dim_labels = [d.replace("_", " ") for _, d in channels]
+        rotation = 90 if max(map(len, dim_labels)) > 2 else 0
+        ax.set_xticks(range(n), dim_labels, rotation=rotation, fontsize=fontsize)
+        ax.set_yticks(range(n), dim_labels, fontsize=fontsize)
+        ax.tick_params(length=2, pad=2)
+        # Sensor blocks: boundaries as lines, names centred on each block (top and right).
+        starts = [i for i, (s, _) in enumerate(channels) if i == 0 or channels[i - 1][0] != s]
+        bounds = [*starts, n]
+        for edge in bounds[1:-1]:
+            ax.axhline(edge - 0.5, color="black", linewidth=1.4)
+            ax.axvline(edge - 0.5, color="black", linewidth=1.4)
+        centres = [(a + b - 1) / 2 for a, b in pairwise(bounds)]
+        names = [s.replace("_", " ") for s in sensors]
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(centres, names, fontsize="medium", fontweight="bold")
+        top.tick_params(length=0)
+        right = ax.secondary_yaxis("right")
+        right.set_yticks(centres, names, fontsize="medium", fontweight="bold", rotation=-90)
+        right.tick_params(length=0, pad=4)
+        for label in right.get_yticklabels():
+            label.set_verticalalignment("center")
+        ax.set_title(
+            title or "Channel-pair importance (each cell one feature)",
+            fontsize="large",
+            fontweight="bold",
+        )
+        bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
+        bar.set_label(value_label("Mean importance of the channel pair", result))
+        if path is not None:
+            save_figure(fig, path)
+        return fig
+
+
+@hookimpl(trylast=True)
+def register_renderers(register):
+    register(ChannelHeatmap())

@@ -1,0 +1,140 @@
+"""Built-in ``heatmap`` renderer: the sensor × sensor importance matrix.
+
+Figures are built with matplotlib's object API (no pyplot, no global state), so they work
+on a headless machine and never block.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure
+
+from leap.data.files import atomic_path
+from leap.data.result import ImportanceResult
+from leap.hookspecs import hookimpl
+
+COLORMAP = "viridis"  # perceptually uniform and colour-blind safe
+#: For values of both signs, centred on zero; ColorBrewer lists RdBu as colour-blind safe.
+DIVERGING_COLORMAP = "RdBu_r"
+MISSING_COLOR = "#9e9e9e"  # cells without a value: a mid grey no colour map above uses
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+class SensorPairHeatmap:
+    """Sensor × sensor heatmap; each cell aggregates the channel pairs of two sensors.
+
+    The default aggregation (``sum_positive``) is the original LEAP heatmap: the sum of the
+    positive mean importances of all channel pairs between two sensors. ``grouped`` draws
+    the jointly permuted sensor-pair importances instead. Non-negative values use the
+    sequential ``viridis`` map from zero; values of both signs (and ``signed``) use a
+    diverging map centred on zero, so a negative cell never looks like a small positive one.
+    """
+
+    name = "heatmap"
+    suffixes = FIGURE_SUFFIXES
+
+    def render(
+        self,
+        result: ImportanceResult,
+        path: Path | None,
+        *,
+        title: str,
+        aggregate: str = "sum_positive",
+    ) -> Figure:
+        """Draw the matrix (see :meth:`ImportanceResult.sensor_matrix` for ``aggregate``)."""
+        matrix = result.sensor_matrix(aggregate)
+        labels = [s.replace("_", " ") for s in matrix.index]
+        values = matrix.to_numpy()
+        n = len(labels)
+        fig = Figure(figsize=(2.6 + 1.25 * n, 1.6 + 1.1 * n), layout="constrained")
+        ax = fig.add_subplot()
+        cmap, norm = color_scale(values, diverging=aggregate == "signed")
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
+        ax.set_xticks(range(n), labels, rotation=35, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(n), labels)
+        ax.set_xlabel("Sensor")
+        ax.set_ylabel("Sensor")
+        ax.set_title(title or _DEFAULT_TITLES[aggregate], fontsize="large", fontweight="bold")
+        annotate_cells(ax, values, image.cmap, image.norm)
+        bar = fig.colorbar(image, ax=ax, shrink=0.85)
+        bar.set_label(value_label(_AGGREGATE_LABELS[aggregate], result))
+        if path is not None:
+            save_figure(fig, path)
+        return fig
+
+
+_AGGREGATE_LABELS = {
+    "sum_positive": "Sum of positive importances of the channel pairs",
+    "sum": "Sum of importances of the channel pairs",
+    "mean": "Mean importance of the channel pairs",
+    "max": "Largest importance among the channel pairs",
+    "signed": "Sum of signed importances of the channel pairs",
+    "grouped": "Importance of the sensor pair, permuted as one group",
+}
+_DEFAULT_TITLES = {
+    "sum_positive": "Sensor-pair importance (sum of positive channel pairs)",
+    "sum": "Sensor-pair importance (sum of channel pairs)",
+    "mean": "Sensor-pair importance (mean of channel pairs)",
+    "max": "Sensor-pair importance (largest channel pair)",
+    "signed": "Sensor-pair importance (signed sum of channel pairs)",
+    "grouped": "Sensor-pair importance (each pair permuted as a group)",
+}
+
+
+def color_scale(values: np.ndarray, *, diverging: bool = False) -> tuple[Colormap, Normalize]:
+    """Colour map and normalisation for ``values``.
+
+    Sequential (``viridis``, from 0) when every finite value is ≥ 0; otherwise, or when
+    ``diverging`` is asked for, a diverging map with limits symmetric about zero.
+    """
+    finite = values[np.isfinite(values)]
+    low = float(finite.min()) if finite.size else 0.0
+    high = float(finite.max()) if finite.size else 1.0
+    if diverging or low < 0:
+        limit = max(abs(low), abs(high)) or 1.0
+        cmap, norm = colormaps[DIVERGING_COLORMAP], Normalize(-limit, limit)
+    else:
+        cmap, norm = colormaps[COLORMAP], Normalize(0.0, high if high > 0 else 1.0)
+    return cmap.with_extremes(bad=MISSING_COLOR), norm
+
+
+def value_label(what: str, result: ImportanceResult) -> str:
+    """Colour-bar or axis label: what is shown, and the metric whose drop it measures."""
+    return f"{what}\n(drop in {result.scoring} when permuted; {result.method})"
+
+
+def annotate_cells(ax, values: np.ndarray, cmap: Colormap, norm) -> None:
+    """Write each finite value in its cell, dark on light colours and light on dark ones."""
+    finite = values[np.isfinite(values)]
+    scale = np.max(np.abs(finite)) if finite.size else 0.0
+    fmt = "{:.3f}" if scale >= 0.01 or scale == 0 else "{:.2e}"
+    for (i, j), value in np.ndenumerate(values):
+        if not np.isfinite(value):
+            continue
+        r, g, b, _ = cmap(norm(value))
+        luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
+        ax.text(
+            j,
+            i,
+            fmt.format(value),
+            ha="center",
+            va="center",
+            fontsize="medium",
+            color="black" if luminance > 0.5 else "white",
+        )
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Save ``fig`` atomically in the format given by ``path``'s suffix."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower(), dpi=150)
+    return path
+
+
+@hookimpl(trylast=True)
+def register_renderers(register):
+    register(SensorPairHeatmap())

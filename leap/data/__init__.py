@@ -1,0 +1,1 @@
+"""The data model: sensor layout, importance results and their CSV, groupings, files."""

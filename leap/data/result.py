@@ -1,0 +1,442 @@
+"""ImportanceResult: the numbers an analysis produces, and their tidy CSV form."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leap.data.files import atomic_path, existing_file
+from leap.data.layout import LEAP_SENSORS, ChannelPair, SensorLayout
+from leap.errors import InputFileError, ResultFormatError, one_line
+
+PAIR_COLUMNS = ("sensor_a", "dim_a", "sensor_b", "dim_b")
+CI_COLUMNS = ("ci_low", "ci_high", "ci_includes_zero", "ci_level")
+REPEAT_PREFIX = "repeat_"
+FEATURE_LEVEL = "feature"
+#: Sensor-matrix aggregations of the rows that fall on one sensor pair.
+AGGREGATES = {
+    "sum_positive": np.sum,
+    "sum": np.sum,
+    "signed": np.sum,
+    "mean": np.mean,
+    "max": np.max,
+    "grouped": np.sum,
+}
+LEGACY_COLUMNS = ("Pair", "Dimensions", "Importance")
+# Exactly a 2-tuple of quoted names, as the original LEAP script wrote them: ('A', 'B').
+_TUPLE_OF_TWO = re.compile(
+    r"""^\s*\(\s*(?P<qa>['"])(?P<a>[^'"]*)(?P=qa)\s*,\s*(?P<qb>['"])(?P<b>[^'"]*)(?P=qb)\s*,?\s*\)\s*$"""
+)
+
+
+@dataclass
+class ImportanceResult:
+    """Importances of features (or feature groups), with the run's metadata.
+
+    Attribute access mirrors scikit-learn's ``Bunch`` (``importances_mean``,
+    ``importances_std``, ``importances``; also ``result["importances_mean"]``).
+
+    Parameters
+    ----------
+    importances : ndarray of shape (n_features, n_repeats)
+        Decrease in score per feature and repeat (float64).
+    feature_names : list of str
+        One name per row of ``importances``.
+    pairs : list of ChannelPair or None
+        The sensor channels behind each feature; ``None`` where a row is not one pair.
+    sensors : tuple of str
+        Sensor order for sensor-level views.
+    baseline_score : float or None
+        Score of the unpermuted data.
+    scoring : str
+        Name of the metric.
+    method : str
+        Name of the importance method that produced the numbers.
+    params : dict
+        Run parameters (n_repeats, random_state, file fingerprints, ...).
+    level : str
+        What a row is: ``"feature"`` (one column), or the grouping whose groups the rows
+        are (``"sensor_pair"``, ``"sensor"``, ``"custom"``).
+    row_sensors : list of tuple of str
+        The sensors each row stands for: ``(a, b)`` for a channel pair or a sensor pair,
+        ``(s,)`` for a sensor, ``()`` when unknown. Derived from ``pairs`` by default.
+    group_sizes : list of int
+        Number of feature columns permuted together in each row (1 for features).
+    ci_level : float
+        Confidence level of :meth:`confidence_interval` (default 0.95).
+    ci : tuple of two ndarrays or None
+        A stored interval (read from a CSV); ``None`` computes it from the repeats.
+    groups : dict of str to ImportanceResult
+        Grouped results of the same run, keyed by grouping name (``sensor_pair``, ...).
+    spread : leap.workflows.participants.ParticipantSpread or None
+        Per-participant importances of these rows, when the run computed them.
+    """
+
+    importances: np.ndarray
+    feature_names: list[str]
+    pairs: list[ChannelPair | None] = field(default_factory=list)
+    sensors: tuple[str, ...] = ()
+    baseline_score: float | None = None
+    scoring: str = "score"
+    method: str = "permutation"
+    params: dict[str, Any] = field(default_factory=dict)
+    level: str = FEATURE_LEVEL
+    row_sensors: list[tuple[str, ...]] = field(default_factory=list)
+    group_sizes: list[int] = field(default_factory=list)
+    ci_level: float = 0.95
+    ci: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    groups: dict[str, ImportanceResult] = field(default_factory=dict, repr=False)
+    spread: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.importances = np.asarray(self.importances, dtype=np.float64)
+        if self.importances.ndim != 2 or self.importances.shape[0] != len(self.feature_names):
+            raise ValueError(
+                f"importances must have shape (n_features, n_repeats) with n_features="
+                f"{len(self.feature_names)}, got {self.importances.shape}"
+            )
+        if not self.pairs:
+            self.pairs = [None] * len(self.feature_names)
+        if not self.row_sensors:
+            self.row_sensors = [
+                (p.sensor_a, p.sensor_b) if p is not None else () for p in self.pairs
+            ]
+        if not self.group_sizes:
+            self.group_sizes = [1] * len(self.feature_names)
+        n = len(self.feature_names)
+        if not len(self.pairs) == len(self.row_sensors) == len(self.group_sizes) == n:
+            raise ValueError("pairs, row_sensors and group_sizes need one entry per row")
+        if not 0.0 < self.ci_level < 1.0:
+            raise ValueError(f"ci_level must lie strictly between 0 and 1, got {self.ci_level}")
+        if not self.sensors:
+            self.sensors = _sensor_order(self.row_sensors)
+
+    @classmethod
+    def from_layout(
+        cls, importances: np.ndarray, layout: SensorLayout | None, **kwargs: Any
+    ) -> ImportanceResult:
+        """Build a result whose rows are ``layout``'s channel pairs (or unnamed columns)."""
+        importances = np.asarray(importances, dtype=np.float64)
+        if layout is None:
+            names = kwargs.pop("feature_names", None) or [
+                f"x{i}" for i in range(importances.shape[0])
+            ]
+            return cls(importances, list(names), **kwargs)
+        layout.check_width(importances.shape[0], "the importance result")
+        kwargs.pop("feature_names", None)
+        return cls(importances, layout.feature_names, list(layout.pairs), layout.sensors, **kwargs)
+
+    # -- the Bunch-compatible view -------------------------------------------------------
+    @property
+    def importances_mean(self) -> np.ndarray:
+        """Mean importance over repeats, shape (n_features,)."""
+        return np.mean(self.importances, axis=1)
+
+    @property
+    def importances_std(self) -> np.ndarray:
+        """Standard deviation over repeats (population, ``ddof=0``, as scikit-learn)."""
+        return np.std(self.importances, axis=1)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in ("importances", "importances_mean", "importances_std"):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def keys(self) -> list[str]:
+        """The Bunch keys, for code written against scikit-learn's result."""
+        return ["importances_mean", "importances_std", "importances"]
+
+    @property
+    def n_repeats(self) -> int:
+        """Number of repeats (columns of ``importances``)."""
+        return self.importances.shape[1]
+
+    def confidence_interval(self, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Student-t interval of the mean importance over repeats, per row.
+
+        It measures how precisely the repeats pin down the mean for *this* model and
+        *this* data (the permutation noise), not how the importance would vary with new
+        data or a retrained model; see ``docs/interpreting.md``. Rows with fewer than two
+        repeats get NaN. A stored interval (from a CSV) is returned when ``level`` is
+        omitted or equals :attr:`ci_level`.
+        """
+        level = self.ci_level if level is None else level
+        if self.ci is not None and level == self.ci_level:
+            return self.ci
+        return t_interval(self.importances, level)
+
+    @property
+    def ci_low(self) -> np.ndarray:
+        """Lower end of the :attr:`ci_level` confidence interval of the mean."""
+        return self.confidence_interval()[0]
+
+    @property
+    def ci_high(self) -> np.ndarray:
+        """Upper end of the :attr:`ci_level` confidence interval of the mean."""
+        return self.confidence_interval()[1]
+
+    @property
+    def ci_includes_zero(self) -> np.ndarray:
+        """True where the interval includes zero, or cannot be computed (one repeat)."""
+        return includes_zero(*self.confidence_interval())
+
+    @property
+    def ranks(self) -> np.ndarray:
+        """Rank by mean importance, 1 = most important; ties share the best rank."""
+        return pd.Series(self.importances_mean).rank(ascending=False, method="min").to_numpy(int)
+
+    # -- views ---------------------------------------------------------------------------
+    def to_frame(self) -> pd.DataFrame:
+        """The tidy table: one row per feature, in feature order."""
+        frame = pd.DataFrame({"feature": self.feature_names})
+        for col in PAIR_COLUMNS:
+            frame[col] = [getattr(p, col) if p is not None else "" for p in self.pairs]
+        # Grouped rows name their sensors without channel dims.
+        for col, pos in (("sensor_a", 0), ("sensor_b", 1)):
+            frame[col] = [
+                cell or (sensors[pos] if len(sensors) > pos else "")
+                for cell, sensors in zip(frame[col], self.row_sensors, strict=True)
+            ]
+        frame["importance_mean"] = self.importances_mean
+        frame["importance_std"] = self.importances_std
+        frame["rank"] = self.ranks
+        low, high = self.confidence_interval()
+        frame["ci_low"] = low
+        frame["ci_high"] = high
+        frame["ci_includes_zero"] = includes_zero(low, high)
+        frame["ci_level"] = self.ci_level
+        frame["level"] = self.level
+        frame["n_columns"] = self.group_sizes
+        for r in range(self.n_repeats):
+            frame[f"{REPEAT_PREFIX}{r + 1}"] = self.importances[:, r]
+        return frame
+
+    def top(self, k: int = 10) -> pd.DataFrame:
+        """The ``k`` most important rows, best first."""
+        return self.to_frame().sort_values(["rank", "feature"], kind="stable").head(k)
+
+    def sensor_matrix(self, aggregate: str = "sum_positive") -> pd.DataFrame:
+        """Symmetric sensor × sensor matrix aggregating the channel-pair importances.
+
+        ``aggregate`` is ``"sum_positive"`` (the original LEAP heatmap: the sum of the
+        positive mean importances of every channel pair between two sensors), ``"sum"``,
+        ``"signed"`` (the same signed sum, meant for a diverging colour scale), ``"mean"``,
+        ``"max"``, or ``"grouped"``: the importance of each sensor pair permuted as one
+        group (``groups["sensor_pair"]``, or this result when its rows are sensor pairs)
+        instead of a combination of separately permuted channel pairs. The diagonal holds
+        the within-sensor pairs.
+        """
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
+        source: ImportanceResult | None = self
+        if aggregate == "grouped" and self.level != "sensor_pair":
+            source = self.groups.get("sensor_pair")
+            if source is None:
+                raise ResultFormatError(
+                    "no grouped sensor-pair importances to draw; run the analysis with "
+                    "groups=['sensor_pair'] (CLI: --groups sensor_pair) or plot its "
+                    "*_sensor_pair.csv"
+                )
+        assert source is not None
+        rows = [(i, s) for i, s in enumerate(source.row_sensors) if len(s) == 2]
+        if not rows:
+            raise ResultFormatError(
+                "this result has no sensor information (no sensor_a/sensor_b columns); "
+                "it cannot be drawn as a sensor-pair heatmap"
+            )
+        values = source.importances_mean
+        if aggregate == "sum_positive":
+            values = np.clip(values, 0.0, None)
+        sensors = source.sensors
+        index = {s: i for i, s in enumerate(sensors)}
+        buckets: dict[tuple[int, int], list[float]] = {}
+        for row, (sensor_a, sensor_b) in rows:
+            a, b = sorted((index[sensor_a], index[sensor_b]))
+            buckets.setdefault((a, b), []).append(float(values[row]))
+        n = len(sensors)
+        matrix = np.full((n, n), np.nan)
+        for (a, b), vals in buckets.items():
+            matrix[a, b] = matrix[b, a] = AGGREGATES[aggregate](vals)
+        return pd.DataFrame(matrix, index=list(sensors), columns=list(sensors))
+
+    # -- CSV -----------------------------------------------------------------------------
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the tidy table to ``path`` atomically; return the path."""
+        path = Path(path)
+        frame = self.to_frame()
+        # The csv module leaves a lone carriage return unquoted, and readers take it for a
+        # line end: quote every cell in the (rare) table whose names hold one.
+        text = frame.select_dtypes(exclude="number").to_numpy().ravel()
+        quoting = csv.QUOTE_ALL if any("\r" in str(cell) for cell in text) else csv.QUOTE_MINIMAL
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.17g", quoting=quoting)
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> ImportanceResult:
+        """Read a CSV written by :meth:`to_csv`, or one written by the original LEAP script.
+
+        Cells are parsed as data only (numbers and quoted names); nothing is evaluated.
+        """
+        path = existing_file(path, "importance CSV")
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise ResultFormatError(f"{path} is not a readable CSV: {one_line(exc)}") from None
+        except OSError as exc:
+            raise InputFileError(f"cannot read {path}: {exc.strerror}") from None
+        columns = set(frame.columns)
+        if {"feature", "importance_mean"} <= columns:
+            return _from_tidy(frame, path)
+        if set(LEGACY_COLUMNS) <= columns:
+            return _from_legacy(frame, path)
+        found = ", ".join(_preview(str(c)) for c in frame.columns)  # repr: one line
+        raise ResultFormatError(
+            f"{path} has neither LEAP's columns (feature, importance_mean, ...) nor the "
+            f"original script's (Pair, Dimensions, Importance); found: {found}"
+        )
+
+
+def _from_tidy(frame: pd.DataFrame, path: Path) -> ImportanceResult:
+    repeat_cols = sorted(
+        (c for c in frame.columns if c.startswith(REPEAT_PREFIX)),
+        key=lambda c: _parse_int(c[len(REPEAT_PREFIX) :], path, "repeat column"),
+    )
+    value_cols = repeat_cols or ["importance_mean"]
+    importances = (
+        np.column_stack(
+            [
+                [_parse_float(v, path, col, row) for row, v in enumerate(frame[col])]
+                for col in value_cols
+            ]
+        )
+        if len(frame)
+        else np.empty((0, len(value_cols)))
+    )
+    pairs: list[ChannelPair | None] = [None] * len(frame)
+    row_sensors: list[tuple[str, ...]] = [()] * len(frame)
+    if set(PAIR_COLUMNS) <= set(frame.columns):
+        for row, cells in enumerate(frame[list(PAIR_COLUMNS)].itertuples(index=False)):
+            if all(cells):
+                pairs[row] = ChannelPair(**dict(zip(PAIR_COLUMNS, cells, strict=True)))
+            row_sensors[row] = tuple(c for c in (cells[0], cells[2]) if c)
+    extra: dict[str, Any] = {"row_sensors": row_sensors}
+    if "level" in frame.columns and len(frame):
+        levels = set(frame["level"])
+        extra["level"] = levels.pop() if len(levels) == 1 else "mixed"
+    if "n_columns" in frame.columns:
+        extra["group_sizes"] = [
+            _parse_int(v, path, f"n_columns value in row {row + 2}")
+            for row, v in enumerate(frame["n_columns"])
+        ]
+    if {"ci_low", "ci_high"} <= set(frame.columns):
+        extra["ci"] = tuple(
+            np.array(
+                [
+                    _parse_float(v, path, col, row, allow_nan=True)
+                    for row, v in enumerate(frame[col])
+                ],
+                dtype=np.float64,
+            )
+            for col in ("ci_low", "ci_high")
+        )
+        if "ci_level" in frame.columns and len(frame):
+            level = _parse_float(frame["ci_level"].iloc[0], path, "ci_level", 0)
+            if not 0.0 < level < 1.0:
+                raise ResultFormatError(f"{path}: ci_level must lie between 0 and 1, got {level}")
+            extra["ci_level"] = level
+    return ImportanceResult(
+        importances, list(frame["feature"]), pairs, params={"source": str(path)}, **extra
+    )
+
+
+def _from_legacy(frame: pd.DataFrame, path: Path) -> ImportanceResult:
+    pairs: list[ChannelPair | None] = []
+    values = []
+    for row, (pair_cell, dims_cell, value) in enumerate(
+        zip(frame["Pair"], frame["Dimensions"], frame["Importance"], strict=True)
+    ):
+        sensor_a, sensor_b = _parse_name_tuple(pair_cell, path, "Pair", row)
+        dim_a, dim_b = _parse_name_tuple(dims_cell, path, "Dimensions", row)
+        pairs.append(ChannelPair(sensor_a=sensor_a, dim_a=dim_a, sensor_b=sensor_b, dim_b=dim_b))
+        values.append(_parse_float(value, path, "Importance", row))
+    names = [p.name for p in pairs if p is not None]
+    return ImportanceResult(
+        np.asarray(values, dtype=np.float64).reshape(-1, 1),
+        names,
+        pairs,
+        params={"source": str(path), "format": "original LEAP CSV"},
+    )
+
+
+def _parse_name_tuple(cell: str, path: Path, column: str, row: int) -> tuple[str, str]:
+    match = _TUPLE_OF_TWO.match(cell)
+    if match is None:
+        raise ResultFormatError(
+            f"{path}, row {row + 2}, column {column}: expected a pair of quoted names like "
+            f"('Left_Ankle', 'Sacrum'), got {_preview(cell)}"
+        )
+    return match["a"], match["b"]
+
+
+def _parse_float(cell: str, path: Path, column: str, row: int, allow_nan: bool = False) -> float:
+    if allow_nan and cell == "":
+        return math.nan
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ResultFormatError(
+            f"{path}, row {row + 2}, column {column}: expected a number, got {_preview(cell)}"
+        ) from None
+    if math.isnan(value) and not allow_nan:
+        raise ResultFormatError(f"{path}, row {row + 2}, column {column}: value is NaN")
+    return value
+
+
+def _parse_int(text: str, path: Path, what: str) -> int:
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True, int("²") fails
+        raise ResultFormatError(f"{path}: malformed {what} name {REPEAT_PREFIX}{text!r}")
+    return int(text)
+
+
+def _sensor_order(row_sensors: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for sensors in row_sensors:
+        for sensor in sensors:
+            seen.setdefault(sensor)
+    known = [s for s in LEAP_SENSORS if s in seen]
+    return tuple(known + [s for s in seen if s not in LEAP_SENSORS])
+
+
+def t_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Student-t confidence interval of the mean of each row of ``values`` (NaN if < 2 values)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[1] if values.ndim == 2 else 0
+    if n < 2:
+        nan = np.full(values.shape[0], np.nan)
+        return nan, nan.copy()
+    mean = values.mean(axis=1)
+    half = stats.t.ppf(0.5 + level / 2.0, n - 1) * values.std(axis=1, ddof=1) / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def includes_zero(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """True where ``low ≤ 0 ≤ high``, and where the interval is undefined (NaN)."""
+    low, high = np.asarray(low), np.asarray(high)
+    undefined = np.isnan(low) | np.isnan(high)
+    with np.errstate(invalid="ignore"):
+        return undefined | ((low <= 0.0) & (high >= 0.0))
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
