@@ -304,6 +304,103 @@ class ImportanceResult:
             f"original script's (Pair, Dimensions, Importance); found: {found}"
         )
 
+    # -- notebooks (plot, _repr_html_) ---------------------------------------------------
+    # The table is to_frame() (what the CSV holds); the figure is the registered heatmap
+    # renderer, looked up through the public package so a plugin that replaces "heatmap"
+    # draws here too.
+    def plot(self, aggregate: str = "sum_positive", *, title: str = "", engine: Any = None) -> Any:
+        """Draw the sensor-pair heatmap and return its matplotlib ``Figure``.
+
+        Parameters
+        ----------
+        aggregate : str
+            How the channel pairs of two sensors are combined; see :meth:`sensor_matrix`.
+        title : str
+            Figure title; empty for a title that names the aggregation.
+        engine : leap.Engine or None
+            Engine whose ``heatmap`` renderer draws the figure; ``None`` for the default
+            engine (built-ins plus installed plugins).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure (nothing is saved or shown; ``fig.savefig(...)`` saves it).
+        """
+        import leap
+
+        engine = leap.get_engine() if engine is None else engine
+        return engine.render(self, None, renderer="heatmap", title=title, aggregate=aggregate)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich view: a summary line, the top rows as a table, and the heatmap."""
+        import html
+
+        from leap.data.formatting import format_number
+
+        top = self.top(10)
+        rows = top.index.to_numpy()
+        p_value = getattr(self, "p_value", None)
+        q_value = getattr(self, "q_value", None)
+        extra = [(name, values) for name, values in (("p", p_value), ("q", q_value))]
+        extra = [(name, np.asarray(v, dtype=np.float64)) for name, v in extra if v is not None]
+        level = f"{self.ci_level:.0%}"
+        heads = ["rank", "feature", "mean", f"{level} CI"] + [name for name, _ in extra]
+        cell = '<td style="text-align:right">{}</td>'
+        body = []
+        for row, (_, record) in zip(rows, top.iterrows(), strict=True):
+            low, high = record["ci_low"], record["ci_high"]
+            interval = (
+                "–"
+                if np.isnan(low) or np.isnan(high)
+                else f"[{format_number(low, '.4f')}, {format_number(high, '.4f')}]"
+            )
+            cells = [
+                cell.format(int(record["rank"])),
+                f'<td style="text-align:left">{html.escape(str(record["feature"]))}</td>',
+                cell.format(format_number(record["importance_mean"], ".4f")),
+                cell.format(interval),
+            ]
+            for _, values in extra:
+                value = values[row] if row < len(values) else np.nan
+                cells.append(cell.format("–" if np.isnan(value) else format_number(value, ".3g")))
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+        table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        facts = [
+            f"{len(self.feature_names)} rows ({self.level})",
+            f"method {self.method}",
+            f"{self.n_repeats} repeat(s)",
+            f"scoring {self.scoring}",
+        ]
+        if self.baseline_score is not None:
+            facts.append(f"baseline {format_number(self.baseline_score, '.4f')}")
+        if self.groups:
+            facts.append("groups: " + ", ".join(self.groups))
+        summary = html.escape("ImportanceResult: " + "; ".join(facts))
+        parts = [f"<p><b>{summary}</b></p>", f"<p>Top {len(top)} by mean importance</p>", table]
+        parts.append(self._heatmap_img())
+        return "<div>" + "".join(parts) + "</div>"
+
+    def _heatmap_img(self) -> str:
+        """The heatmap as an inline base64 PNG ``<img>``; empty when it cannot be drawn."""
+        import base64
+        import io
+
+        from leap.errors import LeapError
+
+        if not any(len(sensors) == 2 for sensors in self.row_sensors):
+            return ""  # no sensor pairs (e.g. sensor-level rows): the table says it all
+        try:
+            figure = self.plot()
+        except LeapError:
+            return ""
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=72)
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return f'<img alt="sensor-pair heatmap" src="data:image/png;base64,{data}"/>'
+
+    # -- end of notebooks ----------------------------------------------------------------
+
 
 def _from_tidy(frame: pd.DataFrame, path: Path) -> ImportanceResult:
     repeat_cols = sorted(
