@@ -183,7 +183,20 @@ def _check_one_scorer(model: Any, name: str, y: np.ndarray | None) -> None:
 
     known = get_scorer_names()
     if name not in known:
-        close = difflib.get_close_matches(name, known, n=3)
+        # A prefix or a common abbreviation first ("acc": accuracy, not jaccard), then spelling.
+        wanted = name.strip().lower()
+        aliases = {
+            "acc": "accuracy",
+            "auc": "roc_auc",
+            "mse": "neg_mean_squared_error",
+            "rmse": "neg_root_mean_squared_error",
+            "mae": "neg_mean_absolute_error",
+            "mape": "neg_mean_absolute_percentage_error",
+        }
+        close = [aliases[wanted]] if wanted in aliases else []
+        for prefix in (wanted, f"neg_{wanted}"):
+            close += sorted((k for k in known if k.startswith(prefix)), key=len)[:3]
+        close = list(dict.fromkeys(close))[:3] or difflib.get_close_matches(wanted, known, n=3)
         hint = f"did you mean {' or '.join(close)}?" if close else "see sklearn.metrics"
         raise ConfigError(f"unknown scoring {name!r}; {hint} (get_scorer_names() lists all)")
     scorer = get_scorer(name)

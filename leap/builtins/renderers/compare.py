@@ -29,6 +29,7 @@ from leap.builtins.renderers.heatmap import (
     save_figure,
 )
 from leap.data.files import atomic_path
+from leap.data.formatting import format_number
 from leap.data.result import ImportanceResult
 from leap.errors import LeapError
 from leap.hookspecs import hookimpl
@@ -255,13 +256,33 @@ def _draw_top_moves(ax: Any, comparison: Comparison, k: int) -> None:
 
 
 def _fmt(value: float) -> str:
-    return "undefined" if np.isnan(value) else f"{value:.3f}"
+    return "undefined" if np.isnan(value) else format_number(value, ".3f")
 
 
 def _fmt_p(value: float) -> str:
     if np.isnan(value):
         return "–"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def distinct_labels(path_a: Path, path_b: Path) -> tuple[str, str]:
+    """Short names for two files that tell them apart: the stems, with folders if needed.
+
+    ``runs/a.csv`` and ``runs/b.csv`` give ``a`` and ``b``; ``model_a/importance.csv`` and
+    ``model_b/importance.csv`` give ``model_a/importance`` and ``model_b/importance`` (as
+    many parent folders as it takes); the same file twice gives the stem twice.
+    """
+    if path_a.stem != path_b.stem:
+        return path_a.stem, path_b.stem
+    if path_a.name != path_b.name:
+        return path_a.name, path_b.name
+    parents_a = path_a.absolute().parent.parts[::-1]
+    parents_b = path_b.absolute().parent.parts[::-1]
+    for depth in range(1, max(len(parents_a), len(parents_b)) + 1):
+        folders_a, folders_b = parents_a[:depth][::-1], parents_b[:depth][::-1]
+        if folders_a != folders_b:
+            return "/".join((*folders_a, path_a.stem)), "/".join((*folders_b, path_b.stem))
+    return path_a.stem, path_b.stem
 
 
 def write_comparison_csv(comparison: Comparison, path: str | Path) -> Path:
@@ -321,8 +342,9 @@ def compare_command(
 ) -> None:
     """Compare two importance CSVs (two models, or two cohorts): difference and rank agreement."""
     a, b = ImportanceResult.from_csv(csv_a), ImportanceResult.from_csv(csv_b)
-    label_a = label_a or csv_a.stem
-    label_b = label_b or csv_b.stem
+    default_a, default_b = distinct_labels(csv_a, csv_b)
+    label_a = label_a or default_a
+    label_b = label_b or default_b
     if label_a == label_b:
         label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
     comparison = compare_results(a, b, label_a, label_b)
@@ -351,7 +373,7 @@ def compare_command(
     ).head(5)
     click.echo(f"Largest differences ({label_b} − {label_a}):")
     for _, row in biggest.iterrows():
-        click.echo(f"  {row['difference']:+.4f}  {row['feature']}")
+        click.echo(f"  {format_number(row['difference'], '+.4f')}  {row['feature']}")
     click.echo("Wrote " + ", ".join(str(p) for p in written))
 
 
