@@ -40,8 +40,10 @@ from leap.builtins.methods.permutation.runner import (
     weighted_score,
 )
 from leap.builtins.methods.permutation.schedule import (
+    check_arguments,
     draw_seed,
     make_schedule,
+    nested_validation_skipped,
     resolve_max_samples,
     take_rows,
 )
@@ -108,8 +110,35 @@ class PermutationMethod:
         Returns one :class:`~leap.components.MethodScores` per metric: keyed by
         :func:`metric_name` of ``scoring`` for one metric, by the metric names for several.
         ``importances`` has shape ``(n_groups, n_repeats)``: baseline score minus the score
-        with the group permuted, as in scikit-learn.
+        with the group permuted, as in scikit-learn; invalid arguments raise the exception
+        scikit-learn raises, with its message (:func:`.schedule.check_arguments`).
         """
+        check_arguments(
+            estimator, X, y, scoring=scoring, n_repeats=n_repeats, n_jobs=n_jobs,
+            random_state=random_state, sample_weight=sample_weight, max_samples=max_samples,
+        )  # fmt: skip
+        with nested_validation_skipped():
+            return self._compute(
+                estimator, X, y, groups=groups, scoring=scoring, n_repeats=n_repeats,
+                random_state=random_state, sample_weight=sample_weight,
+                max_samples=max_samples, n_jobs=n_jobs, progress=progress,
+            )  # fmt: skip
+
+    def _compute(
+        self,
+        estimator: Any,
+        X: Any,
+        y: Any,
+        *,
+        groups: Sequence[Sequence[int]] | None,
+        scoring: Any,
+        n_repeats: int,
+        random_state: Any,
+        sample_weight: Any,
+        max_samples: float | int,
+        n_jobs: int | None,
+        progress: bool,
+    ) -> dict[str, MethodScores]:
         if not hasattr(X, "iloc"):
             X = check_array(X, ensure_all_finite="allow-nan", dtype=None)
         seed = draw_seed(random_state)

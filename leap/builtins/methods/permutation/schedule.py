@@ -10,13 +10,18 @@ columns see the same sequence of row orders: repeat ``r`` shows column ``j`` as
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils.random import sample_without_replacement
+
+#: The name scikit-learn's messages give the function whose arguments they check.
+CALLER_NAME = "permutation_importance"
 
 
 @dataclass(frozen=True)
@@ -44,19 +49,81 @@ class Schedule:
         return self.orders.shape[0]
 
 
+def check_arguments(
+    estimator: Any,
+    X: Any,
+    y: Any,
+    *,
+    scoring: Any,
+    n_repeats: Any,
+    n_jobs: Any,
+    random_state: Any,
+    sample_weight: Any,
+    max_samples: Any,
+) -> None:
+    """Raise what :func:`sklearn.inspection.permutation_importance` raises for bad arguments.
+
+    The checks are scikit-learn's own: the parameter constraints its ``validate_params``
+    decorator holds, checked by its ``validate_parameter_constraints``, so the exception
+    (``InvalidParameterError``, a ``ValueError`` and a ``TypeError``) and its message are
+    those of the installed scikit-learn, and ``sklearn.set_config(skip_parameter_validation=
+    True)`` skips them as it skips scikit-learn's. The checks that follow in scikit-learn's
+    function body (``check_array``, ``max_samples`` against the number of rows, the scorer)
+    are made where LEAP reaches the same step: :func:`resolve_max_samples`, and the scorer
+    itself.
+    """
+    import sklearn
+    from sklearn.inspection import permutation_importance
+    from sklearn.utils._param_validation import validate_parameter_constraints
+
+    if sklearn.get_config()["skip_parameter_validation"]:
+        return
+    constraints = getattr(permutation_importance, "_skl_parameter_constraints", None)
+    if not isinstance(constraints, dict):  # a scikit-learn without the decorator's record
+        return
+    params = {
+        "estimator": estimator,
+        "X": X,
+        "y": y,
+        "scoring": scoring,
+        "n_repeats": n_repeats,
+        "n_jobs": n_jobs,
+        "random_state": random_state,
+        "sample_weight": sample_weight,
+        "max_samples": max_samples,
+    }
+    validate_parameter_constraints(constraints, params, caller_name=CALLER_NAME)
+
+
+@contextlib.contextmanager
+def nested_validation_skipped() -> Iterator[None]:
+    """Skip the parameter validation of the scikit-learn functions called inside, as
+    :func:`sklearn.inspection.permutation_importance` does (``prefer_skip_nested_validation``).
+
+    Its arguments are validated once, up front (:func:`check_arguments`); the scorers and
+    metrics it calls then skip their own parameter checks, so an invalid ``y`` fails where
+    and how it fails in scikit-learn (and each of the many scorer calls is cheaper). The
+    setting is scikit-learn's thread-local configuration: it applies in this thread.
+    """
+    import sklearn
+
+    with sklearn.config_context(skip_parameter_validation=True):
+        yield
+
+
 def resolve_max_samples(max_samples: float | int, n_samples: int) -> int:
-    """The number of rows ``max_samples`` stands for, with scikit-learn's rules."""
+    """The number of rows ``max_samples`` stands for, with scikit-learn's rules and messages.
+
+    An int must not exceed ``n_samples``; a float is a fraction of the rows, rounded down
+    (scikit-learn's range checks, :func:`check_arguments`, come first).
+    """
     if isinstance(max_samples, bool) or not isinstance(max_samples, numbers.Real):
         raise ValueError(f"max_samples must be an int or a float, got {max_samples!r}")
-    if isinstance(max_samples, numbers.Integral):
-        if not 1 <= max_samples <= n_samples:
-            raise ValueError(
-                f"max_samples must be in [1, n_samples={n_samples}], got {max_samples}"
-            )
-        return int(max_samples)
-    if not 0.0 < max_samples <= 1.0:
-        raise ValueError(f"a float max_samples must be in (0, 1], got {max_samples}")
-    return int(max_samples * n_samples)
+    if not isinstance(max_samples, numbers.Integral):
+        return int(max_samples * n_samples)
+    if max_samples > n_samples:
+        raise ValueError("max_samples must be <= n_samples")
+    return int(max_samples)
 
 
 def draw_seed(random_state: Any) -> int:
