@@ -15,10 +15,15 @@ import pandas as pd
 
 from leap.data.files import atomic_path, existing_file
 from leap.data.layout import LEAP_SENSORS, ChannelPair, SensorLayout
+from leap.data.stats import Inference, bh_qvalues, includes_zero, infer, t_interval
 from leap.errors import InputFileError, ResultFormatError, one_line
 
 PAIR_COLUMNS = ("sensor_a", "dim_a", "sensor_b", "dim_b")
 CI_COLUMNS = ("ci_low", "ci_high", "ci_includes_zero", "ci_level")
+#: Columns of the test of "importance > 0" (empty cells where no test was made).
+TEST_COLUMNS = ("p_value", "q_value", "measurable")
+#: The q-value below which a row counts as a discovery in reports.
+DISCOVERY_Q = 0.05
 REPEAT_PREFIX = "repeat_"
 FEATURE_LEVEL = "feature"
 #: Sensor-matrix aggregations of the rows that fall on one sensor pair.
@@ -73,7 +78,20 @@ class ImportanceResult:
     ci_level : float
         Confidence level of :meth:`confidence_interval` (default 0.95).
     ci : tuple of two ndarrays or None
-        A stored interval (read from a CSV); ``None`` computes it from the repeats.
+        A stored interval (read from a CSV); ``None`` computes it from :attr:`inference`,
+        or else from the repeats.
+    p_value : ndarray of shape (n_features,) or None
+        One-sided p-value of "importance > 0" over the held-out rows (or participants);
+        NaN for unmeasurable rows; ``None`` when the method gave no per-row differences
+        (e.g. a scorer that is not a mean over rows, such as ROC AUC).
+    q_value : ndarray of shape (n_features,) or None
+        Benjamini–Hochberg q-values of :attr:`p_value` over the measurable rows of this
+        result (each grouping in :attr:`groups` has its own).
+    measurable : ndarray of bool of shape (n_features,) or None
+        False for a feature (or group) constant over the data: disturbing it cannot change
+        anything, so its importance is not measured. ``None``: every row is measurable.
+    inference : leap.data.stats.Inference or None
+        The test behind :attr:`p_value` (mean, standard error, unit, number of units).
     groups : dict of str to ImportanceResult
         Grouped results of the same run, keyed by grouping name (``sensor_pair``, ...).
     spread : leap.workflows.participants.ParticipantSpread or None
@@ -95,6 +113,10 @@ class ImportanceResult:
     ci: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
     groups: dict[str, ImportanceResult] = field(default_factory=dict, repr=False)
     spread: Any = field(default=None, repr=False)
+    p_value: np.ndarray | None = field(default=None, repr=False)
+    q_value: np.ndarray | None = field(default=None, repr=False)
+    measurable: np.ndarray | None = field(default=None, repr=False)
+    inference: Inference | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.importances = np.asarray(self.importances, dtype=np.float64)
@@ -118,6 +140,17 @@ class ImportanceResult:
             raise ValueError(f"ci_level must lie strictly between 0 and 1, got {self.ci_level}")
         if not self.sensors:
             self.sensors = _sensor_order(self.row_sensors)
+        for name in ("p_value", "q_value"):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=np.float64)
+                if value.shape != (n,):
+                    raise ValueError(f"{name} needs one entry per row, got shape {value.shape}")
+                setattr(self, name, value)
+        if self.measurable is not None:
+            self.measurable = np.asarray(self.measurable, dtype=bool)
+            if self.measurable.shape != (n,):
+                raise ValueError("measurable needs one entry per row")
 
     @classmethod
     def from_layout(
@@ -160,17 +193,21 @@ class ImportanceResult:
         return self.importances.shape[1]
 
     def confidence_interval(self, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Student-t interval of the mean importance over repeats, per row.
+        """Student-t interval of the mean importance, per row.
 
-        It measures how precisely the repeats pin down the mean for *this* model and
-        *this* data (the permutation noise), not how the importance would vary with new
-        data or a retrained model; see ``docs/interpreting.md``. Rows with fewer than two
-        repeats get NaN. A stored interval (from a CSV) is returned when ``level`` is
-        omitted or equals :attr:`ci_level`.
+        With per-row differences (:attr:`inference`, see :meth:`add_inference`) it is the
+        interval over the held-out rows, or over participants when ids are known: how the
+        importance would vary with other data from the same population, for this model.
+        Without them it falls back to the interval over repeats, which measures only the
+        permutation noise (see ``docs/interpreting.md``); rows with fewer than two repeats
+        get NaN. A stored interval (from a CSV) is returned when ``level`` is omitted or
+        equals :attr:`ci_level`.
         """
         level = self.ci_level if level is None else level
         if self.ci is not None and level == self.ci_level:
             return self.ci
+        if self.inference is not None:
+            return self.inference.interval(level)
         return t_interval(self.importances, level)
 
     @property
@@ -189,9 +226,81 @@ class ImportanceResult:
         return includes_zero(*self.confidence_interval())
 
     @property
+    def is_measurable(self) -> np.ndarray:
+        """Per row: whether its importance could be measured (see :attr:`measurable`)."""
+        if self.measurable is None:
+            return np.ones(len(self.feature_names), dtype=bool)
+        return self.measurable
+
+    @property
     def ranks(self) -> np.ndarray:
-        """Rank by mean importance, 1 = most important; ties share the best rank."""
-        return pd.Series(self.importances_mean).rank(ascending=False, method="min").to_numpy(int)
+        """Rank by mean importance, 1 = most important; ties share the best rank.
+
+        Unmeasurable rows are left out of the ranking: they rank after every measurable
+        row (and have an empty rank in :meth:`to_frame` and the CSV).
+        """
+        values = pd.Series(self.importances_mean)
+        values[~self.is_measurable] = np.nan
+        ranks = values.rank(ascending=False, method="min", na_option="keep")
+        return ranks.fillna(int(self.is_measurable.sum()) + 1).to_numpy(int)
+
+    def add_inference(
+        self,
+        differences: np.ndarray,
+        *,
+        participants: Any = None,
+        sample_weight: Any = None,
+        measurable: Any = None,
+    ) -> ImportanceResult:
+        """Test "importance > 0" from per-row differences; set p-, q-values and the interval.
+
+        Parameters
+        ----------
+        differences : ndarray of shape (n_features, n_rows)
+            Per held-out row, its share of the undisturbed score minus its share of the
+            disturbed score, averaged over repeats (``MethodScores.row_differences``).
+        participants : array of shape (n_rows,), optional
+            Participant id per row: the test is then over participants (two or more).
+        sample_weight : array of shape (n_rows,), optional
+            Row weights the scorer used.
+        measurable : array of bool of shape (n_features,), optional
+            False for unmeasurable rows (default: keep :attr:`measurable`).
+
+        Returns
+        -------
+        ImportanceResult
+            ``self``, with :attr:`inference`, :attr:`p_value` and :attr:`q_value` set and
+            the stored interval cleared, so :meth:`confidence_interval` is the test's.
+        """
+        if measurable is not None:
+            self.measurable = np.asarray(measurable, dtype=bool)
+        differences = np.asarray(differences, dtype=np.float64)
+        if differences.ndim != 2 or differences.shape[0] != len(self.feature_names):
+            raise ValueError(
+                f"differences must have shape (n_features={len(self.feature_names)}, n_rows), "
+                f"got {differences.shape}"
+            )
+        self.inference = infer(
+            differences,
+            participants=participants,
+            sample_weight=sample_weight,
+            measurable=self.is_measurable,
+        )
+        self.p_value = self.inference.p_value
+        self.q_value = bh_qvalues(self.p_value)
+        self.ci = None
+        self.params = {**self.params, "inference": self.inference.describe()}
+        return self
+
+    def discoveries(self, q: float = DISCOVERY_Q) -> np.ndarray:
+        """Per row: a discovery at false discovery rate ``q`` (q-value ≤ ``q``).
+
+        All false when the result has no q-values; unmeasurable rows are never discoveries.
+        """
+        if self.q_value is None:
+            return np.zeros(len(self.feature_names), dtype=bool)
+        with np.errstate(invalid="ignore"):
+            return (self.q_value <= q) & self.is_measurable
 
     # -- views ---------------------------------------------------------------------------
     def to_frame(self) -> pd.DataFrame:
@@ -207,12 +316,20 @@ class ImportanceResult:
             ]
         frame["importance_mean"] = self.importances_mean
         frame["importance_std"] = self.importances_std
-        frame["rank"] = self.ranks
+        ranks = self.ranks
+        if self.is_measurable.all():
+            frame["rank"] = ranks
+        else:  # unmeasurable rows are out of the ranking: an empty cell
+            frame["rank"] = pd.Series(ranks, dtype="Int64").where(self.is_measurable)
         low, high = self.confidence_interval()
         frame["ci_low"] = low
         frame["ci_high"] = high
         frame["ci_includes_zero"] = includes_zero(low, high)
         frame["ci_level"] = self.ci_level
+        nan = np.full(len(self.feature_names), np.nan)
+        frame["p_value"] = nan if self.p_value is None else self.p_value
+        frame["q_value"] = nan if self.q_value is None else self.q_value
+        frame["measurable"] = self.is_measurable
         frame["level"] = self.level
         frame["n_columns"] = self.group_sizes
         for r in range(self.n_repeats):
@@ -220,8 +337,9 @@ class ImportanceResult:
         return frame
 
     def top(self, k: int = 10) -> pd.DataFrame:
-        """The ``k`` most important rows, best first."""
-        return self.to_frame().sort_values(["rank", "feature"], kind="stable").head(k)
+        """The ``k`` most important measurable rows, best first."""
+        frame = self.to_frame()[self.is_measurable]
+        return frame.sort_values(["rank", "feature"], kind="stable").head(k)
 
     def sensor_matrix(self, aggregate: str = "sum_positive") -> pd.DataFrame:
         """Symmetric sensor × sensor matrix aggregating the channel-pair importances.
@@ -232,7 +350,9 @@ class ImportanceResult:
         ``"max"``, or ``"grouped"``: the importance of each sensor pair permuted as one
         group (``groups["sensor_pair"]``, or this result when its rows are sensor pairs)
         instead of a combination of separately permuted channel pairs. The diagonal holds
-        the within-sensor pairs.
+        the within-sensor pairs. Unmeasurable rows (:attr:`measurable`) are left out, so
+        a cell all of whose rows are unmeasurable is NaN; :meth:`measurable_matrix` says
+        which cells those are.
         """
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
@@ -246,8 +366,10 @@ class ImportanceResult:
                     "*_sensor_pair.csv"
                 )
         assert source is not None
-        rows = [(i, s) for i, s in enumerate(source.row_sensors) if len(s) == 2]
-        if not rows:
+        measurable = source.is_measurable
+        pair_rows = [(i, s) for i, s in enumerate(source.row_sensors) if len(s) == 2]
+        rows = [(i, s) for i, s in pair_rows if measurable[i]]
+        if not pair_rows:
             raise ResultFormatError(
                 "this result has no sensor information (no sensor_a/sensor_b columns); "
                 "it cannot be drawn as a sensor-pair heatmap"
@@ -266,6 +388,26 @@ class ImportanceResult:
         for (a, b), vals in buckets.items():
             matrix[a, b] = matrix[b, a] = AGGREGATES[aggregate](vals)
         return pd.DataFrame(matrix, index=list(sensors), columns=list(sensors))
+
+    def measurable_matrix(self, aggregate: str = "sum_positive") -> pd.DataFrame:
+        """Sensor × sensor booleans: whether a cell of :meth:`sensor_matrix` was measured.
+
+        False where every row falling on the cell is unmeasurable (constant over the
+        data: the within-sensor pairs of LEAP's features, for instance), and where no row
+        falls on the cell at all.
+        """
+        source: ImportanceResult = self
+        if aggregate == "grouped" and self.level != "sensor_pair":
+            source = self.groups.get("sensor_pair", self)
+        sensors = source.sensors
+        index = {s: i for i, s in enumerate(sensors)}
+        n = len(sensors)
+        mask = np.zeros((n, n), dtype=bool)
+        for row, found in enumerate(source.row_sensors):
+            if len(found) == 2 and source.is_measurable[row]:
+                a, b = index[found[0]], index[found[1]]
+                mask[a, b] = mask[b, a] = True
+        return pd.DataFrame(mask, index=list(sensors), columns=list(sensors))
 
     # -- CSV -----------------------------------------------------------------------------
     def to_csv(self, path: str | Path) -> Path:
@@ -450,6 +592,21 @@ def _from_tidy(frame: pd.DataFrame, path: Path) -> ImportanceResult:
             if not 0.0 < level < 1.0:
                 raise ResultFormatError(f"{path}: ci_level must lie between 0 and 1, got {level}")
             extra["ci_level"] = level
+    for col in ("p_value", "q_value"):  # absent in older CSVs; empty cells where untested
+        if col in frame.columns:
+            values = [
+                _parse_float(v, path, col, row, allow_nan=True) for row, v in enumerate(frame[col])
+            ]
+            if not all(math.isnan(v) for v in values):
+                extra[col] = np.array(values, dtype=np.float64)
+    if "measurable" in frame.columns:
+        flags = {"True": True, "False": False, "true": True, "false": False, "1": True, "0": False}
+        bad = [v for v in frame["measurable"] if v not in flags]
+        if bad:
+            raise ResultFormatError(
+                f"{path}: column measurable holds {_preview(bad[0])}, not True or False"
+            )
+        extra["measurable"] = np.array([flags[v] for v in frame["measurable"]], dtype=bool)
     return ImportanceResult(
         importances, list(frame["feature"]), pairs, params={"source": str(path)}, **extra
     )
@@ -511,28 +668,6 @@ def _sensor_order(row_sensors: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
             seen.setdefault(sensor)
     known = [s for s in LEAP_SENSORS if s in seen]
     return tuple(known + [s for s in seen if s not in LEAP_SENSORS])
-
-
-def t_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Student-t confidence interval of the mean of each row of ``values`` (NaN if < 2 values)."""
-    from scipy import stats
-
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[1] if values.ndim == 2 else 0
-    if n < 2:
-        nan = np.full(values.shape[0], np.nan)
-        return nan, nan.copy()
-    mean = values.mean(axis=1)
-    half = stats.t.ppf(0.5 + level / 2.0, n - 1) * values.std(axis=1, ddof=1) / math.sqrt(n)
-    return mean - half, mean + half
-
-
-def includes_zero(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """True where ``low ≤ 0 ≤ high``, and where the interval is undefined (NaN)."""
-    low, high = np.asarray(low), np.asarray(high)
-    undefined = np.isnan(low) | np.isnan(high)
-    with np.errstate(invalid="ignore"):
-        return undefined | ((low <= 0.0) & (high >= 0.0))
 
 
 def _preview(text: str, limit: int = 40) -> str:
