@@ -185,6 +185,93 @@ def _combine(values: np.ndarray, leaves: np.ndarray, n_trees: int, single: bool)
     return total / n_trees
 
 
+class PathIndex:
+    """Which (row, tree) pairs' paths test a given column, for a set of trees.
+
+    Parameters
+    ----------
+    left, right : ndarray of int64, shape (n_nodes,)
+        Children of every node of all trees, numbered globally (``-1``: leaf).
+    feature : ndarray of int64, shape (n_nodes,)
+        Column each split node tests (any value at leaves).
+    roots : ndarray of int64, shape (n_trees,)
+        Global number of each tree's root.
+    leaves : ndarray of int, shape (n_rows, n_trees)
+        Global number of the leaf each row reaches in each tree, unpermuted.
+    n_features : int
+        Number of columns.
+
+    Every node gets its depth-first interval ``[tin, tout)`` within its tree, and per tree
+    the rows are sorted by the interval position of their leaf, so "rows whose path passes
+    node ``n``" is one slice of one sorted array.
+    """
+
+    def __init__(self, left, right, feature, roots, leaves, n_features: int) -> None:
+        self.left, self.right, self.roots = left, right, roots
+        self.split = left != _LEAF
+        n_nodes = left.shape[0]
+        m, n_trees = leaves.shape
+        self.n_rows = m
+        self._intervals(n_nodes)
+        self.span = int(self.tout.max()) + 1
+        self.flat_rows = np.empty(n_trees * m, dtype=np.int32)
+        self.flat_keys = np.empty(n_trees * m, dtype=np.int64)
+        for t in range(n_trees):
+            position = self.tin[leaves[:, t]]
+            order = np.argsort(position, kind="stable")
+            self.flat_rows[t * m : (t + 1) * m] = order
+            self.flat_keys[t * m : (t + 1) * m] = t * self.span + position[order]
+        sizes = np.diff(np.append(roots, n_nodes))
+        self.tree_of_node = np.repeat(np.arange(n_trees), sizes)
+        split_nodes = np.flatnonzero(self.split)
+        self.nodes_by_feature = split_nodes[np.argsort(feature[split_nodes], kind="stable")]
+        self.feature_start = np.searchsorted(
+            feature[self.nodes_by_feature], np.arange(n_features + 1)
+        )
+
+    def _intervals(self, n_nodes: int) -> None:
+        """Depth-first interval ``[tin, tout)`` of every node within its tree."""
+        levels = []
+        level = self.roots
+        while level.size:  # breadth-first levels; children always come after parents
+            levels.append(level)
+            inner = level[self.split[level]]
+            level = np.concatenate([self.left[inner], self.right[inner]])
+        size = np.ones(n_nodes, dtype=np.int64)
+        for level in reversed(levels):
+            inner = level[self.split[level]]
+            size[inner] = 1 + size[self.left[inner]] + size[self.right[inner]]
+        tin = np.zeros(n_nodes, dtype=np.int64)
+        for level in levels:
+            inner = level[self.split[level]]
+            tin[self.left[inner]] = tin[inner] + 1
+            tin[self.right[inner]] = tin[inner] + 1 + size[self.left[inner]]
+        self.tin = tin
+        self.tout = tin + size
+
+    def pairs(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, tree) pairs whose path tests one of ``cols``, ordered by tree."""
+        starts, stops = self.feature_start[cols], self.feature_start[cols + 1]
+        nodes = np.concatenate(
+            [self.nodes_by_feature[a:b] for a, b in zip(starts, stops, strict=True)]
+        )
+        if nodes.size == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        # The rows under node n of tree t: one slice of tree t's rows sorted by leaf position.
+        base = self.tree_of_node[nodes] * self.span
+        lo = np.searchsorted(self.flat_keys, base + self.tin[nodes], side="left")
+        hi = np.searchsorted(self.flat_keys, base + self.tout[nodes], side="left")
+        lengths = hi - lo
+        total = int(lengths.sum())
+        offsets = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+        flat = np.unique(offsets + np.arange(total))  # nested nodes give the same pairs
+        return self.flat_rows[flat].astype(np.int64), flat // self.n_rows
+
+    def unaffected(self, cols: np.ndarray) -> bool:
+        """No tree splits on any of ``cols``."""
+        return all(self.feature_start[c] == self.feature_start[c + 1] for c in cols)
+
+
 class TreePath:
     """Outputs of a tree or forest on permuted copies (see module docstring)."""
 
@@ -214,7 +301,6 @@ class TreePath:
             self.feature[part] = np.where(leaf, 0, tree.feature)
             self.threshold[part] = tree.threshold
             self.values[part] = tree.value[:, 0, :n_out]
-        self.split = self.left != _LEAF
         m = X.shape[0]
         # Leaf of every (row, tree), and the forest's output summed in tree order.
         self.leaves = np.empty((m, self.n_trees), dtype=np.int32)
@@ -231,47 +317,13 @@ class TreePath:
             total += self.values[column]
         # A single tree returns its leaf value as is; a forest adds from 0 and divides.
         self.base_out = self.values[self.leaves[:, 0]] if self.single else total / self.n_trees
-        self._intervals(n_nodes)
-        # Per tree: rows sorted by the depth-first position of their leaf, all trees in one
-        # sorted key array (tree * span + position) so that node slices are one search.
-        self.span = int(self.tout.max()) + 1
-        self.flat_rows = np.empty(self.n_trees * m, dtype=np.int32)
-        self.flat_keys = np.empty(self.n_trees * m, dtype=np.int64)
-        for t in range(self.n_trees):
-            position = self.tin[self.leaves[:, t]]
-            order = np.argsort(position, kind="stable")
-            self.flat_rows[t * m : (t + 1) * m] = order
-            self.flat_keys[t * m : (t + 1) * m] = t * self.span + position[order]
-        self.tree_of_node = np.repeat(np.arange(self.n_trees), sizes)
-        split_nodes = np.flatnonzero(self.split)
-        self.nodes_by_feature = split_nodes[np.argsort(self.feature[split_nodes], kind="stable")]
-        self.feature_start = np.searchsorted(
-            self.feature[self.nodes_by_feature], np.arange(X.shape[1] + 1)
+        self.index = PathIndex(
+            self.left, self.right, self.feature, self.roots, self.leaves, X.shape[1]
         )
 
     @staticmethod
     def _kernel(loop, vectorised):
         return compiled(loop) or vectorised
-
-    def _intervals(self, n_nodes: int) -> None:
-        """Depth-first interval ``[tin, tout)`` of every node within its tree."""
-        levels = []
-        level = self.roots
-        while level.size:  # breadth-first levels; children always come after parents
-            levels.append(level)
-            inner = level[self.split[level]]
-            level = np.concatenate([self.left[inner], self.right[inner]])
-        size = np.ones(n_nodes, dtype=np.int64)
-        for level in reversed(levels):
-            inner = level[self.split[level]]
-            size[inner] = 1 + size[self.left[inner]] + size[self.right[inner]]
-        tin = np.zeros(n_nodes, dtype=np.int64)
-        for level in levels:
-            inner = level[self.split[level]]
-            tin[self.left[inner]] = tin[inner] + 1
-            tin[self.right[inner]] = tin[inner] + 1 + size[self.left[inner]]
-        self.tin = tin
-        self.tout = tin + size
 
     def base_outputs(self) -> dict[str, np.ndarray]:
         """The model's outputs on the unpermuted data, rebuilt from the leaves."""
@@ -291,28 +343,9 @@ class TreePath:
             result["predict"] = out[:, :, 0]
         return result
 
-    def _pairs(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row, tree) pairs whose path tests one of ``cols``."""
-        starts, stops = self.feature_start[cols], self.feature_start[cols + 1]
-        nodes = np.concatenate(
-            [self.nodes_by_feature[a:b] for a, b in zip(starts, stops, strict=True)]
-        )
-        if nodes.size == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        # The rows under node n of tree t: one slice of tree t's rows sorted by leaf position.
-        base = self.tree_of_node[nodes] * self.span
-        lo = np.searchsorted(self.flat_keys, base + self.tin[nodes], side="left")
-        hi = np.searchsorted(self.flat_keys, base + self.tout[nodes], side="left")
-        lengths = hi - lo
-        total = int(lengths.sum())
-        offsets = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
-        flat = np.unique(offsets + np.arange(total))  # nested nodes give the same pairs
-        m = self.X32.shape[0]
-        return self.flat_rows[flat].astype(np.int64), flat // m
-
     def unaffected(self, cols: np.ndarray) -> bool:
         """No tree splits on any of ``cols``."""
-        return all(self.feature_start[c] == self.feature_start[c + 1] for c in cols)
+        return self.index.unaffected(cols)
 
     def outputs(
         self, cols: np.ndarray, orders: np.ndarray
@@ -324,7 +357,7 @@ class TreePath:
         new = np.ascontiguousarray(X32[orders[:, :, None], cols[None, None, :]])
         old = X32[:, cols]
         changed = np.any(new.view(np.uint32) != old.view(np.uint32)[None], axis=2)
-        pair_rows, pair_trees = self._pairs(cols)
+        pair_rows, pair_trees = self.index.pairs(cols)
         slot = np.full(X32.shape[1], -1, dtype=np.int64)
         slot[cols] = np.arange(len(cols))
         out = np.empty((R, m, self.values.shape[1]))
