@@ -2,6 +2,9 @@
 
 Run it:  python examples/custom_loader.py [OUT_DIR]
 
+Without OUT_DIR it works in a temporary folder and removes it afterwards, so nothing is
+left behind in the working directory.
+
 It fits a model on synthetic LEAP data, stores it as a gzip-compressed pickle
 (``.pkl.gz``, a suffix the built-in loader does not claim), and analyses it through a
 loader plugin defined right here. The same class, put in a package with an entry point
@@ -13,6 +16,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,5 +64,9 @@ def main(out_dir: Path) -> leap.ImportanceResult:
 
 
 if __name__ == "__main__":
-    result = main(Path(sys.argv[1] if len(sys.argv) > 1 else "example_output"))
+    if len(sys.argv) > 1:
+        result = main(Path(sys.argv[1]))
+    else:
+        with tempfile.TemporaryDirectory(prefix="leap-example-") as scratch:
+            result = main(Path(scratch))
     print(result.top(3)[["rank", "feature", "importance_mean"]].to_string(index=False))

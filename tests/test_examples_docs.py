@@ -25,11 +25,25 @@ def test_custom_loader_example_runs(tmp_path):
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,
     )
     assert "rank" in done.stdout
     frame = pd.read_csv(tmp_path / "out" / "importance.csv")
     assert len(frame) == 435
     assert (tmp_path / "out" / "importance.png").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # nothing else written here
+
+
+def test_custom_loader_example_leaves_nothing_behind(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "custom_loader.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert "rank" in done.stdout
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_getting_started_python_snippets_run_in_order(tmp_path, monkeypatch):
