@@ -21,41 +21,13 @@ See ``docs/performance.md`` for why each shortcut is exact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
 from typing import Any
 
-import numpy as np
-from sklearn.metrics import check_scoring
-from sklearn.utils import check_array
-
-from leap.builtins.methods.permutation.copies import MAX_BATCH_BYTES, copies_per_batch, row_nbytes
-from leap.builtins.methods.permutation.fastpaths import FastPath, FastPathFactory, build_fast_path
-from leap.builtins.methods.permutation.linear import linear_labels
-from leap.builtins.methods.permutation.neighbors import knn_path
-from leap.builtins.methods.permutation.runner import (
-    Context,
-    constant_columns,
-    run_all,
-    same_score,
-    weighted_score,
-)
-from leap.builtins.methods.permutation.schedule import (
-    check_arguments,
-    draw_seed,
-    make_schedule,
-    nested_validation_skipped,
-    resolve_max_samples,
-    take_rows,
-)
-from leap.builtins.methods.permutation.scoring import AccuracyCounter, plan_scorer, score_outputs
-from leap.builtins.methods.permutation.trees import tree_path
-from leap.components import MethodScores
-from leap.errors import LeapError
 from leap.hookspecs import hookimpl
 
-#: The built-in fast paths, tried in this order.
-DEFAULT_FAST_PATHS: tuple[FastPathFactory, ...] = (linear_labels, knn_path, tree_path)
-
+#: Public names, imported from :mod:`.method` on first use: this plugin module loads with
+#: every engine, so it imports nothing heavy.
 __all__ = [
     "DEFAULT_FAST_PATHS",
     "MAX_BATCH_BYTES",
@@ -66,167 +38,14 @@ __all__ = [
 ]
 
 
-class PermutationMethod:
-    """Permutation importance (Breiman 2001), numerically equal to scikit-learn's.
-
-    Parameters
-    ----------
-    fast_paths : sequence of callables, optional
-        Fast-path factories tried in order (default :data:`DEFAULT_FAST_PATHS`; ``()``
-        disables them). See :mod:`leap.builtins.methods.permutation.fastpaths`.
-    max_batch_bytes : int
-        Cap on the bytes of stacked permuted copies per ``predict`` call and worker
-        (default :data:`~leap.builtins.methods.permutation.copies.MAX_BATCH_BYTES`, 1 MiB; a batch
-        always holds at least one copy).
-    """
-
-    name = "permutation"
-
-    def __init__(
-        self,
-        fast_paths: Sequence[FastPathFactory] | None = None,
-        max_batch_bytes: int = MAX_BATCH_BYTES,
-    ) -> None:
-        self.fast_paths = tuple(DEFAULT_FAST_PATHS if fast_paths is None else fast_paths)
-        self.max_batch_bytes = int(max_batch_bytes)
-
-    def compute(
-        self,
-        estimator: Any,
-        X: Any,
-        y: Any,
-        *,
-        groups: Sequence[Sequence[int]] | None = None,
-        scoring: Any = None,
-        n_repeats: int = 5,
-        random_state: Any = None,
-        sample_weight: Any = None,
-        max_samples: float | int = 1.0,
-        n_jobs: int | None = None,
-        progress: bool = False,
-    ) -> dict[str, MethodScores]:
-        """Importances of each column (or group of columns) of ``X`` for ``estimator``.
-
-        Returns one :class:`~leap.components.MethodScores` per metric: keyed by
-        :func:`metric_name` of ``scoring`` for one metric, by the metric names for several.
-        ``importances`` has shape ``(n_groups, n_repeats)``: baseline score minus the score
-        with the group permuted, as in scikit-learn; invalid arguments raise the exception
-        scikit-learn raises, with its message (:func:`.schedule.check_arguments`).
-        """
-        check_arguments(
-            estimator, X, y, scoring=scoring, n_repeats=n_repeats, n_jobs=n_jobs,
-            random_state=random_state, sample_weight=sample_weight, max_samples=max_samples,
-        )  # fmt: skip
-        with nested_validation_skipped():
-            return self._compute(
-                estimator, X, y, groups=groups, scoring=scoring, n_repeats=n_repeats,
-                random_state=random_state, sample_weight=sample_weight,
-                max_samples=max_samples, n_jobs=n_jobs, progress=progress,
-            )  # fmt: skip
-
-    def _compute(
-        self,
-        estimator: Any,
-        X: Any,
-        y: Any,
-        *,
-        groups: Sequence[Sequence[int]] | None,
-        scoring: Any,
-        n_repeats: int,
-        random_state: Any,
-        sample_weight: Any,
-        max_samples: float | int,
-        n_jobs: int | None,
-        progress: bool,
-    ) -> dict[str, MethodScores]:
-        if not hasattr(X, "iloc"):
-            X = check_array(X, ensure_all_finite="allow-nan", dtype=None)
-        seed = draw_seed(random_state)
-        n_samples, n_features = X.shape
-        n_used = resolve_max_samples(max_samples, n_samples)
-        schedule = make_schedule(seed, n_samples, n_repeats, n_used)
-        column_groups = _check_groups(groups, n_features)
-        scorer = check_scoring(estimator, scoring=scoring)
-        baseline = weighted_score(scorer, estimator, X, y, sample_weight)
-
-        X_used = take_rows(X, schedule.rows)
-        y_used = take_rows(y, schedule.rows)
-        w_used = take_rows(sample_weight, schedule.rows)
-        if schedule.rows is None:
-            sub_score = baseline
-        else:
-            sub_score = weighted_score(scorer, estimator, X_used, y_used, w_used)
-        ctx = Context(
-            estimator, X_used, y_used, w_used, schedule.orders, scorer, sub_score,
-            constant=constant_columns(X_used),
-            capacity=copies_per_batch(X_used.shape[0], row_nbytes(X_used), self.max_batch_bytes),
-        )  # fmt: skip
-        self._plan(ctx)
-        permuted = run_all(ctx, column_groups, n_jobs=n_jobs, progress=progress)
-
-        if isinstance(baseline, dict):
-            return {
-                name: MethodScores(
-                    baseline[name],
-                    baseline[name] - np.array([[s[name] for s in g] for g in permuted]),
-                )
-                for name in baseline
-            }
-        return {metric_name(scoring): MethodScores(baseline, baseline - np.array(permuted))}
-
-    def _plan(self, ctx: Context) -> None:
-        """Decide how copies are scored: replayed outputs (fast path or batches) or opaque."""
-        plan = plan_scorer(ctx.scorer, ctx.estimator)
-        if plan is None:
-            return
-        base = {name: getattr(ctx.estimator, name)(ctx.X) for name in plan.methods}
-        try:
-            replayed = score_outputs(
-                ctx.scorer, plan, ctx.estimator, ctx.X, ctx.y, ctx.sample_weight, base
-            )
-        except Exception:  # the scorer does more than the plan says: treat it as opaque
-            return
-        if not same_score(replayed, ctx.sub_score):
-            return
-        ctx.plan = plan
-        if plan.plain_accuracy:
-            counter = AccuracyCounter.create(
-                ctx.y, ctx.sample_weight, getattr(ctx.estimator, "classes_", None)
-            )
-            labels = np.asarray(base["predict"])
-            if counter is not None and labels.ndim == 1:
-                if same_score(counter(labels[np.newaxis])[0], ctx.sub_score):
-                    ctx.accuracy = counter
-        if all(isinstance(v, np.ndarray) for v in base.values()):
-            ctx.fast = build_fast_path(self.fast_paths, ctx.estimator, ctx.X, base)
-
-
-def _check_groups(groups: Sequence[Sequence[int]] | None, n_features: int) -> list[np.ndarray]:
-    if groups is None:
-        return [np.array([j], dtype=np.intp) for j in range(n_features)]
-    checked = []
-    for i, group in enumerate(groups):
-        cols = list(dict.fromkeys(int(c) for c in group))
-        if not cols:
-            raise LeapError(f"group {i} is empty; give every group at least one column")
-        bad = [c for c in cols if not 0 <= c < n_features]
-        if bad:
-            raise LeapError(
-                f"group {i} names column {bad[0]}, outside 0..{n_features - 1} of the matrix"
-            )
-        checked.append(np.array(cols, dtype=np.intp))
-    return checked
-
-
-def metric_name(scoring: Any) -> str:
-    """A name for a single metric: the scoring string, the scorer's function, or ``score``."""
-    if isinstance(scoring, str):
-        return scoring
-    if scoring is None:
-        return "score"
-    return getattr(getattr(scoring, "_score_func", scoring), "__name__", "score")
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.method"), name)
 
 
 @hookimpl(trylast=True)
-def register_methods(register):
+def register_methods(register: Any) -> None:
+    from leap.builtins.methods.permutation.method import PermutationMethod
+
     register(PermutationMethod())
