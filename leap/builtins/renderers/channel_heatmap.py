@@ -9,16 +9,31 @@ from __future__ import annotations
 
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
 
-from leap.builtins.renderers.heatmap import FIGURE_SUFFIXES, color_scale, save_figure, value_label
+from leap.builtins.renderers.heatmap import color_scale, value_label
+from leap.builtins.renderers.style import (
+    FIGURE_SUFFIXES,
+    new_figure,
+    plain_text,
+    save_figure,
+    shorten,
+)
 from leap.data.layout import CHANNEL_SEPARATOR
-from leap.data.result import ImportanceResult
 from leap.errors import ResultFormatError
 from leap.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from leap.data.result import ImportanceResult
+
+#: Larger layouts show whole sensors, those with the largest total |importance|, up to
+#: this many channels (20 sensors of 6 channels); the CSV has every channel pair.
+MAX_CHANNELS = 120
 
 
 def channel_matrix(result: ImportanceResult) -> pd.DataFrame:
@@ -27,6 +42,8 @@ def channel_matrix(result: ImportanceResult) -> pd.DataFrame:
     Channels are ordered sensor-major (the result's sensor order, then each sensor's
     dims in order of first appearance); labels are ``Sensor.dim``.
     """
+    import pandas as pd
+
     pairs = [(i, p) for i, p in enumerate(result.pairs) if p is not None]
     if not pairs:
         raise ResultFormatError(
@@ -53,21 +70,26 @@ class ChannelHeatmap:
 
     name = "channel_heatmap"
     suffixes = FIGURE_SUFFIXES
+    options = ()
+
+    def applies(self, result: ImportanceResult) -> bool:
+        """Only results whose rows are channel pairs have a channel matrix."""
+        return any(p is not None for p in result.pairs)
 
     def render(self, result: ImportanceResult, path: Path | None, *, title: str = "") -> Figure:
         """Draw :func:`channel_matrix`; save to ``path`` (PNG, SVG or PDF) when given."""
-        matrix = channel_matrix(result)
+        matrix, note = largest_blocks(channel_matrix(result), MAX_CHANNELS)
         values = matrix.to_numpy()
         channels = [label.split(CHANNEL_SEPARATOR, 1) for label in matrix.index]
         sensors = list(dict.fromkeys(s for s, _ in channels))
         n = len(channels)
         side = min(max(5.0, 0.26 * n + 2.5), 16.0)
-        fig = Figure(figsize=(side + 2.4, side + 1.0), layout="constrained")
+        fig = new_figure(side + 2.4, side + 1.0)
         ax = fig.add_subplot()
         cmap, norm = color_scale(values)
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
         fontsize = 8 if n <= 36 else 6
-        dim_labels = [d.replace("_", " ") for _, d in channels]
+        dim_labels = [shorten(d.replace("_", " "), 16) for _, d in channels]
         rotation = 90 if max(map(len, dim_labels)) > 2 else 0
         ax.set_xticks(range(n), dim_labels, rotation=rotation, fontsize=fontsize)
         ax.set_yticks(range(n), dim_labels, fontsize=fontsize)
@@ -79,12 +101,13 @@ class ChannelHeatmap:
             ax.axhline(edge - 0.5, color="black", linewidth=1.4)
             ax.axvline(edge - 0.5, color="black", linewidth=1.4)
         centres = [(a + b - 1) / 2 for a, b in pairwise(bounds)]
-        names = [s.replace("_", " ") for s in sensors]
+        names = [shorten(s.replace("_", " "), 24) for s in sensors]
+        name_size = "medium" if len(sensors) <= 10 else "x-small"
         top = ax.secondary_xaxis("top")
-        top.set_xticks(centres, names, fontsize="medium", fontweight="bold")
+        top.set_xticks(centres, names, fontsize=name_size, fontweight="bold")
         top.tick_params(length=0)
         right = ax.secondary_yaxis("right")
-        right.set_yticks(centres, names, fontsize="medium", fontweight="bold", rotation=-90)
+        right.set_yticks(centres, names, fontsize=name_size, fontweight="bold", rotation=-90)
         right.tick_params(length=0, pad=4)
         for label in right.get_yticklabels():
             label.set_verticalalignment("center")
@@ -95,9 +118,44 @@ class ChannelHeatmap:
         )
         bar = fig.colorbar(image, ax=ax, shrink=0.8, pad=0.02)
         bar.set_label(value_label("Mean importance of the channel pair", result))
+        if note:
+            ax.set_xlabel(note, fontsize="small")
+        plain_text(fig)
         if path is not None:
             save_figure(fig, path)
         return fig
+
+
+def largest_blocks(matrix: pd.DataFrame, limit: int) -> tuple[pd.DataFrame, str]:
+    """``matrix`` cut to whole sensors, largest total |importance| first, ≤ ``limit`` channels.
+
+    Sensors keep their order; the note (empty when nothing is cut) says what is shown. A
+    single sensor with more than ``limit`` channels is cut to its largest channels.
+    """
+    n = len(matrix.index)
+    if n <= limit:
+        return matrix, ""
+    sensor_of = [label.split(CHANNEL_SEPARATOR, 1)[0] for label in matrix.index]
+    totals = np.nansum(np.abs(matrix.to_numpy()), axis=1)
+    per_sensor: dict[str, float] = {}
+    widths: dict[str, int] = {}
+    for sensor, total in zip(sensor_of, totals, strict=True):
+        per_sensor[sensor] = per_sensor.get(sensor, 0.0) + float(total)
+        widths[sensor] = widths.get(sensor, 0) + 1
+    chosen: set[str] = set()
+    used = 0
+    for sensor in sorted(per_sensor, key=lambda s: -per_sensor[s]):  # stable: ties by order
+        if used + widths[sensor] <= limit:
+            chosen.add(sensor)
+            used += widths[sensor]
+    if chosen:
+        keep = np.flatnonzero([s in chosen for s in sensor_of])
+        what = f"{len(chosen)} of {len(per_sensor)} sensors"
+    else:
+        keep = np.sort(np.argsort(-totals, kind="stable")[:limit])
+        what = f"{limit} of {n} channels"
+    note = f"{what} shown: largest total |importance|; the CSV has every channel pair"
+    return matrix.iloc[keep, keep], note
 
 
 @hookimpl(trylast=True)

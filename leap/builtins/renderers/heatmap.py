@@ -7,21 +7,35 @@ on a headless machine and never block.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib import colormaps
-from matplotlib.colors import Colormap, Normalize
-from matplotlib.figure import Figure
 
-from leap.data.files import atomic_path
-from leap.data.result import ImportanceResult
+from leap.builtins.renderers.style import (
+    FIGURE_SUFFIXES,
+    new_figure,
+    plain_text,
+    save_figure,
+    shorten,
+)
+from leap.data.formatting import format_number
 from leap.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.colors import Colormap, Normalize
+    from matplotlib.figure import Figure
+
+    from leap.data.result import ImportanceResult
 
 COLORMAP = "viridis"  # perceptually uniform and colour-blind safe
 #: For values of both signs, centred on zero; ColorBrewer lists RdBu as colour-blind safe.
 DIVERGING_COLORMAP = "RdBu_r"
 MISSING_COLOR = "#9e9e9e"  # cells without a value: a mid grey no colour map above uses
-FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+#: Larger layouts show the sensors with the largest total |importance| (the CSV has all).
+MAX_HEATMAP_SENSORS = 40
+#: Cells narrower than this (inches) carry no number: it would not fit.
+MIN_ANNOTATED_CELL = 0.5
 
 
 class SensorPairHeatmap:
@@ -36,6 +50,7 @@ class SensorPairHeatmap:
 
     name = "heatmap"
     suffixes = FIGURE_SUFFIXES
+    options = ("aggregate",)
 
     def render(
         self,
@@ -47,21 +62,25 @@ class SensorPairHeatmap:
     ) -> Figure:
         """Draw the matrix (see :meth:`ImportanceResult.sensor_matrix` for ``aggregate``)."""
         matrix = result.sensor_matrix(aggregate)
-        labels = [s.replace("_", " ") for s in matrix.index]
+        matrix, note = largest_sensors(matrix, MAX_HEATMAP_SENSORS)
+        labels = [shorten(s.replace("_", " "), 30) for s in matrix.index]
         values = matrix.to_numpy()
         n = len(labels)
-        fig = Figure(figsize=(2.6 + 1.25 * n, 1.6 + 1.1 * n), layout="constrained")
+        cell = min(1.25, 24.0 / n)  # 1.25 in up to 19 sensors, then a 24-inch square
+        fig = new_figure(2.6 + cell * n, 1.6 + 0.88 * cell * n)
         ax = fig.add_subplot()
         cmap, norm = color_scale(values, diverging=aggregate == "signed")
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
         ax.set_xticks(range(n), labels, rotation=35, ha="right", rotation_mode="anchor")
         ax.set_yticks(range(n), labels)
-        ax.set_xlabel("Sensor")
+        ax.set_xlabel("Sensor" + note)
         ax.set_ylabel("Sensor")
         ax.set_title(title or _DEFAULT_TITLES[aggregate], fontsize="large", fontweight="bold")
-        annotate_cells(ax, values, image.cmap, image.norm)
+        if cell >= MIN_ANNOTATED_CELL:
+            annotate_cells(ax, values, image.cmap, image.norm)
         bar = fig.colorbar(image, ax=ax, shrink=0.85)
         bar.set_label(value_label(_AGGREGATE_LABELS[aggregate], result))
+        plain_text(fig)
         if path is not None:
             save_figure(fig, path)
         return fig
@@ -85,12 +104,31 @@ _DEFAULT_TITLES = {
 }
 
 
+def largest_sensors(matrix: pd.DataFrame, limit: int) -> tuple[pd.DataFrame, str]:
+    """``matrix`` cut to the ``limit`` sensors with the largest total |value|, and a note.
+
+    The sensors keep their order; the note (empty when nothing is cut) says how many are
+    shown and that the CSV holds them all. Rows and columns are sensors (a square frame).
+    """
+    n = len(matrix.index)
+    if n <= limit:
+        return matrix, ""
+    totals = np.nansum(np.abs(matrix.to_numpy()), axis=1)
+    # The largest totals; ties go to the earlier sensor, so the cut is deterministic.
+    keep = np.sort(np.argsort(-totals, kind="stable")[:limit])
+    note = f" ({limit} of {n} shown: largest total |importance|; the CSV has every sensor)"
+    return matrix.iloc[keep, keep], note
+
+
 def color_scale(values: np.ndarray, *, diverging: bool = False) -> tuple[Colormap, Normalize]:
     """Colour map and normalisation for ``values``.
 
     Sequential (``viridis``, from 0) when every finite value is ≥ 0; otherwise, or when
     ``diverging`` is asked for, a diverging map with limits symmetric about zero.
     """
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
     finite = values[np.isfinite(values)]
     low = float(finite.min()) if finite.size else 0.0
     high = float(finite.max()) if finite.size else 1.0
@@ -111,7 +149,7 @@ def annotate_cells(ax, values: np.ndarray, cmap: Colormap, norm) -> None:
     """Write each finite value in its cell, dark on light colours and light on dark ones."""
     finite = values[np.isfinite(values)]
     scale = np.max(np.abs(finite)) if finite.size else 0.0
-    fmt = "{:.3f}" if scale >= 0.01 or scale == 0 else "{:.2e}"
+    spec = ".3f" if scale >= 0.01 or scale == 0 else ".2e"
     for (i, j), value in np.ndenumerate(values):
         if not np.isfinite(value):
             continue
@@ -120,19 +158,12 @@ def annotate_cells(ax, values: np.ndarray, cmap: Colormap, norm) -> None:
         ax.text(
             j,
             i,
-            fmt.format(value),
+            format_number(value, spec),
             ha="center",
             va="center",
             fontsize="medium",
             color="black" if luminance > 0.5 else "white",
         )
-
-
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Save ``fig`` atomically in the format given by ``path``'s suffix."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".").lower(), dpi=150)
-    return path
 
 
 @hookimpl(trylast=True)
