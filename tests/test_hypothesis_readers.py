@@ -45,13 +45,15 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hypothesis_readers")
 
 
-def read(path: Path, label: str | int = "label", participant: str | None = None) -> Any:
+def read(
+    path: Path, label: str | int = "label", participant: str | None = None, **options: Any
+) -> Any:
     """The reader's result, or the LeapError it raised; any other exception fails the test."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numpy/pandas may warn about odd input; fine here
         try:
             return READERS[path.suffix].read(
-                path, label=label, layout=LAYOUT, participant=participant
+                path, label=label, layout=LAYOUT, participant=participant, **options
             )
         except LeapError as exc:
             assert str(exc) and "\n" not in str(exc)
@@ -138,7 +140,13 @@ def test_csv_round_trip(folder: Path, table: dict, by_position: bool) -> None:
     path = folder / "table.csv"
     table["frame"].to_csv(path, index=False)
     label = list(table["frame"].columns).index(table["label"]) if by_position else table["label"]
-    assert_round_trip(read(path, label=label), table)
+    assert_round_trip(read(path, label=label, header=True), table)
+    # Without header=True, a header that looks like numbers is refused, never half-read.
+    outcome = read(path, label=label)
+    if isinstance(outcome, LeapError):
+        assert "no header?" in str(outcome)
+    else:
+        assert_round_trip(outcome, table)
 
 
 @FEW_EXAMPLES

@@ -1,25 +1,44 @@
 """Built-in feature-matrix readers: ``.npy`` (the original LEAP layout), ``.npz``,
-``.csv`` and ``.parquet``. None of them runs code from the file."""
+``.csv`` and ``.parquet``. None of them runs code from the file.
+
+Every reader takes two optional keywords besides the reader protocol's: ``max_cells``
+(the cap on rows × columns, default :data:`DEFAULT_MAX_CELLS` or ``$LEAP_MAX_CELLS``),
+checked from the file's header before anything large is allocated; and, for CSV,
+``header`` (``None``: the first row holds names and must not look like data; ``True``:
+it holds names, whatever they look like; ``False``: there is no header row).
+"""
 
 from __future__ import annotations
 
 import csv
 import math
-import pickle
+import os
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
+from leap.builtins.safe_pickle import UnsafePickleError, load_object_array
 from leap.components import FeatureMatrix
 from leap.data.layout import SensorLayout
-from leap.errors import InputFileError, MatrixError, one_line
+from leap.errors import ConfigError, InputFileError, MatrixError, one_line
 from leap.hookspecs import hookimpl
 
 PARTICIPANT_COLUMN = "participant"
 LABEL_COLUMN = "label"
+#: Most cells (rows × columns) a reader reads unless told otherwise: 800 MB of float64.
+DEFAULT_MAX_CELLS = 100_000_000
+#: Environment variable that overrides :data:`DEFAULT_MAX_CELLS`.
+MAX_CELLS_ENV = "LEAP_MAX_CELLS"
+#: An object array's pickle (or a Parquet table in memory) may take this many bytes per
+#: cell on average, plus :data:`SLACK_BYTES`; more means a bomb or a lying header.
+BYTES_PER_CELL = 64
+SLACK_BYTES = 2**20
+#: dtype kinds a matrix file may hold: numbers, text, bytes, dates, objects (pickled).
+_DTYPE_KINDS = frozenset("biufcUSMmO")
 
 
 class NpyReader:
@@ -36,9 +55,15 @@ class NpyReader:
     suffixes = (".npy",)
 
     def read(
-        self, path: Path, *, label: str | int, layout: SensorLayout, participant: str | None
+        self,
+        path: Path,
+        *,
+        label: str | int,
+        layout: SensorLayout,
+        participant: str | None,
+        max_cells: int | None = None,
     ) -> FeatureMatrix:
-        array = load_npy(path)
+        array = load_npy(path, max_cells=max_cells)
         if array.ndim != 2:
             raise MatrixError(f"{path} holds a {array.ndim}-d array; a 2-d matrix is needed")
         width = array.shape[1]
@@ -48,55 +73,82 @@ class NpyReader:
                 f"row, one feature column and the label column"
             )
         # Object arrays come from the LEAP pipeline (features, label, participant id).
-        if width == layout.n_features + 2 or (array.dtype == object and width > 2):
-            names = [*_feature_names(layout, width - 2), LABEL_COLUMN, PARTICIPANT_COLUMN]
-        elif width == layout.n_features + 1:
-            names = [*layout.feature_names, LABEL_COLUMN]
-        else:
-            names = [*(f"x{i}" for i in range(width - 1)), LABEL_COLUMN]
+        names = _positional_names(layout, width, with_participant=array.dtype == object)
         frame = pd.DataFrame(array, columns=names)
         matrix = split_frame(frame, path, label=label, participant=participant)
         matrix.names_from_file = False
         return matrix
 
 
+def _positional_names(layout: SensorLayout, width: int, with_participant: bool) -> list[str]:
+    """Column names for a table without names: features, label (and participant id)."""
+    if width == layout.n_features + 2 or (with_participant and width > 2):
+        return [*_feature_names(layout, width - 2), LABEL_COLUMN, PARTICIPANT_COLUMN]
+    if width == layout.n_features + 1:
+        return [*layout.feature_names, LABEL_COLUMN]
+    return [*(f"x{i}" for i in range(width - 1)), LABEL_COLUMN]
+
+
 class NpzReader:
     """``.npz`` archives with arrays ``X`` and ``y``; optional ``feature_names`` and
-    ``participants`` (or ``groups``)."""
+    ``participants`` (or ``groups``).
+
+    Only the members needed are read, each through the same checks as an ``.npy`` file
+    (object members through :mod:`leap.builtins.safe_pickle`); a member's header is
+    compared with the size the archive declares before its data is decompressed.
+    """
 
     name = "npz"
     suffixes = (".npz",)
 
     def read(
-        self, path: Path, *, label: str | int, layout: SensorLayout, participant: str | None
+        self,
+        path: Path,
+        *,
+        label: str | int,
+        layout: SensorLayout,
+        participant: str | None,
+        max_cells: int | None = None,
     ) -> FeatureMatrix:
+        limit = max_cells_limit(max_cells)
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {k: archive[k] for k in archive.files}
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            with zipfile.ZipFile(path) as archive:
+                members = _npz_members(archive, path)
+                names_found = ", ".join(sorted(members)) or "none"
+                if not isinstance(label, str):
+                    raise MatrixError(
+                        f"label {label!r}: in an .npz the label is chosen by array name, not "
+                        f"position; arrays: {names_found}"
+                    )
+                label_key = "y" if label == LABEL_COLUMN else label
+                missing = [k for k in ("X", label_key) if k not in members]
+                if missing:
+                    raise MatrixError(
+                        f"{path} lacks the array(s) {', '.join(missing)}; found: {names_found} "
+                        f"(an .npz needs X and y, or the label array named by --label)"
+                    )
+                group_key = next((k for k in ("participants", "groups") if k in members), None)
+                arrays = {}
+                for key in ("X", label_key, "feature_names", group_key):
+                    if key not in members:
+                        continue
+                    with archive.open(members[key]) as stream:
+                        arrays[key] = read_npy_stream(
+                            stream, f"{path}[{key}]", size=members[key].file_size, max_cells=limit
+                        )
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError) as exc:
             raise InputFileError(
                 f"{path} is not a readable .npz archive: {one_line(exc)}"
             ) from None
-        if not isinstance(label, str):
-            raise MatrixError(
-                f"label {label!r}: in an .npz the label is chosen by array name, not position; "
-                f"arrays: {', '.join(sorted(arrays)) or 'none'}"
-            )
-        label_key = "y" if label == LABEL_COLUMN else label
-        missing = [k for k in ("X", label_key) if k not in arrays]
-        if missing:
-            raise MatrixError(
-                f"{path} lacks the array(s) {', '.join(missing)}; found: "
-                f"{', '.join(sorted(arrays)) or 'none'} (an .npz needs X and y, or the "
-                f"label array named by --label)"
-            )
+        except NotImplementedError as exc:  # a compression method zipfile lacks
+            raise InputFileError(f"{path} uses an unsupported compression: {exc}") from None
         X, y = arrays["X"], arrays[label_key]
         if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
             raise MatrixError(
                 f"{path}: X must be 2-d and y 1-d with as many rows, got X{X.shape} y{y.shape}"
             )
-        if X.shape[1] == 0:
-            raise MatrixError(f"{path}: X has no feature columns (shape {X.shape})")
+        if X.shape[1] == 0 or X.shape[0] == 0:
+            raise MatrixError(f"{path}: X has no rows or no feature columns (shape {X.shape})")
         names = arrays.get("feature_names")
         if names is not None and names.shape != (X.shape[1],):
             raise MatrixError(
@@ -106,15 +158,17 @@ class NpzReader:
         if names is None:
             names = layout.feature_names if X.shape[1] == layout.n_features else None
         names = (
-            [str(n) for n in names] if names is not None else [f"x{i}" for i in range(X.shape[1])]
+            [_text(n) for n in names] if names is not None else [f"x{i}" for i in range(X.shape[1])]
         )
-        groups = arrays.get("participants", arrays.get("groups"))
+        groups = arrays.get(group_key) if group_key else None
         if groups is not None and groups.shape != (len(X),):
             raise MatrixError(
                 f"{path}: participant ids must hold one id per row of X ({len(X)}), got an "
                 f"array of shape {groups.shape}"
             )
         frame = pd.DataFrame(X, columns=names)
+        if frame.shape[1] != X.shape[1]:  # pragma: no cover - pandas keeps every column
+            raise MatrixError(f"{path}: X cannot be read as a table")
         frame[LABEL_COLUMN] = y
         if groups is not None:
             frame[PARTICIPANT_COLUMN] = groups
@@ -125,23 +179,152 @@ class NpzReader:
         return matrix
 
 
+def _npz_members(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members by array name (``X.npy`` -> ``X``), refusing repeated names."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in archive.infolist():
+        if info.is_dir():
+            continue
+        key = info.filename.removesuffix(".npy")
+        if key in members:
+            raise InputFileError(f"{path} holds two members named {info.filename!r}")
+        members[key] = info
+    return members
+
+
+def _text(value: Any) -> str:
+    """A name or id as text: bytes are decoded as UTF-8."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MatrixError(f"the name or id {value[:30]!r} is not UTF-8 text") from None
+    return str(value)
+
+
 class CsvReader:
-    """``.csv`` with a header row; the label (and participant) chosen by column name."""
+    """``.csv`` with a header row; the label (and participant) chosen by column name.
+
+    The first row is the header. A first row that looks like data (every cell a number,
+    or mostly numbers with decimals) is refused, since it would silently become the
+    column names and be lost as data: pass ``header=False`` (CLI ``--no-header``) to read
+    it as data, the columns then named as in a ``.npy`` (layout features, ``label``,
+    ``participant``, or ``x0 …``), or ``header=True`` to keep it as names. Repeated
+    column names, NUL bytes (a binary or UTF-16 file) and more than ``max_cells`` cells
+    are refused.
+    """
 
     name = "csv"
     suffixes = (".csv",)
 
     def read(
-        self, path: Path, *, label: str | int, layout: SensorLayout, participant: str | None
+        self,
+        path: Path,
+        *,
+        label: str | int,
+        layout: SensorLayout,
+        participant: str | None,
+        header: bool | None = None,
+        max_cells: int | None = None,
     ) -> FeatureMatrix:
+        limit = max_cells_limit(max_cells)
+        _refuse_nul_bytes(path)
+        first = _csv_first_row(path)
+        width = len(first)
+        if width > limit:
+            raise InputFileError(_too_many_cells(path, f"a row of {width:,} columns", limit))
+        if header is None:
+            _refuse_data_header(path, first)
+        if header is not False:
+            _refuse_duplicate_names(path, first)
+        max_rows = limit // width
         try:
-            frame = pd.read_csv(path, encoding="utf-8", **_EXACT_FLOATS)
+            frame = pd.read_csv(
+                path,
+                encoding="utf-8",
+                header=None if header is False else 0,
+                nrows=max_rows + 1,
+                **_EXACT_FLOATS,
+            )
         except pd.errors.EmptyDataError:
             raise InputFileError(f"{path} is empty") from None
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError, csv.Error) as exc:
             raise InputFileError(f"{path} is not a readable CSV: {one_line(exc)}") from None
+        if len(frame) > max_rows:
+            raise InputFileError(
+                _too_many_cells(path, f"more than {max_rows:,} rows of {width:,} columns", limit)
+            )
         _check_csv_complete(path, frame)
-        return split_frame(frame, path, label=label, participant=participant)
+        if header is False:
+            names = _positional_names(layout, frame.shape[1], with_participant=False)
+            frame = frame.set_axis(names, axis=1)
+        matrix = split_frame(frame, path, label=label, participant=participant)
+        matrix.names_from_file = header is not False
+        return matrix
+
+
+def _refuse_nul_bytes(path: Path) -> None:
+    with open(path, "rb") as fh:
+        offset = 0
+        while chunk := fh.read(2**20):
+            where = chunk.find(b"\x00")
+            if where >= 0:
+                raise InputFileError(
+                    f"{path} holds a NUL byte (at byte {offset + where}): a binary file, or "
+                    f"text saved as UTF-16? Save it as UTF-8 CSV"
+                )
+            offset += len(chunk)
+
+
+def _csv_first_row(path: Path) -> list[str]:
+    """The first row's cells as text, exactly as pandas splits them (BOM removed)."""
+    try:
+        first = pd.read_csv(
+            path, encoding="utf-8", header=None, nrows=1, dtype=str, keep_default_na=False
+        )
+    except pd.errors.EmptyDataError:
+        raise InputFileError(f"{path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise InputFileError(f"{path} is not a readable CSV: {one_line(exc)}") from None
+    if first.shape[0] == 0:
+        raise InputFileError(f"{path} is empty")
+    return [str(v) for v in first.iloc[0].tolist()]
+
+
+def looks_like_number(text: str) -> bool:
+    """Whether a header cell reads as a number (``nan``/``inf`` words count as names)."""
+    word = text.strip().lower().lstrip("+-")
+    if word in ("nan", "inf", "infinity", ""):
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _refuse_data_header(path: Path, first: list[str]) -> None:
+    numbers = [c for c in first if looks_like_number(c)]
+    decimals = [c for c in numbers if not c.strip().lstrip("+-").isdigit()]
+    if len(numbers) == len(first) or (2 * len(numbers) > len(first) and decimals):
+        example = (decimals or numbers)[0]
+        raise MatrixError(
+            f"{path}: the first row looks like data, not column names ({len(numbers)} of "
+            f"{len(first)} cells are numbers, e.g. {example[:20]!r}); no header? Read it with "
+            f"--no-header (header=False) to keep that row as data, or --header (header=True) "
+            f"if these really are the names"
+        )
+
+
+def _refuse_duplicate_names(path: Path, names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise MatrixError(
+                f"{path} has the column name {name[:40]!r} twice (columns {seen[name]} and "
+                f"{i}); rename one, since a repeated name cannot be told apart"
+            )
+        seen[name] = i
 
 
 # pandas < 3 parses floats with a fast routine that can miss the nearest float64 by one
@@ -165,19 +348,52 @@ def _check_csv_complete(path: Path, frame: pd.DataFrame) -> None:
 
 
 class ParquetReader:
-    """``.parquet`` tables; the label (and participant) chosen by column name."""
+    """``.parquet`` tables; the label (and participant) chosen by column name.
+
+    The row and column counts in the file's metadata are checked against ``max_cells``
+    before any data is read, and the table is read in batches whose memory may not exceed
+    :data:`BYTES_PER_CELL` per cell (dictionary-encoded text can expand a small file).
+    """
 
     name = "parquet"
     suffixes = (".parquet", ".pq")
 
     def read(
-        self, path: Path, *, label: str | int, layout: SensorLayout, participant: str | None
+        self,
+        path: Path,
+        *,
+        label: str | int,
+        layout: SensorLayout,
+        participant: str | None,
+        max_cells: int | None = None,
     ) -> FeatureMatrix:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        limit = max_cells_limit(max_cells)
         try:
-            frame = pq.read_table(path).to_pandas()
+            with pq.ParquetFile(path) as table_file:
+                meta = table_file.metadata
+                cells = meta.num_rows * max(meta.num_columns, 1)
+                if cells > limit:
+                    raise InputFileError(
+                        _too_many_cells(
+                            path, f"{meta.num_rows:,} rows × {meta.num_columns:,} columns", limit
+                        )
+                    )
+                budget = BYTES_PER_CELL * cells + SLACK_BYTES
+                batches, used = [], 0
+                for batch in table_file.iter_batches(batch_size=65536):
+                    used += batch.nbytes
+                    if used > budget:
+                        raise InputFileError(
+                            f"{path} expands to more than {budget:,} bytes in memory for "
+                            f"{cells:,} cells (over {BYTES_PER_CELL} bytes per cell): a "
+                            f"compression bomb, or very long text cells"
+                        )
+                    batches.append(batch)
+                table = pa.Table.from_batches(batches, schema=table_file.schema_arrow)
+            frame = table.to_pandas()
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise InputFileError(
                 f"{path} is not a readable Parquet file: {one_line(exc)}"
@@ -218,70 +434,159 @@ def split_frame(
         raise MatrixError(f"{path} has no feature columns besides the label")
     X = _numeric(frame[feature_cols], path)
     y = _label_values(frame[label_name].to_numpy(), path, label_name)
-    participants = frame[part_name].to_numpy() if part_name else None
+    participants = _participant_ids(frame[part_name].to_numpy(), path) if part_name else None
     return FeatureMatrix(X, y, feature_cols, participants, label_name)
 
 
-def load_npy(path: Path) -> np.ndarray:
-    """Load an ``.npy`` file; object arrays through a restricted unpickler."""
-    with open(path, "rb") as fh:
-        try:
-            version = np.lib.format.read_magic(fh)
-            header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = header(fh)
-        except Exception as exc:  # numpy parses the header text: any failure means a bad file
-            raise InputFileError(f"{path} is not a valid .npy file: {one_line(exc)}") from None
-        if not dtype.hasobject:
-            # Compare sizes before numpy allocates what a damaged header may promise.
-            needed = math.prod(shape) * dtype.itemsize
-            available = path.stat().st_size - fh.tell()
-            if needed > available:
-                raise InputFileError(
-                    f"{path} is truncated: its header promises a {shape} array of {dtype} "
-                    f"({needed} bytes) but only {available} bytes follow; was the file fully "
-                    f"written?"
-                )
-            fh.seek(0)
+def _participant_ids(values: np.ndarray, path: Path) -> np.ndarray:
+    """Participant ids with bytes decoded as UTF-8, so ``b"p01"`` matches ``"p01"``."""
+    if values.dtype.kind == "S" or (
+        values.dtype == object and any(isinstance(v, bytes) for v in values)
+    ):
+        decoded = np.empty(len(values), dtype=object)
+        for i, value in enumerate(values):
             try:
-                return np.load(fh, allow_pickle=False)
-            except (ValueError, EOFError, OSError) as exc:
-                raise InputFileError(
-                    f"{path} is truncated or corrupt (expected shape {shape}): {one_line(exc)}"
+                decoded[i] = value.decode("utf-8") if isinstance(value, bytes) else value
+            except UnicodeDecodeError:
+                raise MatrixError(
+                    f"{path}: the participant id in row {i} ({value[:20]!r}) is not UTF-8 text"
                 ) from None
+        return decoded
+    return values
+
+
+def max_cells_limit(value: int | None = None) -> int:
+    """The cap on cells read: ``value``, else ``$LEAP_MAX_CELLS``, else the default.
+
+    Raises
+    ------
+    ConfigError
+        When the value (or the variable) is not a positive integer.
+    """
+    where = "max_cells"
+    if value is None:
+        text = os.environ.get(MAX_CELLS_ENV, "").strip().replace("_", "")
+        if not text:
+            return DEFAULT_MAX_CELLS
+        where = MAX_CELLS_ENV
         try:
-            array = _SafeArrayUnpickler(fh).load()
-        except pickle.UnpicklingError as exc:
-            raise InputFileError(f"{path}: {exc}") from None
-        except Exception as exc:
-            raise InputFileError(f"{path} has a corrupt object array: {one_line(exc)}") from None
-    if not isinstance(array, np.ndarray):
-        raise InputFileError(f"{path} does not hold an array")
-    return array
+            value = int(text)
+        except ValueError:
+            raise ConfigError(
+                f"{MAX_CELLS_ENV}={text[:30]!r} is not a whole number of cells"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(f"{where} must be a positive whole number of cells, got {value!r}")
+    return int(value)
 
 
-class _SafeArrayUnpickler(pickle.Unpickler):
-    """Accepts only what ``np.save`` writes for an object array of plain values."""
+def _too_many_cells(where: Any, what: str, limit: int) -> str:
+    return (
+        f"{where} holds {what}, more cells than the limit of {limit:,} (rows × columns); "
+        f"raise it with {MAX_CELLS_ENV} (or the reader's max_cells) if the matrix is real"
+    )
 
-    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
 
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name} from an object array: only numbers and "
-            f"strings are accepted in a feature matrix"
+def check_matrix_dtype(dtype: np.dtype, where: Any) -> None:
+    """Raise :class:`InputFileError` for a dtype a feature matrix cannot have.
+
+    Refused: structured dtypes (fields, object fields included), subarray dtypes, void,
+    zero-size items (``|V0``, ``<U0``: any shape costs no bytes, so a tiny file could
+    declare an enormous array) and metadata.
+    """
+    if dtype.names is not None or dtype.fields is not None:
+        raise InputFileError(f"{where} has a structured dtype (fields); a plain matrix is needed")
+    if dtype.subdtype is not None:
+        raise InputFileError(f"{where} has a subarray dtype {dtype.str}; a plain matrix is needed")
+    if dtype.kind not in _DTYPE_KINDS:
+        raise InputFileError(f"{where} has dtype {dtype.str}, not numbers or text")
+    if dtype.itemsize == 0:
+        raise InputFileError(f"{where} has the zero-size dtype {dtype.str}")
+    if dtype.metadata:
+        raise InputFileError(f"{where} has a dtype with metadata")
+
+
+def load_npy(path: Path, *, max_cells: int | None = None) -> np.ndarray:
+    """Load an ``.npy`` file without trusting it (see :func:`read_npy_stream`)."""
+    with open(path, "rb") as fh:
+        return read_npy_stream(
+            fh, path, size=os.fstat(fh.fileno()).st_size, max_cells=max_cells_limit(max_cells)
         )
+
+
+def read_npy_stream(fh: IO[bytes], where: Any, *, size: int, max_cells: int) -> np.ndarray:
+    """Read one ``.npy`` array from ``fh``, which holds ``size`` bytes in all.
+
+    The header is parsed by numpy (a literal, never evaluated as code); its dtype must
+    pass :func:`check_matrix_dtype` and its shape at most ``max_cells`` cells, whose bytes
+    must all be present, before anything is allocated. Object arrays are decoded by
+    :func:`leap.builtins.safe_pickle.load_object_array`, never by an unpickler.
+    """
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(fh)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unknown format version {version}")
+        read_header = (
+            npy_format.read_array_header_1_0
+            if version == (1, 0)
+            else npy_format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(fh)
+        start = fh.tell()
+    except Exception as exc:  # numpy parses the header text: any failure means a bad file
+        raise InputFileError(f"{where} is not a valid .npy file: {one_line(exc)}") from None
+    if any(n < 0 for n in shape):
+        raise InputFileError(f"{where} declares a negative shape {shape}")
+    check_matrix_dtype(dtype, where)
+    count = math.prod(shape)
+    if count > max_cells:
+        raise InputFileError(
+            _too_many_cells(where, f"a {shape} array ({count:,} cells)", max_cells)
+        )
+    available = size - start
+    if dtype.hasobject:
+        if dtype != np.dtype(object):  # pragma: no cover - fields are refused above
+            raise InputFileError(f"{where} has a dtype with object fields")
+        if count > available:  # every pickled cell takes at least one byte
+            raise InputFileError(
+                f"{where} is truncated or lies: its header declares {count:,} object cells but "
+                f"only {available:,} bytes follow"
+            )
+        limit = BYTES_PER_CELL * count + SLACK_BYTES
+        data = fh.read(min(available, limit + 1))
+        if len(data) > limit:
+            raise InputFileError(
+                f"{where} has more than {limit:,} bytes of pickle for {count:,} object cells "
+                f"(over {BYTES_PER_CELL} bytes per cell)"
+            )
+        try:
+            return load_object_array(data, shape=shape)
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(f"{where}: {exc}") from None
+    needed = count * dtype.itemsize
+    if needed > available:
+        raise InputFileError(
+            f"{where} is truncated: its header promises a {shape} array of {dtype} "
+            f"({needed} bytes) but only {available} bytes follow; was the file fully "
+            f"written?"
+        )
+    buffer = bytearray(needed)
+    view, filled = memoryview(buffer), 0
+    while filled < needed:
+        chunk = fh.readinto(view[filled:])
+        if not chunk:
+            raise InputFileError(
+                f"{where} is truncated: only {filled} of the {needed} bytes its header "
+                f"promises could be read"
+            )
+        filled += chunk
+    array = np.frombuffer(buffer, dtype=dtype)
+    array = array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
 
 
 def _label_column(columns: list[str], label: str | int, path: Path) -> str:
