@@ -53,10 +53,21 @@ class MethodScores(NamedTuple):
 
     ``importances`` has shape (n_groups, n_repeats): the decrease in score when each
     group (by default each column) is disturbed; ``baseline`` is the undisturbed score.
+
+    The optional fields feed the tests of ``leap.data.stats`` (all ``None`` when the method
+    cannot give them, e.g. for a scorer that is not a mean over rows):
+    ``row_differences`` has shape (n_groups, n_rows): per row of the data used, the row's
+    share of the undisturbed score minus its share of the disturbed one, averaged over
+    repeats (its weighted mean is the group's mean importance); ``rows`` are the indices
+    of those rows in the ``X`` given (``None``: all rows, in order); ``measurable`` is
+    false for a group whose columns are all constant over those rows.
     """
 
     baseline: float | None
     importances: np.ndarray
+    row_differences: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    measurable: np.ndarray | None = None
 
 
 @runtime_checkable

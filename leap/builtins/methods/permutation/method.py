@@ -28,7 +28,14 @@ from leap.builtins.methods.permutation.schedule import (
     resolve_max_samples,
     take_rows,
 )
-from leap.builtins.methods.permutation.scoring import AccuracyCounter, plan_scorer, score_outputs
+from leap.builtins.methods.permutation.scoring import (
+    AccuracyCounter,
+    measurable_groups,
+    plan_scorer,
+    row_differences,
+    score_outputs,
+    share_rows,
+)
 from leap.builtins.methods.permutation.trees import tree_path
 from leap.components import MethodScores
 from leap.errors import LeapError
@@ -152,7 +159,14 @@ class PermutationMethod:
                 )
                 for name in baseline
             }
-        return {metric_name(scoring): MethodScores(baseline, baseline - np.array(permuted))}
+        scores = MethodScores(
+            baseline,
+            baseline - np.array(permuted),
+            row_differences=row_differences(ctx.sub_score, permuted),
+            rows=schedule.rows,
+            measurable=measurable_groups(ctx.constant, column_groups),
+        )
+        return {metric_name(scoring): scores}
 
     def _plan(self, ctx: Context) -> None:
         """Decide how copies are scored: replayed outputs (fast path or batches) or opaque."""
@@ -179,6 +193,7 @@ class PermutationMethod:
                     ctx.accuracy = counter
         if all(isinstance(v, np.ndarray) for v in base.values()):
             ctx.fast = build_fast_path(self.fast_paths, ctx.estimator, ctx.X, base)
+        share_rows(ctx, base)  # per-row differences for the tests, when the score allows
 
 
 def _check_groups(groups: Sequence[Sequence[int]] | None, n_features: int) -> list[np.ndarray]:

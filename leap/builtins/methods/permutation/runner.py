@@ -179,9 +179,9 @@ class _Replayer:
             return
         if ctx.accuracy is not None:
             labels = np.stack([np.asarray(out["predict"]) for _, _, out in self.ready])
-            values = ctx.accuracy(labels)
+            values = ctx.accuracy.scores(labels)  # floats (with per-row shares when asked)
             for (slot, r, _), value in zip(self.ready, values, strict=True):
-                scores[slot][r] = float(value)
+                scores[slot][r] = value
         else:
             for slot, r, out in self.ready:
                 scores[slot][r] = score_outputs(

@@ -10,19 +10,36 @@ response methods from the outputs and everything else from the estimator. The sc
 that turns outputs into a number is scikit-learn's own, so the number is the same.
 
 Any other callable is "opaque": it gets the real estimator and a real permuted matrix.
+
+Per-row shares. For scorers that are a (weighted) mean over rows, :func:`row_shares_for`
+gives each row's share of the score, so that the weighted mean of the shares is the score:
+accuracy (the row is right or wrong), balanced accuracy (the same, weighted by one over
+the size of the row's class), mean squared and absolute error, and R² (an affine function
+of the mean squared error, ``1 - e_i² Σw / Σw (y - ȳ)²``). A copy then also carries its
+shares (:class:`RowScore`), and the method can hand per-row differences to the tests of
+:mod:`leap.data.stats`. Scorers that are not a mean over rows (ROC AUC, F1, log loss with
+its clipping, several metrics at once, opaque callables) get no shares, and the result no
+p-value: resampling the rows would need the scorer once per resample and copy, a cost
+LEAP does not impose silently.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import sklearn
 from sklearn.base import ClassifierMixin, RegressorMixin
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import type_of_target
 
@@ -57,11 +74,15 @@ class ScorerPlan:
     plain_accuracy : bool
         The score is ``accuracy_score(y, predict(X), sample_weight=w)`` and nothing else,
         so it can be computed for many copies at once.
+    row_shares : callable or None
+        ``row_shares(y, outputs, sample_weight)``: each row's share of the score (see
+        :func:`row_shares_for`); ``None`` when the score is not a mean over rows.
     """
 
     methods: tuple[str, ...]
     score_metric: Callable | None = None
     plain_accuracy: bool = False
+    row_shares: Callable | None = None
 
 
 def plan_scorer(scorer: Any, estimator: Any) -> ScorerPlan | None:
@@ -200,8 +221,97 @@ def score_outputs(
     """The scorer's value for one copy whose outputs are ``outputs``."""
     stand_in = Replay(estimator, outputs, plan.score_metric)
     if sample_weight is not None:
-        return scorer(stand_in, X, y, sample_weight=sample_weight)
-    return scorer(stand_in, X, y)
+        value = scorer(stand_in, X, y, sample_weight=sample_weight)
+    else:
+        value = scorer(stand_in, X, y)
+    if plan.row_shares is not None and not isinstance(value, dict):
+        return RowScore(value, plan.row_shares(y, outputs, sample_weight))
+    return value
+
+
+class RowScore(float):
+    """A copy's score that also carries each row's share of it (``rows``)."""
+
+    rows: np.ndarray
+
+    def __new__(cls, value: float, rows: np.ndarray) -> RowScore:
+        score = super().__new__(cls, value)
+        score.rows = rows
+        return score
+
+    def __reduce__(self) -> tuple:
+        return (RowScore, (float(self), self.rows))
+
+
+def _matches(y: Any, out: Mapping[str, Any]) -> np.ndarray:
+    return (np.asarray(out["predict"]) == np.asarray(y)).astype(np.float64)
+
+
+def _balanced(y: Any, out: Mapping[str, Any], w: Any) -> np.ndarray:
+    y = np.asarray(y)
+    w = np.ones(y.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
+    _, codes = np.unique(y, return_inverse=True)
+    class_weight = np.bincount(codes, weights=w)
+    return _matches(y, out) * w.sum() / (class_weight.size * class_weight[codes])
+
+
+def _errors(y: Any, out: Mapping[str, Any], power: int) -> np.ndarray:
+    e = np.abs(np.asarray(y, dtype=np.float64) - np.asarray(out["predict"], dtype=np.float64))
+    e = e**power
+    return e.mean(axis=1) if e.ndim == 2 else e
+
+
+def _r2(y: Any, out: Mapping[str, Any], w: Any) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    w = np.ones(y.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
+    total = np.sum(w * (y - np.average(y, weights=w)) ** 2)
+    return 1.0 - _errors(y, out, 2) * w.sum() / total
+
+
+#: Metric → per-row shares ``f(y, outputs, sample_weight)`` (before the scorer's sign).
+_ROW_SHARES: dict[Callable, Callable] = {
+    accuracy_score: lambda y, out, w: _matches(y, out),
+    balanced_accuracy_score: _balanced,
+    mean_squared_error: lambda y, out, w: _errors(y, out, 2),
+    mean_absolute_error: lambda y, out, w: _errors(y, out, 1),
+    r2_score: _r2,
+}
+
+
+def row_shares_for(scorer: Any, plan: ScorerPlan) -> Callable | None:
+    """``f(y, outputs, sample_weight)`` giving each row's share of ``scorer``'s value.
+
+    ``None`` unless the scorer is a known mean over rows of ``predict`` with default
+    keywords. Callers check the shares against the scorer on real outputs before use.
+    """
+    if plan.score_metric is not None:
+        metric, sign = plan.score_metric, 1.0
+    elif plan.methods == ("predict",) and _Scorer is not None and _is_plain(scorer):
+        if scorer._kwargs:
+            return None
+        metric, sign = scorer._score_func, float(scorer._sign)
+    else:
+        return None
+    shares = _ROW_SHARES.get(metric)
+    if shares is None:
+        return None
+    if metric is r2_score and not (sign == 1.0):
+        return None
+
+    def row_shares(y: Any, outputs: Mapping[str, Any], sample_weight: Any) -> np.ndarray:
+        return sign * shares(y, outputs, sample_weight)
+
+    return row_shares
+
+
+def shares_match(shares: np.ndarray, sample_weight: Any, score: Any) -> bool:
+    """Whether the weighted mean of ``shares`` is ``score`` (to rounding)."""
+    try:
+        value = float(score)
+        mean = float(np.average(shares, weights=sample_weight))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return False
+    return bool(np.isfinite(mean)) and abs(mean - value) <= 1e-9 * max(1.0, abs(value))
 
 
 class AccuracyCounter:
@@ -217,6 +327,7 @@ class AccuracyCounter:
     def __init__(self, y: np.ndarray, sample_weight: np.ndarray | None) -> None:
         self.y = y
         self.sample_weight = sample_weight
+        self.row_shares = False  # set: :meth:`scores` also carries each row's match
 
     @classmethod
     def create(cls, y: Any, sample_weight: Any, classes: Any) -> AccuracyCounter | None:
@@ -249,3 +360,68 @@ class AccuracyCounter:
         if self.sample_weight is None:
             return matches.sum(axis=1) / matches.shape[1]
         return np.array([float(np.average(row, weights=self.sample_weight)) for row in matches])
+
+    def scores(self, labels: np.ndarray) -> list[float]:
+        """:meth:`__call__` as floats, each a :class:`RowScore` when :attr:`row_shares`."""
+        values = self(labels)
+        if not self.row_shares:
+            return [float(v) for v in values]
+        matches = (labels == self.y[np.newaxis, :]).astype(np.float64)
+        return [RowScore(v, row) for v, row in zip(values, matches, strict=True)]
+
+
+def share_rows(ctx: Any, base: Mapping[str, Any]) -> bool:
+    """Make the copies of ``ctx`` carry per-row shares, when its scorer is a mean over rows.
+
+    ``ctx`` is a planned :class:`~.runner.Context` (``ctx.plan`` set) and ``base`` the
+    model's outputs on its unpermuted rows. The shares are checked against the scorer's
+    own value on ``base`` first; on success ``ctx.plan`` gains them, ``ctx.sub_score``
+    becomes a :class:`RowScore` (so groups answered without predicting carry them too) and
+    the accuracy counter reports them. Returns whether shares are on.
+    """
+    if ctx.plan is None:
+        return False
+    shares_of = row_shares_for(ctx.scorer, ctx.plan)
+    if shares_of is None:
+        return False
+    try:
+        shares = np.asarray(shares_of(ctx.y, base, ctx.sample_weight), dtype=np.float64)
+    except (TypeError, ValueError, KeyError):
+        return False
+    if shares.ndim != 1 or not shares_match(shares, ctx.sample_weight, ctx.sub_score):
+        return False
+    ctx.plan = replace(ctx.plan, row_shares=shares_of)
+    ctx.sub_score = RowScore(ctx.sub_score, shares)
+    if ctx.accuracy is not None:
+        ctx.accuracy.row_shares = True
+    return True
+
+
+def row_differences(sub_score: Any, permuted: Sequence[Sequence[Any]]) -> np.ndarray | None:
+    """Per group and row: the row's undisturbed share minus its mean disturbed share.
+
+    Shape ``(n_groups, n_rows)``; the weighted mean of a group's row is its mean
+    importance over repeats. ``None`` when any copy carries no shares.
+    """
+    base = getattr(sub_score, "rows", None)
+    if base is None:
+        return None
+    out = np.empty((len(permuted), base.shape[0]))
+    for g, scores in enumerate(permuted):
+        total = np.zeros(base.shape[0])
+        for score in scores:
+            rows = getattr(score, "rows", None)
+            if rows is None:
+                return None
+            total += rows
+        out[g] = base - total / len(scores)
+    return out
+
+
+def measurable_groups(
+    constant: np.ndarray | None, groups: Sequence[np.ndarray]
+) -> np.ndarray | None:
+    """Per group: not every column is constant over the rows (``None``: unknown)."""
+    if constant is None:
+        return None
+    return np.array([not bool(constant[cols].all()) for cols in groups], dtype=bool)
