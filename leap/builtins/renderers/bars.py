@@ -9,23 +9,34 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
-from leap.builtins.renderers.heatmap import FIGURE_SUFFIXES, save_figure
+from leap.builtins.renderers.style import (
+    FIGURE_SUFFIXES,
+    new_figure,
+    plain_text,
+    save_figure,
+    shorten,
+)
 from leap.data.layout import CHANNEL_SEPARATOR, PAIR_SEPARATOR
-from leap.data.result import FEATURE_LEVEL, ImportanceResult
 from leap.errors import LeapError
 from leap.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from leap.data.result import ImportanceResult
 
 SOLID = "#31688e"  # viridis blue: interval above zero
 PALE = "#c6d4e1"  # interval includes zero
 BELOW = "#e08214"  # orange (PuOr end): interval below zero, permuting improved the score
+#: Rows drawn per panel at most, whatever ``k`` asks for (the panel title says "Top 60 of N").
+MAX_ROWS = 60
 LEVEL_TITLES = {
-    FEATURE_LEVEL: "channel pairs",
+    "feature": "channel pairs",  # leap.data.result.FEATURE_LEVEL
     "sensor_pair": "sensor pairs (each permuted as a group)",
     "sensor": "sensors (every feature of the sensor permuted together)",
 }
@@ -75,6 +86,7 @@ class TopBars:
 
     name = "bars"
     suffixes = FIGURE_SUFFIXES
+    options = ("k", "level")
 
     def render(
         self,
@@ -88,9 +100,10 @@ class TopBars:
         """Draw the bars; save to ``path`` (PNG, SVG or PDF) when given."""
         if k < 1:
             raise LeapError(f"k must be at least 1, got {k}")
-        panels = [(r, top_rows(r, k)) for r in levels_of(result, level)]
+        panels = [(r, top_rows(r, min(k, MAX_ROWS))) for r in levels_of(result, level)]
         fig = panel_figure(panels, draw_bars, padding=2.2, row_inches=0.27)
         fig.suptitle(title or "Permutation importance", fontsize="large", fontweight="bold")
+        plain_text(fig)
         if path is not None:
             save_figure(fig, path)
         return fig
@@ -105,20 +118,25 @@ def panel_figure(
 ) -> Figure:
     """One panel per level, stacked, each as tall as its rows; wide enough for the labels."""
     heights = [len(rows) + padding for _, rows in panels]
-    longest = max(len(pretty_name(r.feature_names[i])) for r, rows in panels for i in rows)
+    longest = max(len(row_label(r.feature_names[i])) for r, rows in panels for i in rows)
     width = min(max(5.5 + 0.085 * longest, 9.0), 14.0)
-    fig = Figure(figsize=(width, 0.9 + row_inches * sum(heights)), layout="constrained")
+    fig = new_figure(width, 0.9 + row_inches * sum(heights))
     axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, (res, rows) in zip(axes, panels, strict=True):
         draw(ax, res, rows)
     return fig
 
 
+def row_label(name: str) -> str:
+    """The label of one row in a panel: :func:`pretty_name`, cut to a readable length."""
+    return shorten(pretty_name(name))
+
+
 def style_rows_axis(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
     """Shared look of a row panel: zero line, row labels (best on top), grid, title."""
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_yticks(
-        np.arange(len(rows)), [pretty_name(result.feature_names[i]) for i in rows], fontsize="small"
+        np.arange(len(rows)), [row_label(result.feature_names[i]) for i in rows], fontsize="small"
     )
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.grid(axis="x", color="#dddddd", linewidth=0.6)
@@ -128,6 +146,8 @@ def style_rows_axis(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> Non
 
 def draw_bars(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
     """One panel: bars for ``rows`` (best on top), CI error bars, a zero line, a legend."""
+    from matplotlib.patches import Patch
+
     means = result.importances_mean[rows]
     low, high = (c[rows] for c in result.confidence_interval())
     includes = result.ci_includes_zero[rows]

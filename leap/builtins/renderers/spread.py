@@ -7,18 +7,27 @@ participant's rows alone), the mean over participants and its confidence interva
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
-from leap.builtins.renderers.bars import levels_of, panel_figure, style_rows_axis, top_rows
-from leap.builtins.renderers.heatmap import FIGURE_SUFFIXES, save_figure
-from leap.data.result import ImportanceResult
+from leap.builtins.renderers.bars import (
+    MAX_ROWS,
+    levels_of,
+    panel_figure,
+    style_rows_axis,
+    top_rows,
+)
+from leap.builtins.renderers.style import FIGURE_SUFFIXES, plain_text, save_figure
 from leap.errors import LeapError
 from leap.hookspecs import hookimpl
-from leap.workflows.participants import ParticipantSpread
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from leap.data.result import ImportanceResult
+    from leap.workflows.participants import ParticipantSpread
 
 DOT = "#5b5b5b"
 MEAN = "#c2185b"  # magenta: apart from the greys, readable for the common colour-vision types
@@ -29,6 +38,11 @@ class ParticipantSpreadPlot:
 
     name = "participants"
     suffixes = FIGURE_SUFFIXES
+    options = ("k", "level")
+
+    def applies(self, result: ImportanceResult) -> bool:
+        """Only per-participant runs have a spread to draw."""
+        return any(r.spread is not None for r in (result, *result.groups.values()))
 
     def render(
         self,
@@ -40,7 +54,10 @@ class ParticipantSpreadPlot:
         level: str | None = None,
     ) -> Figure:
         """Draw the spread; save to ``path`` (PNG, SVG or PDF) when given."""
-        panels = [(r, top_rows(r, k)) for r in levels_of(result, level) if r.spread is not None]
+        if k < 1:
+            raise LeapError(f"k must be at least 1, got {k}")
+        rows = min(k, MAX_ROWS)
+        panels = [(r, top_rows(r, rows)) for r in levels_of(result, level) if r.spread is not None]
         if not panels:
             raise LeapError(
                 "this result has no per-participant importances; run the analysis with "
@@ -53,6 +70,7 @@ class ParticipantSpreadPlot:
             fontsize="large",
             fontweight="bold",
         )
+        plain_text(fig)
         if path is not None:
             save_figure(fig, path)
         return fig
@@ -60,6 +78,8 @@ class ParticipantSpreadPlot:
 
 def draw_spread(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
     """One panel: participant dots, mean over participants and its CI, for ``rows``."""
+    from matplotlib.lines import Line2D
+
     spread: ParticipantSpread = result.spread
     values = spread.values[rows]
     low, high = (c[rows] for c in spread.confidence_interval())
