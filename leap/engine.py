@@ -39,6 +39,7 @@ BUILTIN_PLUGINS = (
     "leap.builtins.loaders",
     "leap.builtins.readers",
     "leap.builtins.methods.permutation",
+    "leap.builtins.methods.conditional",
     "leap.builtins.renderers.heatmap",
     "leap.builtins.commands.doctor",
     "leap.builtins.renderers.channel_heatmap",
