@@ -42,12 +42,27 @@ def model_kind(model: Any) -> str:
 
 
 def check_predict(model: Any, source: Any = "the model") -> None:
-    """Raise :class:`ModelError` unless ``model`` has a callable ``predict``."""
+    """Raise :class:`ModelError` unless ``model`` is a fitted model with a callable ``predict``.
+
+    Every model a loader returns goes through this check, so loaders need not repeat it.
+    """
     if not callable(getattr(model, "predict", None)):
         raise ModelError(
             f"{source} holds a {model_kind(model)}, which has no predict() method; "
             f"LEAP needs a fitted model (a classifier or regressor, or a Pipeline ending in one)"
         )
+    if callable(getattr(model, "fit", None)) and hasattr(model, "get_params"):
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+
+        try:
+            check_is_fitted(model)
+        except NotFittedError:
+            raise ModelError(
+                f"{source} holds a {model_kind(model)} that has not been fitted"
+            ) from None
+        except TypeError:
+            pass
 
 
 def check_width(n_columns: int, layout: SensorLayout, model: Any = None) -> None:
@@ -83,12 +98,12 @@ def check_width(n_columns: int, layout: SensorLayout, model: Any = None) -> None
 def check_feature_names(matrix: FeatureMatrix, model: Any) -> None:
     """Raise :class:`MatrixError` when the file's column names differ from ``feature_names_in_``.
 
-    Only names that come from the file are compared (a ``.npy`` has none).
+    Only names that come from the file are compared (a ``.npy`` has none); the model's
+    names are first checked for consistency (:func:`check_model_feature_names`).
     """
-    expected = getattr(model, "feature_names_in_", None)
+    expected = check_model_feature_names(model, matrix.n_features)
     if expected is None or not getattr(matrix, "names_from_file", True):
         return
-    expected = [str(n) for n in expected]
     found = [str(n) for n in matrix.feature_names]
     if expected == found or len(expected) != len(found):
         return
@@ -107,6 +122,64 @@ def check_feature_names(matrix: FeatureMatrix, model: Any) -> None:
         f"{len(extra)} unexpected (e.g. {_listing(extra)}); rename the columns or use the "
         f"matrix the model was trained with"
     )
+
+
+def check_model_feature_names(model: Any, n_columns: int | None = None) -> list[str] | None:
+    """The model's ``feature_names_in_`` as a list of str, or None when it has none.
+
+    Raises :class:`ModelError` when the attribute is not a flat sequence of distinct
+    strings, or disagrees in length with ``n_features_in_`` or with the matrix's
+    ``n_columns`` (the model would be handed a table it cannot accept).
+    """
+    try:
+        names = getattr(model, "feature_names_in_", None)
+    except Exception as exc:  # a property that raises
+        raise ModelError(
+            f"the model's feature_names_in_ cannot be read ({type(exc).__name__})"
+        ) from None
+    if names is None:
+        return None
+    kind = type(names).__name__
+    if isinstance(names, str | bytes) or not hasattr(names, "__len__"):
+        raise ModelError(
+            f"the model's feature_names_in_ is a {kind}, not a list of column names; the "
+            f"model file is damaged or was edited"
+        )
+    try:
+        array = np.asarray(names, dtype=object)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 1:
+        raise ModelError(
+            f"the model's feature_names_in_ ({kind}) is not a flat list of column names; "
+            f"the model file is damaged or was edited"
+        )
+    odd = [i for i, n in enumerate(array) if not isinstance(n, str)]
+    if odd:
+        raise ModelError(
+            f"the model's feature_names_in_ holds a {type(array[odd[0]]).__name__} at "
+            f"position {odd[0]}, not a column name; the model file is damaged or was edited"
+        )
+    found = [str(n) for n in array]
+    if len(set(found)) != len(found):
+        seen: set[str] = set()
+        twice = next(n for n in found if n in seen or seen.add(n))
+        raise ModelError(
+            f"the model's feature_names_in_ names the column {twice[:40]!r} twice; the model "
+            f"file is damaged or was edited"
+        )
+    n_model = getattr(model, "n_features_in_", None)
+    if isinstance(n_model, int | np.integer) and int(n_model) != len(found):
+        raise ModelError(
+            f"the model's feature_names_in_ lists {len(found)} names but its n_features_in_ is "
+            f"{int(n_model)}; the model file is damaged or was edited"
+        )
+    if n_columns is not None and n_columns != len(found):
+        raise MatrixError(
+            f"the feature matrix has {n_columns} feature columns but the model's "
+            f"feature_names_in_ lists {len(found)}; is this the matrix the model was trained on?"
+        )
+    return found
 
 
 def check_label(model: Any, y: np.ndarray, label_name: str = "label", scoring: Any = None) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import joblib
 
+from leap.checks import check_model_feature_names
 from leap.errors import ModelError, one_line
 from leap.hookspecs import hookimpl
 
@@ -44,25 +45,11 @@ class PickleLoader:
                 f"{path} is not a readable pickle or joblib file ({type(exc).__name__}: "
                 f"{one_line(exc) or 'truncated'})"
             ) from None
-        check_fitted_model(model, path)
-        return model
-
-
-def check_fitted_model(model: Any, path: Path | str) -> None:
-    """Raise :class:`ModelError` unless ``model`` is a fitted estimator with ``predict``."""
-    from sklearn.exceptions import NotFittedError
-    from sklearn.utils.validation import check_is_fitted
-
-    kind = f"{type(model).__module__}.{type(model).__qualname__}"
-    if not callable(getattr(model, "predict", None)):
-        raise ModelError(f"{path} holds a {kind}, not a fitted model with a predict() method")
-    if callable(getattr(model, "fit", None)) and hasattr(model, "get_params"):
         try:
-            check_is_fitted(model)
-        except NotFittedError:
-            raise ModelError(f"{path} holds a {kind} that has not been fitted") from None
-        except TypeError:
-            pass
+            check_model_feature_names(model)
+        except ModelError as exc:
+            raise ModelError(f"{path}: {exc}") from None
+        return model
 
 
 @hookimpl(trylast=True)

@@ -37,6 +37,8 @@ MAX_CELLS_ENV = "LEAP_MAX_CELLS"
 #: cell on average, plus :data:`SLACK_BYTES`; more means a bomb or a lying header.
 BYTES_PER_CELL = 64
 SLACK_BYTES = 2**20
+#: Longest text label accepted (class names are short; see ``_label_values``).
+MAX_LABEL_CHARS = 256
 #: dtype kinds a matrix file may hold: numbers, text, bytes, dates, objects (pickled).
 _DTYPE_KINDS = frozenset("biufcUSMmO")
 
@@ -372,7 +374,17 @@ class ParquetReader:
 
         limit = max_cells_limit(max_cells)
         try:
-            with pq.ParquetFile(path) as table_file:
+            schema = pq.read_schema(path)
+            # Text stays dictionary-encoded while read, so a repeated long string is held once.
+            text = [
+                f.name
+                for f in schema
+                if pa.types.is_string(f.type)
+                or pa.types.is_binary(f.type)
+                or pa.types.is_large_string(f.type)
+                or pa.types.is_large_binary(f.type)
+            ]
+            with pq.ParquetFile(path, read_dictionary=text) as table_file:
                 meta = table_file.metadata
                 cells = meta.num_rows * max(meta.num_columns, 1)
                 if cells > limit:
@@ -394,6 +406,9 @@ class ParquetReader:
                     batches.append(batch)
                 table = pa.Table.from_batches(batches, schema=table_file.schema_arrow)
             frame = table.to_pandas()
+            for name in text:  # categories back to plain values: references, not copies
+                if name in frame and isinstance(frame[name].dtype, pd.CategoricalDtype):
+                    frame[name] = frame[name].astype(object)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise InputFileError(
                 f"{path} is not a readable Parquet file: {one_line(exc)}"
@@ -655,13 +670,22 @@ def _is_number_like(value: Any) -> bool:
 
 def _label_values(values: np.ndarray, path: Path, name: str) -> np.ndarray:
     if values.dtype == object:
+        lengths = [len(v) if isinstance(v, str | bytes) else 0 for v in values]
+        longest = int(np.argmax(lengths)) if lengths else 0
+        if lengths and lengths[longest] > MAX_LABEL_CHARS:
+            # numpy text arrays are fixed-width: one long cell would be paid on every row
+            raise MatrixError(
+                f"{path}: the label column {name!r} holds a value of {lengths[longest]:,} "
+                f"characters (row {longest}); labels are class names of at most "
+                f"{MAX_LABEL_CHARS}"
+            )
         numeric = pd.to_numeric(pd.Series(values), errors="coerce")
         if numeric.notna().all():
             values = numeric.to_numpy()
             if np.all(values == np.round(values)):
                 values = values.astype(np.int64)
         else:
-            values = values.astype(str)
+            values = np.array([_text(v) for v in values], dtype=str)
     if values.dtype.kind == "f" and not np.isfinite(values).all():
         raise MatrixError(f"{path}: the label column {name!r} holds NaN or infinite values")
     return values

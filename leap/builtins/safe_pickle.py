@@ -534,6 +534,12 @@ class _Machine:
             dtype = dtype.newbyteorder(state[1])
         if dtype.itemsize == 0 or state[5] not in (-1, dtype.itemsize):
             raise UnsafePickleError(f"the object array's pickle gives dtype {name} a bad size")
+        if state[7] != dtype.flags or state[6] not in (-1, dtype.alignment):
+            # numpy would copy these flags into the dtype (object flags on plain data)
+            raise UnsafePickleError(
+                f"the object array's pickle gives dtype {name} flags or an alignment numpy "
+                f"never writes for it"
+            )
         return dtype
 
     def array_state(self, state: Any) -> np.ndarray:
