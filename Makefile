@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORE := $(VENV)/.core-installed
 CONTRIB := $(VENV)/.contrib-installed
+DOCS_TOOLS := $(VENV)/.docs-installed
 CONTRIB_PACKAGES := $(sort $(dir $(wildcard plugins_contrib/*/pyproject.toml)))
 CONTRIB_FILES := $(shell find plugins_contrib -name '*.py' -o -name pyproject.toml 2>/dev/null)
 SOURCES := $(wildcard leap tests benchmarks examples plugins_contrib)
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint typecheck docs format bench clean
 
 $(CORE): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ $(CONTRIB): $(CORE) $(CONTRIB_FILES)
 	done
 	@touch $@
 
+$(DOCS_TOOLS): $(CORE)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	@touch $@
+
 demo: $(CORE)
 	$(BIN)/leap demo demo_output
 
@@ -31,11 +36,18 @@ lint: $(CONTRIB)
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 
+typecheck: $(CORE)
+	$(BIN)/python -m mypy
+
+# The site goes to site/ (git-ignored); --strict turns every warning into a failure.
+docs: $(DOCS_TOOLS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --quiet
+
 format: $(CORE)
 	$(BIN)/ruff format $(SOURCES)
 	$(BIN)/ruff check --fix $(SOURCES)
 
-test: lint
+test: lint typecheck docs
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests $(wildcard plugins_contrib/*/tests)
 
 bench: $(CORE)

@@ -59,8 +59,7 @@ class SensorLayout(BaseModel):
     @field_validator("sensors", "dims")
     @classmethod
     def _unique_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        seen: set[str] = set()
-        duplicates = [n for n in names if n in seen or seen.add(n)]
+        duplicates = [n for i, n in enumerate(names) if n in names[:i]]  # a few names only
         if duplicates:
             raise ValueError(
                 f"names must be unique, repeated: {', '.join(sorted(set(duplicates)))}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ DISCOVERY_Q = 0.05
 REPEAT_PREFIX = "repeat_"
 FEATURE_LEVEL = "feature"
 #: Sensor-matrix aggregations of the rows that fall on one sensor pair.
-AGGREGATES = {
+AGGREGATES: dict[str, Callable[..., Any]] = {
     "sum_positive": np.sum,
     "sum": np.sum,
     "signed": np.sum,
@@ -483,8 +483,11 @@ class ImportanceResult:
         rows = top.index.to_numpy()
         p_value = getattr(self, "p_value", None)
         q_value = getattr(self, "q_value", None)
-        extra = [(name, values) for name, values in (("p", p_value), ("q", q_value))]
-        extra = [(name, np.asarray(v, dtype=np.float64)) for name, v in extra if v is not None]
+        extra = [
+            (name, np.asarray(values, dtype=np.float64))
+            for name, values in (("p", p_value), ("q", q_value))
+            if values is not None
+        ]
         level = f"{self.ci_level:.0%}"
         heads = ["rank", "feature", "mean", f"{level} CI"] + [name for name, _ in extra]
         cell = '<td style="text-align:right">{}</td>'

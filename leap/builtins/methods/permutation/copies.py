@@ -68,7 +68,7 @@ class CopyStack:
             self._values = X
         elif _homogeneous_numpy(X) is not None:
             self._values = X.to_numpy()
-        self._buffer = None
+        self._buffer: np.ndarray | None = None
 
     def batch(self, specs: Sequence[tuple[np.ndarray, np.ndarray]]) -> Any:
         """The copies ``specs`` (``(columns, order)`` pairs) stacked row-wise.

@@ -15,7 +15,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -146,7 +146,7 @@ class _Replayer:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.stack = None
+        self.stack: CopyStack | None = None
         self.pending: list[tuple[int, int, np.ndarray]] = []
         self.ready: list[tuple[int, int, dict[str, Any]]] = []
 
@@ -167,6 +167,7 @@ class _Replayer:
             self.stack = CopyStack(ctx.X, ctx.capacity)
         batch = self.stack.batch([(cols, ctx.orders[r]) for _, r, cols in self.pending])
         m = ctx.orders.shape[1]
+        assert ctx.plan is not None  # replayed scorers only
         outs = {name: getattr(ctx.estimator, name)(batch) for name in ctx.plan.methods}
         for s, (slot, r, _) in enumerate(self.pending):
             self.add_ready(slot, r, {name: _slice(out, s, m) for name, out in outs.items()})
@@ -183,6 +184,7 @@ class _Replayer:
             for (slot, r, _), value in zip(self.ready, values, strict=True):
                 scores[slot][r] = value
         else:
+            assert ctx.plan is not None  # replayed scorers only
             for slot, r, out in self.ready:
                 scores[slot][r] = score_outputs(
                     ctx.scorer, ctx.plan, ctx.estimator, ctx.X, ctx.y, ctx.sample_weight, out
@@ -284,4 +286,4 @@ def run_all(
         # their own predictions, and a fresh process pool would cost more than it saves.
         rest = [(index, groups[index], repeats) for index, repeats in declined.items()]
         _fill(results, run_task(replace(ctx, fast=None), rest)[0])
-    return results
+    return cast("list[list]", results)  # every group is filled by now
