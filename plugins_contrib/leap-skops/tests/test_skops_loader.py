@@ -7,13 +7,13 @@ import joblib
 import numpy as np
 import pytest
 import skops.io as sio
-from leap_skops import TRUSTED_ENV, SkopsLoader
+from leap_skops import TRUST_OPTION, TRUSTED_ENV, SkopsLoader
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from leap import Engine, SensorLayout, analyze_permutation_importance
+from leap import Engine, SensorLayout, analyze_permutation_importance, permutation_importance
 from leap.errors import LeapError, ModelError
 from leap.workflows.demo import make_leap_dataset
 
@@ -69,6 +69,7 @@ def test_untrusted_types_are_refused_by_name_until_allowed(tmp_path, data, monke
     assert "\n" not in message
     assert all(name in message for name in untrusted)
     assert f"{TRUSTED_ENV}={','.join(untrusted)}" in message
+    assert " ".join(f"{TRUST_OPTION} {name}" for name in untrusted) in message
 
     # allowed through the environment (the option the message names) ...
     monkeypatch.setenv(TRUSTED_ENV, " , ".join(untrusted))
@@ -94,3 +95,25 @@ def test_broken_files_give_one_line_errors(tmp_path, data):
     sio.dump(LogisticRegression(), unfitted)
     with pytest.raises(LeapError, match="not been fitted"):
         Engine().load_model(unfitted)
+
+
+def test_a_random_forest_loads_once_its_tree_type_is_trusted(tmp_path, data, monkeypatch):
+    """What --trust TYPE (configuration key trust) hands the loader: load(path, trusted=...)."""
+    monkeypatch.delenv(TRUSTED_ENV, raising=False)
+    forest = RandomForestClassifier(n_estimators=4, random_state=0).fit(data.X, data.y)
+    path = tmp_path / "forest.skops"
+    sio.dump(forest, path)
+    assert sio.get_untrusted_types(file=path) == ["sklearn.tree._tree.Tree"]
+
+    loader = SkopsLoader()
+    with pytest.raises(ModelError, match=f"{TRUST_OPTION} sklearn.tree._tree.Tree"):
+        loader.load(path)
+    loaded = loader.load(path, trusted=["sklearn.tree._tree.Tree"])
+    assert not loader.trusted  # trusting one file does not trust the next
+    np.testing.assert_array_equal(loaded.predict_proba(data.X), forest.predict_proba(data.X))
+    ref = permutation_importance(forest, data.X, data.y, n_repeats=3, random_state=0)
+    got = permutation_importance(loaded, data.X, data.y, n_repeats=3, random_state=0)
+    np.testing.assert_allclose(got.importances, ref.importances, rtol=0, atol=1e-12)
+    # the three sources add up: loader, environment, this load's keyword
+    monkeypatch.setenv(TRUSTED_ENV, "some.other.Type")
+    assert SkopsLoader(trusted=["x.Y"]).load(path, trusted=[" sklearn.tree._tree.Tree "])
