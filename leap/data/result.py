@@ -192,6 +192,19 @@ class ImportanceResult:
         """Number of repeats (columns of ``importances``)."""
         return self.importances.shape[1]
 
+    @property
+    def quantity(self) -> str:
+        """What one importance value measures, in words, for labels and headings.
+
+        The method's own words when it declares them (its ``quantity`` attribute, which
+        the engine records as ``params["quantity"]``; e.g. ``"mean |SHAP|"``), otherwise
+        the drop in the score when the row's columns are permuted.
+        """
+        declared = self.params.get("quantity")
+        if isinstance(declared, str) and declared.strip():
+            return declared.strip()
+        return f"drop in {self.scoring} when permuted"
+
     def confidence_interval(self, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Student-t interval of the mean importance, per row.
 
