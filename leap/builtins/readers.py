@@ -513,10 +513,10 @@ def check_matrix_dtype(dtype: np.dtype, where: Any) -> None:
         raise InputFileError(f"{where} has a structured dtype (fields); a plain matrix is needed")
     if dtype.subdtype is not None:
         raise InputFileError(f"{where} has a subarray dtype {dtype.str}; a plain matrix is needed")
-    if dtype.kind not in _DTYPE_KINDS:
-        raise InputFileError(f"{where} has dtype {dtype.str}, not numbers or text")
     if dtype.itemsize == 0:
         raise InputFileError(f"{where} has the zero-size dtype {dtype.str}")
+    if dtype.kind not in _DTYPE_KINDS:
+        raise InputFileError(f"{where} has dtype {dtype.str}, not numbers or text")
     if dtype.metadata:
         raise InputFileError(f"{where} has a dtype with metadata")
 

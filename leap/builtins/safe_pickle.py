@@ -562,11 +562,16 @@ class _Machine:
             )
         if type(fortran) not in (bool, int):
             raise UnsafePickleError("the object array's pickle gives an odd memory order")
-        if type(raw) is not list or len(raw) != math.prod(shape):
+        if type(raw) is not list:
             raise UnsafePickleError(
-                f"the object array's pickle gives {math.prod(shape)} cells "
+                f"the object array's pickle gives its {math.prod(shape)} cells "
                 f"{'as raw bytes' if type(raw) is bytes else f'as a {_kind(raw)}'}; numpy "
-                f"writes a list of exactly that many values"
+                f"writes a list of values"
+            )
+        if len(raw) != math.prod(shape):
+            raise UnsafePickleError(
+                f"the object array's pickle lists {len(raw)} cells where the shape "
+                f"{self.shape} needs {math.prod(shape)}"
             )
         for i, cell in enumerate(raw):
             if not isinstance(cell, _SCALAR_TYPES) or isinstance(cell, np.ndarray):
@@ -583,7 +588,8 @@ class _Machine:
 def _kind(value: Any) -> str:
     """What ``value`` is, without its content (never repr file data)."""
     if isinstance(value, _Marker):
-        return f"numpy {value.kind}" if value.kind != "reconstruct" else "numpy _reconstruct"
+        built = " (never given its state)" if value.kind in ("array", "dtype") else ""
+        return f"numpy {value.kind}{built}"
     if isinstance(value, np.dtype):
         return f"dtype {value}"
     return type(value).__name__
