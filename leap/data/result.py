@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from leap.data.files import atomic_path, existing_file
 from leap.data.layout import LEAP_SENSORS, ChannelPair, SensorLayout
 from leap.data.stats import Inference, bh_qvalues, includes_zero, infer, t_interval
 from leap.errors import InputFileError, ResultFormatError, one_line
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PAIR_COLUMNS = ("sensor_a", "dim_a", "sensor_b", "dim_b")
 CI_COLUMNS = ("ci_low", "ci_high", "ci_includes_zero", "ci_level")
@@ -403,11 +406,12 @@ class ImportanceResult:
         return pd.DataFrame(matrix, index=list(sensors), columns=list(sensors))
 
     def measurable_matrix(self, aggregate: str = "sum_positive") -> pd.DataFrame:
-        """Sensor × sensor booleans: whether a cell of :meth:`sensor_matrix` was measured.
+        """Sensor × sensor booleans: False where a cell of :meth:`sensor_matrix` is unmeasurable.
 
-        False where every row falling on the cell is unmeasurable (constant over the
-        data: the within-sensor pairs of LEAP's features, for instance), and where no row
-        falls on the cell at all.
+        A cell is unmeasurable when rows fall on it and every one of them is unmeasurable
+        (constant over the data: the within-sensor pairs of LEAP's features, for
+        instance). Cells with no row at all stay True: they are missing, not unmeasurable
+        (NaN in :meth:`sensor_matrix` either way).
         """
         source: ImportanceResult = self
         if aggregate == "grouped" and self.level != "sensor_pair":
@@ -415,11 +419,15 @@ class ImportanceResult:
         sensors = source.sensors
         index = {s: i for i, s in enumerate(sensors)}
         n = len(sensors)
-        mask = np.zeros((n, n), dtype=bool)
+        seen = np.zeros((n, n), dtype=bool)
+        measured = np.zeros((n, n), dtype=bool)
         for row, found in enumerate(source.row_sensors):
-            if len(found) == 2 and source.is_measurable[row]:
+            if len(found) == 2:
                 a, b = index[found[0]], index[found[1]]
-                mask[a, b] = mask[b, a] = True
+                seen[a, b] = seen[b, a] = True
+                if source.is_measurable[row]:
+                    measured[a, b] = measured[b, a] = True
+        mask = measured | ~seen
         return pd.DataFrame(mask, index=list(sensors), columns=list(sensors))
 
     # -- CSV -----------------------------------------------------------------------------
@@ -463,7 +471,9 @@ class ImportanceResult:
     # The table is to_frame() (what the CSV holds); the figure is the registered heatmap
     # renderer, looked up through the public package so a plugin that replaces "heatmap"
     # draws here too.
-    def plot(self, aggregate: str = "sum_positive", *, title: str = "", engine: Any = None) -> Any:
+    def plot(
+        self, aggregate: str = "sum_positive", *, title: str = "", engine: Any = None
+    ) -> Figure:
         """Draw the sensor-pair heatmap and return its matplotlib ``Figure``.
 
         Parameters
