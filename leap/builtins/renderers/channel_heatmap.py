@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from leap.builtins.renderers.heatmap import color_scale, value_label
+from leap.builtins.renderers.heatmap import color_scale, hatch_unmeasurable, value_label
 from leap.builtins.renderers.style import (
     FIGURE_SUFFIXES,
     new_figure,
@@ -39,6 +39,9 @@ MAX_CHANNELS = 120
 def channel_matrix(result: ImportanceResult) -> pd.DataFrame:
     """Symmetric channel × channel matrix of mean importances (NaN where no feature).
 
+    Unmeasurable features (constant over the data) are NaN too; :func:`unmeasurable_cells`
+    tells them apart from missing ones.
+
     Channels are ordered sensor-major (the result's sensor order, then each sensor's
     dims in order of first appearance); labels are ``Sensor.dim``.
     """
@@ -57,12 +60,26 @@ def channel_matrix(result: ImportanceResult) -> pd.DataFrame:
     channels = [(s, d) for s in dims for d in dims[s]]
     index = {c: i for i, c in enumerate(channels)}
     matrix = np.full((len(channels), len(channels)), np.nan)
-    means = result.importances_mean
+    means = np.where(result.is_measurable, result.importances_mean, np.nan)  # n/a, not 0
     for row, p in pairs:
         a, b = index[(p.sensor_a, p.dim_a)], index[(p.sensor_b, p.dim_b)]
         matrix[a, b] = matrix[b, a] = means[row]
     labels = [f"{s}{CHANNEL_SEPARATOR}{d}" for s, d in channels]
     return pd.DataFrame(matrix, index=labels, columns=labels)
+
+
+def unmeasurable_cells(result: ImportanceResult) -> pd.DataFrame:
+    """Channel × channel booleans, labelled as :func:`channel_matrix`: True where the
+    feature exists but is unmeasurable."""
+    frame = channel_matrix(result)
+    mask = np.zeros(frame.shape, dtype=bool)
+    position = {label: i for i, label in enumerate(frame.index)}
+    for row, p in enumerate(result.pairs):
+        if p is not None and not result.is_measurable[row]:
+            a = position[f"{p.sensor_a}{CHANNEL_SEPARATOR}{p.dim_a}"]
+            b = position[f"{p.sensor_b}{CHANNEL_SEPARATOR}{p.dim_b}"]
+            mask[a, b] = mask[b, a] = True
+    return type(frame)(mask, index=frame.index, columns=frame.columns)
 
 
 class ChannelHeatmap:
@@ -89,6 +106,10 @@ class ChannelHeatmap:
         cmap, norm = color_scale(values)
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
         fontsize = 8 if n <= 36 else 6
+        unmeasured = unmeasurable_cells(result).reindex(
+            index=matrix.index, columns=matrix.columns, fill_value=False
+        )
+        hatch_unmeasurable(ax, unmeasured.to_numpy(dtype=bool), label=n <= 12)
         dim_labels = [shorten(d.replace("_", " "), 16) for _, d in channels]
         rotation = 90 if max(map(len, dim_labels)) > 2 else 0
         ax.set_xticks(range(n), dim_labels, rotation=rotation, fontsize=fontsize)
