@@ -16,6 +16,7 @@ import numpy as np
 from leap.builtins.renderers.heatmap import color_scale, hatch_unmeasurable, value_label
 from leap.builtins.renderers.style import (
     FIGURE_SUFFIXES,
+    draw_matrix,
     new_figure,
     plain_text,
     save_figure,
@@ -104,7 +105,7 @@ class ChannelHeatmap:
         fig = new_figure(side + 2.4, side + 1.0)
         ax = fig.add_subplot()
         cmap, norm = color_scale(values)
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
+        image = draw_matrix(ax, values, cmap, norm)
         fontsize = 8 if n <= 36 else 6
         unmeasured = unmeasurable_cells(result).reindex(
             index=matrix.index, columns=matrix.columns, fill_value=False

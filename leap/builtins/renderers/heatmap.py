@@ -13,6 +13,7 @@ import numpy as np
 
 from leap.builtins.renderers.style import (
     FIGURE_SUFFIXES,
+    draw_matrix,
     new_figure,
     plain_text,
     save_figure,
@@ -70,7 +71,7 @@ class SensorPairHeatmap:
         fig = new_figure(2.6 + cell * n, 1.6 + 0.88 * cell * n)
         ax = fig.add_subplot()
         cmap, norm = color_scale(values, diverging=aggregate == "signed")
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
+        image = draw_matrix(ax, values, cmap, norm)
         ax.set_xticks(range(n), labels, rotation=35, ha="right", rotation_mode="anchor")
         ax.set_yticks(range(n), labels)
         ax.set_xlabel("Sensor" + note)
@@ -145,8 +146,10 @@ def color_scale(values: np.ndarray, *, diverging: bool = False) -> tuple[Colorma
 
 
 def value_label(what: str, result: ImportanceResult) -> str:
-    """Colour-bar or axis label: what is shown, and the metric whose drop it measures."""
-    return f"{what}\n(drop in {result.scoring} when permuted; {result.method})"
+    """Colour-bar or axis label: what is shown, and what one value measures (its method's
+    words, :attr:`ImportanceResult.quantity`: the drop in the score when permuted, unless the
+    method declares otherwise)."""
+    return f"{what}\n({result.quantity}; {result.method})"
 
 
 def annotate_cells(ax, values: np.ndarray, cmap: Colormap, norm) -> None:

@@ -24,11 +24,14 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from leap.data.files import atomic_path
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -36,6 +39,8 @@ FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 DPI = 150
 #: No side of a figure is longer than this (at 150 dpi: 6,000 pixels).
 MAX_FIGURE_INCHES = 40.0
+#: Matrices in figures of more pixels than this are drawn as a mesh, not an image (below).
+MAX_IMAGE_PIXELS = 3.5e6
 #: Tick and row labels longer than this are cut, with an ellipsis (the CSV has the name).
 MAX_LABEL_CHARS = 60
 #: Settings of every save: TrueType fonts in PDF and PostScript, SVG text as text, no TeX.
@@ -88,6 +93,38 @@ def new_figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=size, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def draw_matrix(ax: Axes, values: np.ndarray, cmap: Any, norm: Any) -> Any:
+    """Draw ``values`` one cell per entry, row 0 on top, as ``imshow`` does; return the artist.
+
+    Invalid values are masked (the colour map's "bad" colour). In a small figure the
+    matrix is an image (one raster in PDF and SVG, no seams between cells). Drawing an
+    image costs memory in proportion to the figure's pixels (matplotlib resamples it to
+    the output size, about 33 bytes a pixel: 450 MB for a 27-inch square at 150 dpi), so a
+    larger figure gets a mesh of cells instead, whose cost grows with the cells only. Both
+    artists have ``get_array()``, ``cmap`` and ``norm``.
+    """
+    data = np.ma.masked_invalid(np.asarray(values, dtype=np.float64))
+    width, height = ax.get_figure().get_size_inches()
+    if width * height * DPI**2 <= MAX_IMAGE_PIXELS:
+        return ax.imshow(data, cmap=cmap, norm=norm)
+    n_rows, n_cols = data.shape
+    mesh = ax.pcolormesh(
+        np.arange(n_cols + 1) - 0.5,
+        np.arange(n_rows + 1) - 0.5,
+        data,
+        cmap=cmap,
+        norm=norm,
+        shading="flat",
+        edgecolors="none",
+        antialiased=False,
+        snap=True,
+    )
+    ax.set_xlim(-0.5, n_cols - 0.5)
+    ax.set_ylim(n_rows - 0.5, -0.5)
+    ax.set_aspect("equal")
+    return mesh
 
 
 def plain_text(fig: Figure) -> Figure:
