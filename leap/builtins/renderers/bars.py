@@ -152,8 +152,10 @@ def draw_bars(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
     low, high = (c[rows] for c in result.confidence_interval())
     includes = result.ci_includes_zero[rows]
     y = np.arange(len(rows))
+    repeated = result.n_repeats > 1  # one value per row (e.g. mean |SHAP|): no interval
     colors = [
-        PALE if inc else SOLID if m > 0 else BELOW for inc, m in zip(includes, means, strict=True)
+        PALE if inc and repeated else SOLID if m > 0 or not repeated else BELOW
+        for inc, m in zip(includes, means, strict=True)
     ]
     ax.barh(y, means, color=colors, edgecolor=SOLID, linewidth=0.6, height=0.7)
     defined = ~(np.isnan(low) | np.isnan(high))
@@ -164,9 +166,11 @@ def draw_bars(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
         )
     style_rows_axis(ax, result, rows)
     level = f"{result.ci_level:.0%}"
+    if not repeated:
+        ax.set_xlabel(result.quantity[:1].upper() + result.quantity[1:], fontsize="small")
+        return
     ax.set_xlabel(
-        f"Mean drop in {result.scoring} when permuted; error bars: {level} CI over "
-        f"{result.n_repeats} repeats",
+        f"Mean {result.quantity}; error bars: {level} CI over {result.n_repeats} repeats",
         fontsize="small",
     )
     handles = [
