@@ -13,6 +13,7 @@ import numpy as np
 
 from leap.builtins.renderers.style import (
     FIGURE_SUFFIXES,
+    draw_matrix,
     new_figure,
     plain_text,
     save_figure,
@@ -35,7 +36,7 @@ MISSING_COLOR = "#9e9e9e"  # cells without a value: a mid grey no colour map abo
 #: Larger layouts show the sensors with the largest total |importance| (the CSV has all).
 MAX_HEATMAP_SENSORS = 40
 #: Cells narrower than this (inches) carry no number: it would not fit.
-MIN_ANNOTATED_CELL = 0.5
+MIN_ANNOTATED_CELL = 0.9
 
 
 class SensorPairHeatmap:
@@ -70,7 +71,7 @@ class SensorPairHeatmap:
         fig = new_figure(2.6 + cell * n, 1.6 + 0.88 * cell * n)
         ax = fig.add_subplot()
         cmap, norm = color_scale(values, diverging=aggregate == "signed")
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
+        image = draw_matrix(ax, values, cmap, norm)
         ax.set_xticks(range(n), labels, rotation=35, ha="right", rotation_mode="anchor")
         ax.set_yticks(range(n), labels)
         ax.set_xlabel("Sensor" + note)
@@ -78,6 +79,10 @@ class SensorPairHeatmap:
         ax.set_title(title or _DEFAULT_TITLES[aggregate], fontsize="large", fontweight="bold")
         if cell >= MIN_ANNOTATED_CELL:
             annotate_cells(ax, values, image.cmap, image.norm)
+        measured = result.measurable_matrix(aggregate).reindex(
+            index=matrix.index, columns=matrix.columns, fill_value=True
+        )
+        hatch_unmeasurable(ax, ~measured.to_numpy(dtype=bool), label=cell >= MIN_ANNOTATED_CELL)
         bar = fig.colorbar(image, ax=ax, shrink=0.85)
         bar.set_label(value_label(_AGGREGATE_LABELS[aggregate], result))
         plain_text(fig)
@@ -166,6 +171,37 @@ def annotate_cells(ax, values: np.ndarray, cmap: Colormap, norm) -> None:
             fontsize="medium",
             color="black" if luminance > 0.5 else "white",
         )
+
+
+#: Legend and cell text of cells that cannot be measured (constant over the data).
+UNMEASURABLE_LABEL = "not measurable (constant over the data)"
+
+
+def hatch_unmeasurable(ax, mask: np.ndarray, *, label: bool = True) -> None:
+    """Hatch the cells where ``mask`` is true, write "n/a" in them, and add a legend entry.
+
+    Those cells' features are constant over the data: disturbing them changes nothing,
+    so they are not "unimportant" but unmeasured, and must not read as a 0.
+    """
+    from matplotlib.patches import Patch, Rectangle
+
+    cells = np.argwhere(mask)
+    if not len(cells):
+        return
+    for i, j in cells:
+        ax.add_patch(
+            Rectangle(
+                (j - 0.5, i - 0.5), 1.0, 1.0, facecolor=MISSING_COLOR, edgecolor="#424242",
+                hatch="///", linewidth=0.0,
+            )
+        )  # fmt: skip
+        if label:
+            ax.text(j, i, "n/a", ha="center", va="center", fontsize="small", color="black")
+    handle = Patch(facecolor=MISSING_COLOR, edgecolor="#424242", hatch="///")
+    ax.legend(
+        [handle], [UNMEASURABLE_LABEL], loc="upper left", bbox_to_anchor=(0.0, -0.18),
+        frameon=False, fontsize="small",
+    )  # fmt: skip
 
 
 @hookimpl(trylast=True)
