@@ -4,7 +4,7 @@ A fast path is an object built for one fitted model and one data set by a *facto
 factory returns ``None`` unless it can guarantee the exact outputs the model's own methods
 would return; at run time the fast path may still decline single copies (``exact`` false),
 which are then evaluated by the model. Add your own by passing factories to
-:class:`~leap.builtins.methods.permutation.PermutationMethod`
+:class:`~leap.builtins.methods.permutation.method.PermutationMethod`
 (``fast_paths=[mine, *DEFAULT_FAST_PATHS]``).
 
 Pipelines whose steps before the last are per-element scalers are reduced to their last
@@ -64,6 +64,28 @@ def quietly(method: Callable, *args: Any) -> Any:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         return method(*args)
+
+
+def order_certified(values: np.ndarray, halfwidth: np.ndarray) -> np.ndarray:
+    """Per copy: the order of every output column is the model's, ties included.
+
+    ``values`` and ``halfwidth`` have shape ``(n_copies, n_rows, n_columns)``: the model's
+    value lies within ``halfwidth`` of ``values``, and a half-width of 0 means ``values``
+    *is* the model's value. If, in each column sorted by value, neighbours' intervals are
+    disjoint (or both are exact points), no value the model may compute can reorder or
+    tie what is apart, nor untie what is tied; so rank-based scores (ROC AUC, average
+    precision) see the model's ranking exactly. Intervals of non-neighbours cannot overlap
+    when neighbours' do not.
+    """
+    if values.shape[1] < 2:
+        return np.ones(values.shape[0], dtype=bool)
+    order = np.argsort(values, axis=1, kind="stable")
+    v = np.take_along_axis(values, order, axis=1)
+    h = np.take_along_axis(halfwidth, order, axis=1)
+    gap = v[:, 1:] - v[:, :-1]
+    apart = gap > (h[:, 1:] + h[:, :-1]) * (1.0 + 1e-6)
+    points = (h[:, 1:] == 0) & (h[:, :-1] == 0)
+    return np.all(apart | points, axis=(1, 2))
 
 
 def reduce_model(estimator: Any, X: Any) -> tuple[Any, np.ndarray] | None:

@@ -1,0 +1,196 @@
+"""Fast path for multi-layer perceptrons (``MLPClassifier``, ``MLPRegressor``), certified.
+
+An MLP's first layer is linear: ``z = x W + b``. Permuting a group of columns moves a row's
+pre-activations by ``Σ_c (x'_c - x_c) W[c]``, one row of ``W`` per permuted column, so the
+first layer costs O(group size × hidden units) per row instead of O(features × hidden
+units); the rest of the network runs as in scikit-learn (same activation functions) on the
+updated hidden layer.
+
+Rounding makes every value differ slightly from the model's. LEAP carries a rigorous
+bound through the network: the first layer's error is within ``γ Σ|x_c W_cu| + |b_u|``
+for both computations (any summation order), an activation adds at most its Lipschitz
+constant times the incoming error plus its own rounding, and each further layer maps an
+error vector ``e`` to ``e |W|`` plus its own summation error. Labels are certified when
+the winning probability beats the runner-up (or ``0.5`` for a binary output) by more than
+twice the bound; a copy with an uncertified row goes to the model. Probabilities and
+regression outputs are served within the bound (about 1e-14), and their order — which
+rank scores read — is certified too
+(:func:`~leap.builtins.methods.permutation.fastpaths.order_certified`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from leap.builtins.methods.permutation.fastpaths import order_certified
+
+_U = np.finfo(np.float64).eps / 2  # unit roundoff
+#: Lipschitz constant of each hidden activation, and whether it is computed exactly.
+_LIPSCHITZ = {"identity": (1.0, True), "relu": (1.0, True), "tanh": (1.0, False)}
+_LIPSCHITZ["logistic"] = (0.25, False)
+_BLOCK_ELEMENTS = 2**17  # (rows × hidden units) per block
+
+
+class MLPPath:
+    """Outputs of a fitted MLP on permuted copies (see module docstring)."""
+
+    def __init__(self, model: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]):
+        from sklearn.neural_network._base import ACTIVATIONS
+
+        self.X = X
+        self.coefs = [np.asarray(W, dtype=np.float64) for W in model.coefs_]
+        self.abs_coefs = [np.abs(W) for W in self.coefs]
+        self.intercepts = [np.asarray(b, dtype=np.float64) for b in model.intercepts_]
+        self.hidden = ACTIVATIONS[model.activation]
+        self.hidden_name = model.activation
+        self.output = ACTIVATIONS[model.out_activation_]
+        self.output_name = model.out_activation_
+        self.classes = (
+            getattr(model, "classes_", None) if hasattr(model, "_label_binarizer") else None
+        )
+        self.base = {name: np.asarray(out) for name, out in base_outputs.items()}
+        W1, b1 = self.coefs[0], self.intercepts[0]
+        self.Z1 = X @ W1 + b1
+        self.M1 = np.abs(X) @ self.abs_coefs[0] + np.abs(b1)
+        self.col_max = np.abs(X).max(axis=0)
+        self.used = np.any(W1 != 0, axis=1)
+
+    def unaffected(self, cols: np.ndarray) -> bool:
+        """A column whose first-layer weights are all zero adds exact zeros."""
+        return not bool(np.any(self.used[cols]))
+
+    def _forward(self, Z: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Output activations and their bounds from first-layer ``Z`` (rows, units) ± ``E``."""
+        n_layers = len(self.coefs)
+        lip, exact = _LIPSCHITZ[self.hidden_name]
+        for i in range(1, n_layers):
+            self.hidden(Z)  # in place, scikit-learn's own function
+            E = lip * E if exact else lip * E + 4.0 * _U * (np.abs(Z) + 1.0)
+            W, absW, b = self.coefs[i], self.abs_coefs[i], self.intercepts[i]
+            gamma = 2.0 * (W.shape[0] + 4) * _U
+            E = ((1.0 + gamma) * E + gamma * np.abs(Z)) @ absW + gamma * np.abs(b)
+            Z = Z @ W + b
+            E += 2.0 * _U * np.abs(Z)
+        self.output(Z)
+        name = self.output_name
+        if name == "logistic":
+            E = 0.25 * E + 4.0 * _U
+        elif name == "softmax":
+            E = np.broadcast_to(0.5 * E.max(axis=1, keepdims=True), Z.shape) + (Z.shape[1] + 8) * _U
+        return Z, E
+
+    def _rows(self, cols: np.ndarray, diff: np.ndarray, rows: np.ndarray):
+        """Outputs and bounds of ``rows`` whose ``cols`` moved by ``diff`` (rows, g)."""
+        W1c = self.coefs[0][cols]  # (g, h)
+        p = self.X.shape[1]
+        gamma = 2.0 * (p + len(cols) + 4) * _U
+        growth = (2.0 * self.col_max[cols]) @ self.abs_coefs[0][cols]  # (h,)
+        Z = self.Z1[rows] + diff @ W1c
+        E = gamma * (2.0 * self.M1[rows] + 2.0 * growth) + 2.0 * _U * np.abs(Z)
+        return self._forward(Z, E)
+
+    def outputs(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Outputs of each copy, and whether every changed row was certified."""
+        old = self.X[:, cols]
+        new = old[orders]  # (R, m, g)
+        changed = np.any(new.view(np.uint64) != old.view(np.uint64)[None], axis=2)
+        R, m = changed.shape
+        n_out = self.coefs[-1].shape[1]
+        out = np.empty((R, m, n_out))
+        err = np.zeros((R, m, n_out))
+        step = max(1, _BLOCK_ELEMENTS // self.coefs[0].shape[1])
+        copy_of, row_of = np.nonzero(changed)
+        for start in range(0, len(row_of), step):
+            c, rows = copy_of[start : start + step], row_of[start : start + step]
+            diff = new[c, rows] - old[rows]
+            out[c, rows], err[c, rows] = self._rows(cols, diff, rows)
+        keep = ~changed
+        exact = np.ones(R, dtype=bool)
+        outs: dict[str, np.ndarray] = {}
+        if self.classes is None:  # regressor: predict is the output layer
+            base = self.base["predict"].reshape(m, n_out)
+            out[keep] = np.broadcast_to(base, out.shape)[keep]
+            err[keep] = 0.0
+            exact &= order_certified(out, err)
+            outs["predict"] = out[..., 0] if self.base["predict"].ndim == 1 else out
+            return outs, exact
+        if n_out == 1:
+            proba = np.stack([1 - out[..., 0], out[..., 0]], axis=2)
+            err = np.concatenate([err, err], axis=2)
+        else:
+            proba = out
+        if "predict_proba" in self.base:
+            proba[keep] = np.broadcast_to(self.base["predict_proba"], proba.shape)[keep]
+            err[keep] = 0.0
+            exact &= order_certified(proba, err)
+            outs["predict_proba"] = proba
+        if "predict" in self.base:
+            if n_out == 1:
+                p1 = out[..., 0]
+                certain = np.abs(p1 - 0.5) > 2.0 * err[..., 0]
+                index = (p1 > 0.5).astype(np.intp)
+            else:
+                index = np.argmax(out, axis=2)
+                top = np.take_along_axis(out, index[..., None], axis=2)[..., 0]
+                rest = out.copy()
+                np.put_along_axis(rest, index[..., None], -np.inf, axis=2)
+                certain = top - rest.max(axis=2) > 4.0 * err.max(axis=2)
+            labels = self.classes.take(index)
+            labels[keep] = np.broadcast_to(self.base["predict"], keep.shape)[keep]
+            exact &= np.all(certain | keep, axis=1)
+            outs["predict"] = labels
+        return outs, exact
+
+
+def mlp_path(
+    estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
+) -> MLPPath | None:
+    """Factory: an :class:`MLPPath` for a fitted, dense, float64 MLP."""
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    cls = type(estimator)
+    if cls not in (MLPClassifier, MLPRegressor):
+        return None
+    allowed = {"predict", "predict_proba"} if cls is MLPClassifier else {"predict"}
+    if not base_outputs or not set(base_outputs) <= allowed:
+        return None
+    if estimator.activation not in _LIPSCHITZ:
+        return None
+    if cls is MLPClassifier:
+        binarizer = getattr(estimator, "_label_binarizer", None)
+        if binarizer is None or binarizer.y_type_ not in ("binary", "multiclass"):
+            return None
+        if estimator.out_activation_ not in ("logistic", "softmax"):
+            return None
+    elif estimator.out_activation_ != "identity":
+        return None
+    coefs = getattr(estimator, "coefs_", None)
+    if not coefs or any(np.asarray(W).dtype != np.float64 for W in coefs):
+        return None
+    if coefs[0].shape[0] != X.shape[1] or X.dtype != np.float64 or X.shape[0] == 0:
+        return None
+    if not np.all(np.isfinite(X)):
+        return None
+    path = MLPPath(estimator, X, base_outputs)
+    # The model's own outputs on the unpermuted rows must lie within the bound.
+    gamma = 2.0 * (X.shape[1] + 4) * _U
+    out, err = path._forward(path.Z1.copy(), gamma * 2.0 * path.M1 + 2.0 * _U * np.abs(path.Z1))
+    if cls is MLPRegressor:
+        base = np.asarray(base_outputs["predict"], dtype=np.float64).reshape(out.shape)
+        return path if np.all(np.abs(base - out) <= err) else None
+    proba = estimator.predict_proba(X) if "predict_proba" not in base_outputs else None
+    proba = np.asarray(base_outputs.get("predict_proba", proba), dtype=np.float64)
+    mine = np.column_stack([1 - out[:, 0], out[:, 0]]) if out.shape[1] == 1 else out
+    bound = np.column_stack([err[:, 0], err[:, 0]]) if out.shape[1] == 1 else err
+    if proba.shape != mine.shape or not np.all(np.abs(proba - mine) <= bound):
+        return None
+    if "predict" in base_outputs:
+        index = (proba[:, 1] > 0.5).astype(np.intp) if out.shape[1] == 1 else proba.argmax(1)
+        if not np.array_equal(estimator.classes_.take(index), np.asarray(base_outputs["predict"])):
+            return None
+    return path
