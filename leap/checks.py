@@ -162,8 +162,7 @@ def check_model_feature_names(model: Any, n_columns: int | None = None) -> list[
         )
     found = [str(n) for n in array]
     if len(set(found)) != len(found):
-        seen: set[str] = set()
-        twice = next(n for n in found if n in seen or seen.add(n))
+        twice = next(n for i, n in enumerate(found) if n in found[:i])  # rare: error path only
         raise ModelError(
             f"the model's feature_names_in_ names the column {twice[:40]!r} twice; the model "
             f"file is damaged or was edited"
