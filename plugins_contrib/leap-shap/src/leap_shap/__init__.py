@@ -2,13 +2,19 @@
 
 The explainer is chosen for the model: ``TreeExplainer`` for tree ensembles, ``LinearExplainer``
 for linear models, and the model-agnostic ``PermutationExplainer`` (on a small background
-sample) for everything else.
+sample) for everything else. The model-agnostic explainer can be slow: it warns first, with an
+estimate of the time (:class:`SlowExplanationWarning`). Progress shows as a bar when asked
+for (``progress=True``), and otherwise as an INFO line of the ``leap.plugins.shap`` logger
+every :data:`LOG_PERIOD` seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import numbers
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,11 +25,33 @@ from sklearn.utils import check_random_state
 from leap import MethodScores, hookimpl
 from leap.errors import LeapError
 
-__all__ = ["METRIC", "ShapMethod", "choose_explainer"]
+__all__ = [
+    "LOG_PERIOD",
+    "METRIC",
+    "QUANTITY",
+    "SLOW_SECONDS",
+    "ShapMethod",
+    "SlowExplanationWarning",
+    "choose_explainer",
+    "estimate_seconds",
+]
 
 #: The metric name of the method's (single) result.
 METRIC = "mean_abs_shap"
-logger = logging.getLogger(__name__)
+#: What one value of the result is, in words: the labels of figures and tables say this.
+QUANTITY = "mean |SHAP|"
+#: Seconds between two progress lines when no progress bar is shown.
+LOG_PERIOD = 10.0
+#: A model-agnostic explanation estimated to take longer than this many seconds warns first.
+SLOW_SECONDS = 30.0
+#: Rows of the timed model call behind the estimate (at most).
+PROBE_ROWS = 2_000
+#: Plugins log under the ``leap`` logger hierarchy, which the command line shows.
+logger = logging.getLogger("leap.plugins.shap")
+
+
+class SlowExplanationWarning(UserWarning):
+    """The model-agnostic explainer is estimated to take long; the message says how long."""
 
 
 class ShapMethod:
@@ -46,6 +74,8 @@ class ShapMethod:
     """
 
     name = "shap"
+    #: What one importance value is, for labels (``ImportanceResult.quantity``).
+    quantity = QUANTITY
 
     def __init__(self, background_size: int = 50) -> None:
         self.background_size = background_size
@@ -75,15 +105,16 @@ class ShapMethod:
         # seed it from random_state for reproducibility, and leave it as we found it.
         state = np.random.get_state()  # noqa: NPY002
         try:
-            kind, explain = choose_explainer(
-                estimator, background, permutations=n_repeats, progress=progress
-            )
+            kind, explain = choose_explainer(estimator, background, permutations=n_repeats)
             logger.debug("leap-shap: %s explainer for %s", kind, type(estimator).__name__)
+            if kind == "permutation":
+                _warn_if_slow(estimator, background, explained.shape[0], n_repeats)
             np.random.seed(rng.randint(np.iinfo(np.int32).max))  # noqa: NPY002
-            values = explain(explained)
+            magnitude = _explain_in_chunks(
+                explain, explained, n_features, kind=kind, progress=progress
+            )
         finally:
             np.random.set_state(state)  # noqa: NPY002
-        magnitude = _per_sample_magnitude(values, n_features)
         if groups is not None:
             magnitude = np.column_stack([magnitude[:, list(g)].sum(axis=1) for g in groups])
         weights = None
@@ -120,12 +151,125 @@ def choose_explainer(
     explainer = shap.PermutationExplainer(predict, shap.maskers.Independent(background))
 
     def explain(X: Any) -> np.ndarray:
-        n_features = X.shape[1]
-        max_evals = max(1, permutations) * (2 * n_features + 1)
+        max_evals = _max_evals(permutations, X.shape[1])
         explanation = explainer(X, max_evals=max_evals, silent=not progress)
         return explanation.values
 
     return "permutation", explain
+
+
+def estimate_seconds(
+    predict: Callable[[np.ndarray], Any], background: Any, n_rows: int, max_evals: int
+) -> float:
+    """Seconds the model-agnostic explainer will spend in ``predict`` for ``n_rows`` rows.
+
+    ``shap.PermutationExplainer`` evaluates the model on about ``max_evals`` masked copies
+    of each explained row, each against every background row; one timed ``predict`` call
+    on up to :data:`PROBE_ROWS` background rows gives the cost per row. The explainer's own
+    work (and, the first time in a process, the compilation of shap's numba kernels) comes
+    on top.
+    """
+    data = np.asarray(background)
+    per_row = max_evals * data.shape[0]
+    probe = data[np.resize(np.arange(data.shape[0]), min(per_row, PROBE_ROWS))]
+    start = time.perf_counter()
+    predict(probe)
+    elapsed = time.perf_counter() - start
+    return elapsed / probe.shape[0] * per_row * n_rows
+
+
+def _max_evals(permutations: int, n_features: int) -> int:
+    return max(1, permutations) * (2 * n_features + 1)
+
+
+def _warn_if_slow(estimator: Any, background: Any, n_rows: int, permutations: int) -> None:
+    n_features = background.shape[1]
+    max_evals = _max_evals(permutations, n_features)
+    seconds = estimate_seconds(
+        _model_function(estimator, background), background, n_rows, max_evals
+    )
+    logger.info("leap-shap: model-agnostic explanation estimated at %s", _duration(seconds))
+    if seconds > SLOW_SECONDS:
+        n_evaluated = n_rows * max_evals * background.shape[0]
+        warnings.warn(
+            f"leap-shap: the model-agnostic (permutation) explainer will evaluate "
+            f"{type(estimator).__name__} on about {n_evaluated:,} rows ({n_rows} explained x "
+            f"{max_evals} masked copies x {background.shape[0]} background rows): about "
+            f"{_duration(seconds)} on this machine, estimated from one timed call; explain "
+            f"fewer rows (max_samples), use a smaller background "
+            f"(ShapMethod(background_size=...)) or fewer orderings (n_repeats) to go faster",
+            SlowExplanationWarning,
+            stacklevel=3,
+        )
+
+
+def _explain_in_chunks(
+    explain: Callable[[Any], Any], X: Any, n_features: int, *, kind: str, progress: bool
+) -> np.ndarray:
+    """|SHAP| per row and feature, explained a chunk of rows at a time, reporting progress."""
+    n_rows = X.shape[0]
+    size = 512 if kind != "permutation" else max(1, min(16, n_rows // 50))
+    report = _Progress(n_rows, bar=progress)
+    parts = []
+    try:
+        for start in range(0, n_rows, size):
+            rows = np.arange(start, min(start + size, n_rows))
+            parts.append(_per_sample_magnitude(explain(_take(X, rows)), n_features))
+            report.update(len(rows))
+    finally:
+        report.close()
+    return np.vstack(parts) if parts else np.empty((0, n_features))
+
+
+class _Progress:
+    """A progress bar when asked for; otherwise a log line every :data:`LOG_PERIOD` seconds."""
+
+    def __init__(self, total: int, *, bar: bool) -> None:
+        self.total, self.done = total, 0
+        self.start = self.last = time.monotonic()
+        self.bar = None
+        if bar:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="explaining rows", unit="row")
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self.last >= LOG_PERIOD and self.done < self.total:
+            self.last = now
+            elapsed = now - self.start
+            left = elapsed / self.done * (self.total - self.done)
+            logger.info(
+                "leap-shap: explained %d of %d rows (%d%%) in %s; about %s left",
+                self.done,
+                self.total,
+                100 * self.done // self.total,
+                _duration(elapsed),
+                _duration(left),
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            return
+        elapsed = time.monotonic() - self.start
+        if elapsed >= LOG_PERIOD:
+            logger.info("leap-shap: explained %d rows in %s", self.done, _duration(elapsed))
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "an unknown time"
+    if seconds < 60:
+        return f"{max(seconds, 0.0):.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _model_function(estimator: Any, background: Any) -> Callable[[np.ndarray], np.ndarray]:
