@@ -321,10 +321,10 @@ def _catalogue() -> dict[str, Attack]:
             obj_npy((1, 8), obj_array((1, 8), scalar_ops("V8", b"\0" * 8), *good_cells(7))),
             r"dtype 'V8'",
         ),
-        "zero-size text dtype scalar": Attack(
+        "zero-size text dtype scalar carrying bytes": Attack(
             ".npy",
-            obj_npy((1, 8), obj_array((1, 8), scalar_ops("U0", b""), *good_cells(7))),
-            r"bad size",
+            obj_npy((1, 8), obj_array((1, 8), scalar_ops("U0", b"abcd"), *good_cells(7))),
+            r"wrong number of bytes",
         ),
         "scalar with too few bytes": Attack(
             ".npy",

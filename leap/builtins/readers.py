@@ -556,7 +556,8 @@ def read_npy_stream(fh: IO[bytes], where: Any, *, size: int, max_cells: int) -> 
         raise InputFileError(f"{where} declares a negative shape {shape}")
     check_matrix_dtype(dtype, where)
     count = math.prod(shape)
-    if count > max_cells:
+    # max(shape) too: an empty array may still declare dimensions numpy cannot index
+    if max(count, *shape, 0) > max_cells:
         raise InputFileError(
             _too_many_cells(where, f"a {shape} array ({count:,} cells)", max_cells)
         )

@@ -11,7 +11,8 @@ itself and builds the array with ordinary numpy calls, accepting only data:
 - tuples, lists and dicts of those (dict keys are scalars);
 - numpy's array reconstruction (``_reconstruct`` of ``ndarray`` and its state), with
   exactly the dtype and shape of the ``.npy`` header, whose cells are scalars;
-- ``_codecs.encode(text, "latin1")``, which pickle protocols 0-2 use for bytes;
+- ``_codecs.encode(text, "latin1")`` and ``bytes()``, which pickle protocols 0-2 use
+  for bytes;
 - numpy scalars (``scalar``) of plain numeric, text and bytes dtypes, and the ``dtype``
   reconstruction those need (no fields, subarrays, metadata; flags ignored).
 
@@ -45,6 +46,9 @@ ALLOWED_GLOBALS = {
     ("numpy", "dtype"): "dtype",
     # Protocols 0-2 spell bytes as _codecs.encode(text, "latin1").
     ("_codecs", "encode"): "encode",
+    # ... and empty bytes as bytes() under its Python 2 name.
+    ("__builtin__", "bytes"): "bytes",
+    ("builtins", "bytes"): "bytes",
 }
 #: Opcodes refused outright, with what they would do.
 REFUSED_OPCODES = {
@@ -434,6 +438,7 @@ class _Machine:
             "dtype",
             "scalar",
             "encode",
+            "bytes",
         ):
             raise UnsafePickleError(
                 f"the object array's pickle calls a {_kind(func)}; only numpy's array, dtype "
@@ -465,6 +470,12 @@ class _Machine:
         raise UnsafePickleError("the object array's pickle encodes bytes in an unusual way")
 
     @staticmethod
+    def call_bytes(args: tuple) -> bytes:
+        if args != ():
+            raise UnsafePickleError("the object array's pickle calls bytes() with arguments")
+        return b""
+
+    @staticmethod
     def call_dtype(args: tuple) -> _Marker:
         if len(args) != 3 or type(args[0]) is not str or not _DTYPE_NAME.fullmatch(args[0]):
             name = args[0] if args and type(args[0]) is str else "?"
@@ -489,6 +500,8 @@ class _Machine:
             raise UnsafePickleError(
                 f"the object array's pickle gives a {dtype} scalar the wrong number of bytes"
             )
+        if dtype.itemsize == 0:  # numpy's empty text and bytes scalars
+            return dtype.type()
         return np.frombuffer(raw, dtype=dtype)[0]
 
     def build(self) -> None:
@@ -532,7 +545,8 @@ class _Machine:
             raise UnsafePickleError(f"the object array's pickle asks for dtype {name}") from None
         if state[1] in "<>" and dtype.kind != "O":
             dtype = dtype.newbyteorder(state[1])
-        if dtype.itemsize == 0 or state[5] not in (-1, dtype.itemsize):
+        # (a zero-size U0/S0 is numpy's empty-string scalar; arrays are object, never these)
+        if state[5] not in (-1, dtype.itemsize):
             raise UnsafePickleError(f"the object array's pickle gives dtype {name} a bad size")
         if state[7] != dtype.flags or state[6] not in (-1, dtype.alignment):
             # numpy would copy these flags into the dtype (object flags on plain data)
