@@ -89,9 +89,11 @@ def array_ops(shape: tuple[int, ...], cells: bytes, dtype: bytes | None = None) 
     return head + state + BUILD
 
 
-def scalar_ops(dtype: str, data: bytes, flags: int = 0, order: str = "<") -> bytes:
+def scalar_ops(dtype: str, data: bytes, flags: int | None = None, order: str = "<") -> bytes:
     fn = glob("numpy._core.multiarray", "scalar")
-    return fn + tup(dtype_ops(dtype, order, -1, flags), raw(data)) + REDUCE
+    flags = np.dtype(dtype).flags if flags is None else flags  # numpy's own unless forced
+    size = np.dtype(dtype).itemsize if dtype[0] in "US" else -1
+    return fn + tup(dtype_ops(dtype, order, size, flags), raw(data)) + REDUCE
 
 
 def obj_array(shape: tuple[int, ...], *cells: bytes) -> bytes:
