@@ -64,7 +64,11 @@ class ShapMethod:
     ``None``; ``scoring`` and ``n_jobs`` do not apply and are ignored. ``max_samples``
     limits how many rows are explained (drawn with ``random_state``); ``n_repeats`` is the
     number of feature orderings the model-agnostic explainer tries per row (more: slower,
-    less noisy; one is exact for additive models).
+    less noisy; one is exact for additive models). ``progress=True`` shows a bar over the
+    explained rows; without it, progress goes to the ``leap.plugins.shap`` logger (INFO,
+    every :data:`LOG_PERIOD` seconds). The model-agnostic explainer first warns
+    (:class:`SlowExplanationWarning`) when it is estimated to take over
+    :data:`SLOW_SECONDS` seconds.
 
     Parameters
     ----------
