@@ -6,6 +6,10 @@ subset (when ``max_samples`` is below the number of rows), then shuffles an inde
 place once per repeat, and each repeat permutes the *already permuted* column again. So all
 columns see the same sequence of row orders: repeat ``r`` shows column ``j`` as
 ``X_sub[orders[r], j]``, where ``orders[r]`` composes the first ``r + 1`` shuffles.
+
+Invalid arguments fail as they fail in scikit-learn, with the same exception and message:
+:func:`check_arguments` applies scikit-learn's own parameter constraints, and the rest of the
+run skips the nested validation scikit-learn skips (:func:`nested_validation_skipped`).
 """
 
 from __future__ import annotations
