@@ -12,6 +12,7 @@ import pytest
 import sklearn
 from sklearn.inspection import permutation_importance as sk_permutation_importance
 from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 import leap
@@ -21,6 +22,7 @@ X = RNG.normal(size=(60, 4))
 Y = (X[:, 0] + 0.3 * RNG.normal(size=60) > 0).astype(int)
 MODEL = LogisticRegression().fit(X, Y)
 TREE = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, Y)
+NO_PROBA = LinearSVC().fit(X, Y)
 
 
 class NoFit:
@@ -73,6 +75,13 @@ INVALID = {
     "features in X differ from the fit": {"X": X[:, :3]},
     "float max_samples giving no rows": {"max_samples": 0.001},
     "DataFrame X, y shorter": {"X": pd.DataFrame(X), "y": Y[:-2]},
+    "scoring={1: callable} (non-string key)": {"scoring": {1: lambda est, X, y: 0.0}},
+    "sample_weight shorter, max_samples=0.5": {"sample_weight": np.ones(59), "max_samples": 0.5},
+    "y with NaN": {"y": np.where(np.arange(60) == 3, np.nan, Y)},
+    "scoring needing predict_proba of a model without it": {
+        "estimator": NO_PROBA,
+        "scoring": "neg_log_loss",
+    },
 }
 
 
