@@ -1,0 +1,649 @@
+"""Fast path for boosted trees: the model re-predicts only the rows a permutation can change.
+
+A row's output can only change if, in some tree, its path tests a permuted column and its
+value there changed. LEAP finds, per permuted copy, the rows whose leaf actually moves in
+at least one tree (re-walking only the (row, tree) pairs whose path tests a permuted
+column, with :class:`~.trees.PathIndex`), stacks exactly those rows of every copy of a
+chunk of groups into one matrix, and asks the model itself for their outputs. Every other
+row keeps the model's own unpermuted output.
+
+Exactness: the outputs of re-predicted rows are the model's own, bit for bit, because a
+row's prediction by these models depends on that row alone (each row is walked through
+every tree and summed in the model's order: baseline or init estimator, learning rate,
+accumulation, link function). The factory checks that on the data before the path is used:
+the model's outputs on a subset of rows (and on two rows) must equal the corresponding rows
+of its outputs on all rows, bit for bit. A row whose leaves do not move gets exactly the
+unpermuted leaves, hence the unpermuted output. LEAP's re-walk only selects rows; it is
+checked against the model's own leaves on the unpermuted data (scikit-learn's ``apply``,
+the library's leaf prediction) and is not used when they disagree: then every row whose
+path tests a permuted column and whose value changed is re-predicted. A split LEAP does not
+decide itself (a categorical bitset, a value the library treats as missing) marks the row
+for re-prediction.
+
+Covered here: :class:`~sklearn.ensemble.GradientBoostingClassifier` and
+:class:`~sklearn.ensemble.GradientBoostingRegressor` (binary and multiclass, the default
+or a dummy init estimator), :class:`~sklearn.ensemble.HistGradientBoostingClassifier` and
+:class:`~sklearn.ensemble.HistGradientBoostingRegressor` (numerical thresholds, missing
+values sent left or right, categorical bitsets), and scikit-learn's trees and forests on
+data with missing values (which :mod:`.trees` does not take). XGBoost and LightGBM use the
+same machinery (:mod:`.native_boosters`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from leap.builtins.methods.permutation._jit import compiled
+from leap.builtins.methods.permutation.trees import PathIndex
+
+_LEAF = -1
+
+#: Cap on the bytes of one stacked matrix of re-predicted rows.
+MAX_STACK_BYTES = 8 * 2**20
+
+#: LightGBM treats ``|x| <= 1e-35`` as zero (a possible missing value).
+_ZERO = 1e-35
+
+
+@dataclass
+class TreeTable:
+    """All trees of a model as flat node arrays (nodes numbered globally, tree after tree).
+
+    ``left``/``right`` are ``-1`` at leaves; ``nan_left`` says where a NaN goes; at a
+    ``special`` node LEAP does not decide the split (the row is re-predicted). ``strict``:
+    a value goes left when ``x < threshold`` (else ``x <= threshold``); ``float32``: values
+    are compared as float32; ``nan_special``/``zero_special``: a NaN (a value within
+    ``1e-35`` of zero) at any split marks the row for re-prediction.
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    nan_left: np.ndarray
+    special: np.ndarray
+    roots: np.ndarray
+    strict: bool = False
+    float32: bool = False
+    nan_special: bool = False
+    zero_special: bool = False
+
+    @classmethod
+    def concatenate(cls, parts: list[dict[str, np.ndarray]], **flags: bool) -> TreeTable:
+        """One table from per-tree arrays numbered locally (children ``-1`` at leaves)."""
+        sizes = np.array([len(p["left"]) for p in parts], dtype=np.int64)
+        roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+        def joined(key, dtype, shift=False):
+            arrays = []
+            for p, start in zip(parts, roots, strict=True):
+                a = np.asarray(p[key]).astype(dtype)
+                if shift:
+                    a = np.where(a == _LEAF, _LEAF, a + start)
+                arrays.append(a)
+            return np.concatenate(arrays) if arrays else np.empty(0, dtype)
+
+        left = joined("left", np.int64, shift=True)
+        right = joined("right", np.int64, shift=True)
+        leaf = left == _LEAF
+        return cls(
+            left=left,
+            right=right,
+            feature=np.where(leaf, 0, joined("feature", np.int64)),
+            threshold=joined("threshold", np.float64),
+            nan_left=joined("nan_left", np.bool_),
+            special=joined("special", np.bool_) & ~leaf,
+            roots=roots,
+            **flags,
+        )
+
+    def walk_values(self, X: np.ndarray) -> np.ndarray:
+        """``X`` as the walk compares it (float32 or float64, C order)."""
+        return np.ascontiguousarray(X, dtype=np.float32 if self.float32 else np.float64)
+
+
+def _affected(
+    left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
+    pair_rows, pair_trees, leaves, strict, nan_special, zero_special, refine, affected,
+):  # fmt: skip
+    """Loop kernel: ``affected[r, i]`` when row ``i``'s leaf may move in copy ``r``.
+
+    Only pairs whose row changed are considered; without ``refine`` every such row is
+    affected, with it only rows whose re-walk ends in another leaf (or meets a split
+    LEAP does not decide).
+    """
+    R = changed.shape[0]
+    P = pair_rows.shape[0]
+    for r in range(R):
+        for p in range(P):
+            i = pair_rows[p]
+            if not changed[r, i] or affected[r, i]:
+                continue
+            if not refine:
+                affected[r, i] = True
+                continue
+            t = pair_trees[p]
+            node = roots[t]
+            undecided = False
+            while left[node] != -1:
+                if special[node]:
+                    undecided = True
+                    break
+                f = feature[node]
+                q = slot[f]
+                x = Xw[i, f] if q < 0 else new[r, i, q]
+                if x != x:
+                    if nan_special:
+                        undecided = True
+                        break
+                    node = left[node] if nan_left[node] else right[node]
+                    continue
+                if zero_special and abs(x) <= 1e-35:
+                    undecided = True
+                    break
+                if strict:
+                    go_left = x < threshold[node]
+                else:
+                    go_left = x <= threshold[node]
+                node = left[node] if go_left else right[node]
+            if undecided or node != leaves[i, t]:
+                affected[r, i] = True
+
+
+def _walk_nodes(table: TreeTable, Xw: np.ndarray, rows: np.ndarray, trees: np.ndarray, values):
+    """Vectorised walk of (row, tree) pairs; ``values(active, features)`` gives the inputs.
+
+    Returns ``(leaf, undecided)`` per pair.
+    """
+    node = table.roots[trees].copy()
+    undecided = np.zeros(rows.shape[0], dtype=bool)
+    active = np.flatnonzero(table.left[node] != _LEAF)
+    while active.size:
+        n = node[active]
+        x = values(active, table.feature[n]).astype(np.float64)
+        nan = np.isnan(x)
+        stop = table.special[n] | (nan & table.nan_special)
+        if table.zero_special:
+            stop |= np.abs(x) <= _ZERO
+        with np.errstate(invalid="ignore"):
+            go_left = x < table.threshold[n] if table.strict else x <= table.threshold[n]
+        go_left = np.where(nan, table.nan_left[n], go_left)
+        node[active] = np.where(go_left, table.left[n], table.right[n])
+        undecided[active[stop]] = True
+        active = active[~stop]
+        active = active[table.left[node[active]] != _LEAF]
+    return node, undecided
+
+
+def _affected_numpy(
+    left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
+    pair_rows, pair_trees, leaves, strict, nan_special, zero_special, refine, affected,
+):  # fmt: skip
+    table = TreeTable(
+        left, right, feature, threshold, nan_left, special, roots,
+        bool(strict), Xw.dtype == np.float32, bool(nan_special), bool(zero_special),
+    )  # fmt: skip
+    for r in range(changed.shape[0]):
+        keep = changed[r, pair_rows]
+        rows, trees = pair_rows[keep], pair_trees[keep]
+        if rows.size == 0:
+            continue
+        if not refine:
+            affected[r, rows] = True
+            continue
+
+        def values(active, f, rows=rows, r=r):
+            x = Xw[rows[active], f]
+            q = slot[f]
+            hit = q >= 0
+            if hit.any():
+                x[hit] = new[r, rows[active][hit], q[hit]]
+            return x
+
+        node, undecided = _walk_nodes(table, Xw, rows, trees, values)
+        moved = undecided | (node != leaves[rows, trees])
+        affected[r, rows[moved]] = True
+
+
+def walk_agrees(table: TreeTable, X: np.ndarray, leaves: np.ndarray) -> bool:
+    """LEAP's walk reaches the model's own ``leaves`` (global numbers) on the rows ``X``.
+
+    Pairs that meet a split LEAP does not decide are not compared (they are re-predicted
+    whenever their row changes).
+    """
+    Xw = table.walk_values(X)
+    m, n_trees = leaves.shape
+    rows = np.repeat(np.arange(m), n_trees)
+    trees = np.tile(np.arange(n_trees), m)
+    node, undecided = _walk_nodes(
+        table, Xw, rows, trees, lambda active, f: Xw[rows[active], f].copy()
+    )
+    return bool(np.all(undecided | (node == leaves.reshape(-1))))
+
+
+def own_outputs(model: Any, X: np.ndarray, methods: list[str]) -> dict[str, np.ndarray]:
+    """The model's own outputs on ``X`` (at least two rows are always passed)."""
+    pad = X.shape[0] < 2
+    if pad:
+        X = np.concatenate([X, X[:1], X[:1]])[: max(2, X.shape[0])]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        warnings.filterwarnings("ignore", category=UserWarning)
+        out = {name: np.asarray(getattr(model, name)(X)) for name in methods}
+    if pad:
+        out = {name: value[: X.shape[0] - 1] for name, value in out.items()}
+    return out
+
+
+class OneThread:
+    """Runs a model's OpenMP and BLAS libraries with one thread, as in a joblib worker.
+
+    LEAP's own threads already share the cores; on a busy machine a model's thread team
+    per call can cost a hundred times the prediction of the few stacked rows. The limit
+    applies to the calling thread only and changes no output (rows are computed
+    independently). The library scan is done once, on first use.
+    """
+
+    def __init__(self) -> None:
+        self._controller = None
+
+    def __call__(self) -> Any:
+        if self._controller is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+        return self._controller.limit(limits=1)
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._controller = None
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind in "fc":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def certified_base(
+    model: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray] | None:
+    """The model's outputs on ``X`` if they are the caller's and rows are independent.
+
+    ``None`` unless the model's outputs on ``X`` equal ``base_outputs`` bit for bit, and
+    its outputs on subsets of the rows (every seventh row; the last two rows) equal the
+    same rows of its outputs on all of them.
+    """
+    methods = list(base_outputs)
+    m = X.shape[0]
+    if m < 2 or not methods:
+        return None
+    try:
+        with OneThread()():
+            own = own_outputs(model, X, methods)
+            if not all(_same_bits(own[k], np.asarray(base_outputs[k])) for k in methods):
+                return None
+            for rows in (np.arange(0, m, 7), np.arange(m - 2, m)):
+                if rows.size < 2:
+                    continue
+                part = own_outputs(model, X[rows], methods)
+                if not all(_same_bits(part[k], own[k][rows]) for k in methods):
+                    return None
+    except Exception:  # a model that cannot predict these rows is not ours to speed up
+        return None
+    return own
+
+
+class RepredictPath:
+    """Outputs of permuted copies: the model re-predicts only the rows that may change.
+
+    Parameters
+    ----------
+    model : estimator
+        The model whose response methods give the outputs.
+    X : ndarray of shape (n_rows, n_features)
+        The (reduced) model's input, unpermuted.
+    base : dict
+        The model's own outputs on ``X`` (see :func:`certified_base`).
+    table : TreeTable
+        The model's trees.
+    leaves : ndarray of shape (n_rows, n_trees)
+        The model's own leaf (global node number) of every row in every tree.
+    refine : bool
+        Whether LEAP's walk may tell which rows' leaves move (see :func:`walk_agrees`).
+    walk_input : ndarray, optional
+        The values the trees test, column ``j`` standing for ``X``'s column ``j`` (default
+        ``X``; a model that encodes its input element by element passes the encoded
+        values).
+    serial : bool
+        Whether model calls from LEAP's threads must not overlap (libraries whose
+        prediction is not documented as thread-safe).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        X: np.ndarray,
+        base: dict[str, np.ndarray],
+        table: TreeTable,
+        leaves: np.ndarray,
+        refine: bool,
+        walk_input: np.ndarray | None = None,
+        serial: bool = False,
+    ) -> None:
+        self.model = model
+        self.X = X
+        self.base = base
+        self.methods = list(base)
+        self.table = table
+        self.Xw = table.walk_values(X if walk_input is None else walk_input)
+        self.leaves = np.ascontiguousarray(leaves, dtype=np.int32)
+        self.refine = bool(refine)
+        self.index = PathIndex(
+            table.left, table.right, table.feature, table.roots, self.leaves, X.shape[1]
+        )
+        self.max_rows = max(2, MAX_STACK_BYTES // max(1, X.shape[1] * X.dtype.itemsize))
+        self._lock = threading.Lock() if serial else contextlib.nullcontext()
+        self._one_thread = OneThread()
+        self.serial = serial
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock() if self.serial else contextlib.nullcontext()
+
+    def unaffected(self, cols: np.ndarray) -> bool:
+        """No tree splits on any of ``cols``."""
+        return self.index.unaffected(cols)
+
+    def affected(self, cols: np.ndarray, orders: np.ndarray) -> np.ndarray:
+        """``(n_copies, n_rows)``: rows whose output may change in each copy."""
+        cols = np.asarray(cols, dtype=np.int64)
+        Xw = self.Xw
+        new = np.ascontiguousarray(Xw[orders[:, :, None], cols[None, None, :]])
+        old = Xw[:, cols]
+        width = {4: np.uint32, 8: np.uint64}[Xw.dtype.itemsize]
+        changed = np.any(new.view(width) != old.view(width)[None], axis=2)
+        pair_rows, pair_trees = self.index.pairs(cols)
+        slot = np.full(Xw.shape[1], -1, dtype=np.int64)
+        slot[cols] = np.arange(len(cols))
+        affected = np.zeros(changed.shape, dtype=np.bool_)
+        t = self.table
+        kernel = compiled(_affected) or _affected_numpy
+        kernel(
+            t.left, t.right, t.feature, t.threshold, t.nan_left, t.special, t.roots, Xw,
+            slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_special,
+            t.zero_special, self.refine, affected,
+        )  # fmt: skip
+        return affected
+
+    def outputs(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Outputs of each copy (always certified)."""
+        return self.outputs_many([cols], orders)[0]
+
+    def outputs_many(
+        self, groups: list[np.ndarray], orders: np.ndarray
+    ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Outputs of every copy of every group; the model sees stacked affected rows."""
+        R = orders.shape[0]
+        picks = []
+        for cols in groups:
+            cols = np.asarray(cols, dtype=np.int64)
+            copy_of, row_of = np.nonzero(self.affected(cols, orders))
+            picks.append((cols, copy_of, row_of))
+        predicted = self._predict_rows(picks, orders)
+        answers = []
+        for (_, copy_of, row_of), pred in zip(picks, predicted, strict=True):
+            outs = {}
+            for name in self.methods:
+                base = self.base[name]
+                out = np.repeat(base[np.newaxis], R, axis=0)
+                if row_of.size:
+                    out[copy_of, row_of] = pred[name]
+                outs[name] = out
+            answers.append((outs, np.ones(R, dtype=bool)))
+        return answers
+
+    def _predict_rows(self, picks: list, orders: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """The model's outputs of the picked rows of every group, in few stacked calls."""
+        X = self.X
+        parts: list[list[dict[str, np.ndarray]]] = [[] for _ in picks]
+        batch: list[tuple[int, np.ndarray]] = []
+        n_batch = 0
+
+        def flush() -> None:
+            nonlocal batch, n_batch
+            if not batch:
+                return
+            stacked = batch[0][1] if len(batch) == 1 else np.concatenate([b for _, b in batch])
+            with self._lock, self._one_thread():
+                out = own_outputs(self.model, stacked, self.methods)
+            start = 0
+            for g, rows in batch:
+                stop = start + rows.shape[0]
+                parts[g].append({name: value[start:stop] for name, value in out.items()})
+                start = stop
+            batch, n_batch = [], 0
+
+        for g, (cols, copy_of, row_of) in enumerate(picks):
+            for lo in range(0, row_of.size, self.max_rows):
+                r_part = copy_of[lo : lo + self.max_rows]
+                i_part = row_of[lo : lo + self.max_rows]
+                rows = X[i_part]
+                rows[:, cols] = X[orders[r_part, i_part][:, None], cols[None, :]]
+                if n_batch + rows.shape[0] > self.max_rows:
+                    flush()
+                batch.append((g, rows))
+                n_batch += rows.shape[0]
+        flush()
+        return [
+            {name: np.concatenate([p[name] for p in group]) for name in self.methods}
+            if group
+            else {}
+            for group in parts
+        ]
+
+
+def sklearn_tree_table(trees: list[Any]) -> TreeTable:
+    """The table of scikit-learn ``tree_`` objects (float32 values, ``<=``, NaN side)."""
+    parts = []
+    for est in trees:
+        tree = est.tree_
+        parts.append(
+            {
+                "left": tree.children_left,
+                "right": tree.children_right,
+                "feature": tree.feature,
+                "threshold": tree.threshold,
+                "nan_left": tree.missing_go_to_left,
+                "special": np.zeros(tree.node_count, dtype=bool),
+            }
+        )
+    return TreeTable.concatenate(parts, float32=True)
+
+
+def _global_leaves(local: np.ndarray, roots: np.ndarray) -> np.ndarray:
+    """Leaf numbers per tree (``(n_rows, n_trees)``) made global."""
+    return np.asarray(local, dtype=np.int64).reshape(local.shape[0], -1) + roots[np.newaxis]
+
+
+def build_path(
+    model: Any,
+    X: np.ndarray,
+    base_outputs: Mapping[str, np.ndarray],
+    make_table: Callable[[], TreeTable],
+    model_leaves: Callable[[TreeTable], np.ndarray],
+    walk_input: np.ndarray | None = None,
+    serial: bool = False,
+) -> RepredictPath | None:
+    """A :class:`RepredictPath`, or ``None`` when the model's outputs cannot be certified."""
+    if X.ndim != 2 or X.shape[0] < 2 or X.dtype.kind != "f":
+        return None
+    base = certified_base(model, X, base_outputs)
+    if base is None:
+        return None
+    table = make_table()
+    leaves = model_leaves(table)
+    if leaves.shape != (X.shape[0], table.roots.shape[0]):
+        return None
+    if not np.all(table.left[leaves] == _LEAF):
+        return None
+    Xw = X if walk_input is None else walk_input
+    refine = walk_agrees(table, Xw, leaves)
+    return RepredictPath(model, X, base, table, leaves, refine, walk_input, serial)
+
+
+def _sklearn_types():
+    from sklearn import dummy, ensemble, tree
+
+    boosting = (ensemble.GradientBoostingClassifier, ensemble.GradientBoostingRegressor)
+    hist = (ensemble.HistGradientBoostingClassifier, ensemble.HistGradientBoostingRegressor)
+    forests = (
+        ensemble.RandomForestClassifier,
+        ensemble.RandomForestRegressor,
+        ensemble.ExtraTreesClassifier,
+        ensemble.ExtraTreesRegressor,
+    )
+    trees = (
+        tree.DecisionTreeClassifier,
+        tree.DecisionTreeRegressor,
+        tree.ExtraTreeClassifier,
+        tree.ExtraTreeRegressor,
+    )
+    dummies = (dummy.DummyClassifier, dummy.DummyRegressor)
+    return boosting, hist, forests, trees, dummies
+
+
+def boosting_path(
+    estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
+) -> RepredictPath | None:
+    """Factory: a :class:`RepredictPath` for scikit-learn's boosting (and trees with NaN)."""
+    if not type(estimator).__module__.startswith("sklearn."):
+        return None
+    boosting, hist, forests, trees, dummies = _sklearn_types()
+    cls = type(estimator)
+    if cls in boosting:
+        init = estimator.init_
+        if not (isinstance(init, str) and init == "zero") and type(init) not in dummies:
+            return None  # an init estimator that reads X would change every row
+        stages = list(estimator.estimators_.ravel())
+
+        def leaves(table):
+            local = estimator.apply(X)  # (rows, stages, K) or (rows, stages)
+            return _global_leaves(local, table.roots)
+
+        return build_path(estimator, X, base_outputs, lambda: sklearn_tree_table(stages), leaves)
+    if cls in hist:
+        return _hist_path(estimator, X, base_outputs)
+    if cls in forests or cls in trees:
+        if getattr(estimator, "n_outputs_", 1) != 1 or np.all(np.isfinite(X)):
+            return None  # finite data: the tree path computes these outputs itself
+        members = [estimator] if cls in trees else list(estimator.estimators_)
+
+        def leaves(table):
+            if cls in trees:
+                return _global_leaves(estimator.apply(X)[:, np.newaxis], table.roots)
+            return _global_leaves(estimator.apply(X), table.roots)
+
+        return build_path(estimator, X, base_outputs, lambda: sklearn_tree_table(members), leaves)
+    return None
+
+
+def _hist_encoding(estimator: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """HistGradientBoosting's own encoding of ``X``, and the input column of each output.
+
+    With categorical features the model ordinal-encodes them (value by value) and moves
+    them first; the trees test the encoded columns.
+    """
+    pre = getattr(estimator, "_preprocessor", None)
+    if pre is None:
+        return X, np.arange(X.shape[1])
+    source = np.full(X.shape[1], -1, dtype=np.int64)
+    for name, _, cols in pre.transformers_:
+        if name == "remainder":
+            continue
+        out = pre.output_indices_[name]
+        inputs = np.flatnonzero(cols) if np.asarray(cols).dtype == bool else np.asarray(cols)
+        if out.stop - out.start != inputs.size:
+            return None
+        source[out] = inputs
+    if np.any(source < 0) or np.unique(source).size != X.shape[1]:
+        return None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)
+        encoded = np.asarray(pre.transform(X), dtype=np.float64)
+    if encoded.shape != X.shape:
+        return None
+    return encoded, source
+
+
+def _hist_path(
+    estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
+) -> RepredictPath | None:
+    """HistGradientBoosting: trees from its predictors, leaves from their own traversal.
+
+    The predictors and the category bitsets are private to scikit-learn; they are read
+    here only, and any surprise in their shape makes the factory decline.
+    """
+    try:
+        from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+        encoding = _hist_encoding(estimator, X)
+        if encoding is None:
+            return None
+        encoded, source = encoding
+        predictors = [p for iteration in estimator._predictors for p in iteration]
+        known, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
+    except Exception:
+        return None
+
+    def make_table():
+        parts = []
+        for p in predictors:
+            nodes = p.nodes
+            leaf = nodes["is_leaf"].astype(bool)
+            parts.append(
+                {
+                    "left": np.where(leaf, _LEAF, nodes["left"].astype(np.int64)),
+                    "right": np.where(leaf, _LEAF, nodes["right"].astype(np.int64)),
+                    "feature": source[nodes["feature_idx"]],
+                    "threshold": nodes["num_threshold"],
+                    "nan_left": nodes["missing_go_to_left"],
+                    "special": nodes["is_categorical"],
+                }
+            )
+        return TreeTable.concatenate(parts)
+
+    def leaves(table):
+        Xf = np.ascontiguousarray(encoded)
+        local = np.empty((X.shape[0], len(predictors)), dtype=np.int64)
+        for t, p in enumerate(predictors):
+            nodes = p.nodes.copy()
+            nodes["value"] = np.arange(nodes.shape[0], dtype=np.float64)
+            walker = TreePredictor(nodes, p.binned_left_cat_bitsets, p.raw_left_cat_bitsets)
+            local[:, t] = walker.predict(Xf, known, f_idx_map, 1).astype(np.int64)
+        return _global_leaves(local, table.roots)
+
+    try:
+        walk_input = np.empty_like(encoded)
+        walk_input[:, source] = encoded
+        return build_path(estimator, X, base_outputs, make_table, leaves, walk_input)
+    except Exception:
+        return None

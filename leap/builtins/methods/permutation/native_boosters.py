@@ -1,0 +1,164 @@
+"""Fast path for XGBoost and LightGBM models: their own predict on the rows that may change.
+
+The scikit-learn wrappers (``XGBClassifier``, ``XGBRegressor``, ``LGBMClassifier``,
+``LGBMRegressor``) get the :class:`~.boosting.RepredictPath` of scikit-learn's boosting:
+the trees come from the booster's own model dump, every row's leaf in every tree from the
+library's own leaf prediction, and the rows a permutation may change are re-predicted by
+the wrapper's own response methods, so their outputs are bitwise the library's (float32
+for XGBoost). LEAP's re-walk that narrows those rows follows the library's rules
+(XGBoost: float32 ``x < threshold``, missing values by the default direction; LightGBM:
+``x <= threshold``) and is used only when it reproduces every leaf of the unpermuted data;
+categorical splits, NaN and (LightGBM) zero values at a split mark the row for
+re-prediction instead.
+
+Neither library is imported unless the model's class comes from it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from leap.builtins.methods.permutation.boosting import (
+    RepredictPath,
+    TreeTable,
+    build_path,
+)
+
+_LEAF = -1
+
+#: The scikit-learn wrappers LEAP knows, by module and class name.
+_XGBOOST = {"XGBClassifier", "XGBRegressor"}
+_LIGHTGBM = {"LGBMClassifier", "LGBMRegressor"}
+
+
+def _module(estimator: Any) -> str:
+    return type(estimator).__module__ or ""
+
+
+def native_booster_path(
+    estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
+) -> RepredictPath | None:
+    """Factory: a :class:`~.boosting.RepredictPath` for XGBoost and LightGBM wrappers."""
+    module, name = _module(estimator), type(estimator).__name__
+    try:
+        if module.split(".")[0] == "xgboost" and name in _XGBOOST:
+            return _xgboost_path(estimator, X, base_outputs)
+        if module.split(".")[0] == "lightgbm" and name in _LIGHTGBM:
+            return _lightgbm_path(estimator, X, base_outputs)
+    except Exception:  # an unexpected model dump: the model evaluates the copies itself
+        return None
+    return None
+
+
+def _xgboost_path(estimator, X, base_outputs):
+    import xgboost
+
+    booster = estimator.get_booster()
+    model = json.loads(booster.save_raw(raw_format="json"))
+    learner = model["learner"]
+    gbm = learner["gradient_booster"]
+    if gbm.get("name") == "dart":
+        gbm = gbm["gbtree"]
+    if gbm.get("name") != "gbtree":
+        return None  # gblinear: no trees
+    trees = gbm["model"]["trees"]
+    n_features = int(learner["learner_model_param"]["num_feature"])
+    if n_features != X.shape[1] or not trees:
+        return None
+    missing = getattr(estimator, "missing", np.nan)
+    if missing is None or not np.isnan(missing):
+        return None  # a value other than NaN means "missing": not modelled here
+
+    def make_table():
+        parts = []
+        for tree in trees:
+            left = np.asarray(tree["left_children"], dtype=np.int64)
+            parts.append(
+                {
+                    "left": left,
+                    "right": np.asarray(tree["right_children"], dtype=np.int64),
+                    "feature": np.asarray(tree["split_indices"], dtype=np.int64),
+                    "threshold": np.asarray(tree["split_conditions"], dtype=np.float32),
+                    "nan_left": np.asarray(tree["default_left"], dtype=bool),
+                    "special": np.asarray(tree["split_type"], dtype=np.int64) != 0,
+                }
+            )
+        return TreeTable.concatenate(parts, strict=True, float32=True)
+
+    def leaves(table):
+        local = booster.predict(xgboost.DMatrix(X, missing=np.nan), pred_leaf=True)
+        local = np.asarray(local).reshape(X.shape[0], -1)
+        return local.astype(np.int64) + table.roots[np.newaxis]
+
+    return build_path(estimator, X, base_outputs, make_table, leaves, serial=True)
+
+
+def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, int]]:
+    """One LightGBM tree as node arrays, and its leaf numbers (``leaf_index`` -> node)."""
+    left, right, feature, threshold, nan_left, special = [], [], [], [], [], []
+    leaf_node: dict[int, int] = {}
+    stack = [(structure, -1, False)]
+    while stack:
+        node, parent, is_right = stack.pop()
+        me = len(left)
+        if parent >= 0:
+            (right if is_right else left)[parent] = me
+        left.append(_LEAF)
+        right.append(_LEAF)
+        if "leaf_index" in node or "split_index" not in node:
+            leaf_node[int(node.get("leaf_index", 0))] = me
+            feature.append(0)
+            threshold.append(0.0)
+            nan_left.append(False)
+            special.append(False)
+            continue
+        feature.append(int(node["split_feature"]))
+        numerical = node["decision_type"] == "<="
+        threshold.append(float(node["threshold"]) if numerical else 0.0)
+        nan_left.append(bool(node["default_left"]))
+        special.append(not numerical)
+        stack.append((node["right_child"], me, True))
+        stack.append((node["left_child"], me, False))
+    parts = {
+        "left": np.asarray(left, dtype=np.int64),
+        "right": np.asarray(right, dtype=np.int64),
+        "feature": np.asarray(feature, dtype=np.int64),
+        "threshold": np.asarray(threshold, dtype=np.float64),
+        "nan_left": np.asarray(nan_left, dtype=bool),
+        "special": np.asarray(special, dtype=bool),
+    }
+    return parts, leaf_node
+
+
+def _lightgbm_path(estimator, X, base_outputs):
+    booster = estimator.booster_
+    dump = booster.dump_model()
+    if int(dump.get("max_feature_idx", -1)) + 1 != X.shape[1]:
+        return None
+    if dump.get("pandas_categorical"):
+        return None
+    trees = [_lightgbm_tree(info["tree_structure"]) for info in dump["tree_info"]]
+    if not trees:
+        return None
+
+    def make_table():
+        return TreeTable.concatenate(
+            [parts for parts, _ in trees], nan_special=True, zero_special=True
+        )
+
+    def leaves(table):
+        local = np.asarray(booster.predict(X, pred_leaf=True)).reshape(X.shape[0], -1)
+        if local.shape[1] != len(trees):
+            return np.empty((0, 0), dtype=np.int64)
+        out = np.empty(local.shape, dtype=np.int64)
+        for t, (_, leaf_node) in enumerate(trees):
+            lookup = np.full(max(leaf_node) + 1, -1, dtype=np.int64)
+            lookup[list(leaf_node)] = list(leaf_node.values())
+            out[:, t] = lookup[local[:, t].astype(np.int64)] + table.roots[t]
+        return out
+
+    return build_path(estimator, X, base_outputs, make_table, leaves, serial=True)

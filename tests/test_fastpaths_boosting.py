@@ -1,0 +1,285 @@
+"""Boosted trees (scikit-learn's, XGBoost, LightGBM) and trees on missing values.
+
+Each model's fast path re-predicts only the rows a permutation may change; the numbers must
+equal scikit-learn's ``permutation_importance`` to 1e-12 in every repeat, with the compiled
+kernels and their NumPy twins, with and without LEAP's re-walk, in threads and processes.
+"""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.base import clone
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import check_scoring
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from leap.builtins.methods.permutation import boosting
+from leap.builtins.methods.permutation._jit import numba_enabled
+from leap.builtins.methods.permutation.boosting import RepredictPath, boosting_path
+from leap.builtins.methods.permutation.method import DEFAULT_FAST_PATHS, PermutationMethod
+from leap.builtins.methods.permutation.native_boosters import native_booster_path
+from leap.builtins.methods.permutation.scoring import plan_scorer
+
+
+@pytest.fixture(autouse=True)
+def _one_openmp_thread():
+    """Both implementations' model calls with one OpenMP thread (numbers unchanged).
+
+    On a shared machine a thread team per HistGradientBoosting call costs far more than
+    the prediction of these small data sets.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def kernels(request, monkeypatch):
+    """Run a test with the compiled kernels and with their NumPy twins."""
+    if request.param == "numpy":
+        monkeypatch.setenv("LEAP_DISABLE_NUMBA", "1")
+    elif not numba_enabled():
+        pytest.skip("numba is not installed")
+    return request.param
+
+
+def _data(seed=0, n=120, p=8, nan=0.0, task="binary"):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    X[:, 3] = rng.integers(0, 4, n)  # ties
+    signal = X[:, 0] - X[:, 1] + 0.5 * X[:, 3] + rng.normal(0, 0.5, n)
+    if nan:
+        X[rng.random(X.shape) < nan] = np.nan
+    if task == "regression":
+        return X, signal
+    if task == "multiclass":
+        return X, np.searchsorted(np.quantile(signal, [1 / 3, 2 / 3]), signal)
+    return X, (signal > 0).astype(int)
+
+
+def _path(factory, model, X, scoring):
+    plan = plan_scorer(check_scoring(model, scoring), model)
+    base = {name: getattr(model, name)(X) for name in plan.methods}
+    return factory(model, X, base)
+
+
+def assert_parity(model, X, y, scoring=None, fast_paths=None, seeds=(0, 3), **kwargs):
+    for seed in seeds:
+        expected = permutation_importance(
+            model, X, y, scoring=scoring, n_repeats=3, random_state=seed, **kwargs
+        )
+        got = PermutationMethod(fast_paths=fast_paths).compute(
+            model, X, y, scoring=scoring, n_repeats=3, random_state=seed, **kwargs
+        )
+        (scores,) = got.values()
+        assert_allclose(scores.importances, expected.importances, rtol=0, atol=1e-12)
+
+
+GB, HGB = GradientBoostingClassifier, HistGradientBoostingClassifier
+SKLEARN_CASES = [
+    (GB(n_estimators=15, random_state=0), "binary", 0.0, None),
+    (GB(n_estimators=10, random_state=0), "multiclass", 0.0, "neg_log_loss"),
+    (GB(n_estimators=10, init="zero", random_state=0), "binary", 0.0, "roc_auc"),
+    (GradientBoostingRegressor(n_estimators=15, random_state=0), "regression", 0.0, None),
+    (HGB(max_iter=15, random_state=0), "binary", 0.1, None),
+    (HGB(max_iter=10, random_state=0), "multiclass", 0.1, "neg_log_loss"),
+    (HGB(max_iter=15, categorical_features=[3], random_state=0), "binary", 0.05, "roc_auc"),
+    (HistGradientBoostingRegressor(max_iter=15, random_state=0), "regression", 0.1, "r2"),
+    (DecisionTreeClassifier(max_depth=5, random_state=0), "multiclass", 0.1, None),
+    (DecisionTreeRegressor(random_state=0), "regression", 0.1, None),
+    (RandomForestClassifier(8, random_state=0), "binary", 0.1, "neg_log_loss"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "nan", "scoring"),
+    SKLEARN_CASES,
+    ids=[f"{type(c[0]).__name__}-{c[1]}-{c[3]}" for c in SKLEARN_CASES],
+)
+def test_sklearn_boosting_and_trees_with_nan(model, task, nan, scoring):
+    X, y = _data(1, nan=nan, task=task)
+    model = clone(model).fit(X, y)
+    path = _path(boosting_path, model, X, scoring)
+    assert isinstance(path, RepredictPath)
+    assert path.refine  # LEAP's walk reproduces the model's leaves
+    assert_parity(model, X, y, scoring)
+
+
+@pytest.mark.parametrize("index", [1, 4, 6])
+def test_numpy_kernels_give_the_same_numbers(index, kernels):
+    model, task, nan, scoring = SKLEARN_CASES[index]
+    X, y = _data(2, nan=nan, task=task)
+    model = clone(model).fit(X, y)
+    assert_parity(model, X, y, scoring, seeds=(1,))
+
+
+def test_joint_groups_equal_the_general_path():
+    """Groups: the general path (tested against scikit-learn elsewhere) is the reference."""
+    X, y = _data(2, nan=0.1)
+    model = HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(X, y)
+    groups = [[0, 1], [2, 3, 4], [5], [6, 7, 0]]
+    for max_samples in (1.0, 0.6):
+        kwargs = dict(groups=groups, n_repeats=3, random_state=4, max_samples=max_samples)
+        (fast,) = PermutationMethod().compute(model, X, y, **kwargs).values()
+        (plain,) = PermutationMethod(fast_paths=()).compute(model, X, y, **kwargs).values()
+        assert_allclose(fast.importances, plain.importances, rtol=0, atol=1e-12)
+
+
+def test_without_the_rewalk_every_changed_row_is_repredicted(monkeypatch, kernels):
+    X, y = _data(3, task="multiclass")
+    model = GradientBoostingClassifier(n_estimators=8, random_state=0).fit(X, y)
+    monkeypatch.setattr(boosting, "walk_agrees", lambda *args: False)
+    path = _path(boosting_path, model, X, None)
+    assert isinstance(path, RepredictPath) and not path.refine
+    assert_parity(model, X, y, "neg_log_loss", fast_paths=(boosting_path,))
+
+
+def test_rewalk_selects_a_subset_of_the_changed_rows():
+    X, y = _data(4)
+    model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(X, y)
+    path = _path(boosting_path, model, X, None)
+    orders = np.stack([np.random.default_rng(r).permutation(X.shape[0]) for r in range(3)])
+    refined = path.affected(np.array([0]), orders)
+    path.refine = False
+    coarse = path.affected(np.array([0]), orders)
+    assert np.all(coarse >= refined) and refined.sum() < coarse.sum()
+    # rows outside the selection keep their outputs: check against the model on each copy
+    for r, order in enumerate(orders):
+        Xp = X.copy()
+        Xp[:, 0] = X[order, 0]
+        moved = model.predict_proba(Xp) != model.predict_proba(X)
+        assert not np.any(moved.any(axis=1) & ~refined[r])
+
+
+@pytest.mark.slow
+def test_process_workers_and_pickled_paths():
+    X, y = _data(5, nan=0.1)
+    model = HistGradientBoostingClassifier(max_iter=8, random_state=0).fit(X, y)
+    path = _path(boosting_path, model, X, None)
+    clone_path = pickle.loads(pickle.dumps(path))
+    orders = np.stack([np.random.default_rng(r).permutation(X.shape[0]) for r in range(2)])
+    a, _ = path.outputs(np.array([1, 2]), orders)
+    b, _ = clone_path.outputs(np.array([1, 2]), orders)
+    assert np.array_equal(a["predict"], b["predict"])
+    with joblib.parallel_config(backend="loky"):
+        assert_parity(model, X, y, seeds=(1,), n_jobs=2)
+
+
+def test_declined_models():
+    X, y = _data(6)
+    custom_init = GradientBoostingClassifier(
+        n_estimators=5, init=LogisticRegression(), random_state=0
+    ).fit(X, y)
+    assert _path(boosting_path, custom_init, X, None) is None  # the init reads X
+    finite_tree = DecisionTreeClassifier(random_state=0).fit(X, y)
+    assert _path(boosting_path, finite_tree, X, None) is None  # the tree path's job
+    assert _path(boosting_path, SVC().fit(X, y), X, None) is None
+    assert _path(native_booster_path, SVC().fit(X, y), X, None) is None
+    assert_parity(custom_init, X, y, seeds=(0,))
+
+
+def test_scaled_pipeline_is_reduced_to_the_booster():
+    X, y = _data(7)
+    model = make_pipeline(
+        StandardScaler(), GradientBoostingClassifier(n_estimators=8, random_state=0)
+    ).fit(X, y)
+    assert_parity(model, X, y, "neg_log_loss")
+
+
+def test_boosting_paths_are_default():
+    assert boosting_path in DEFAULT_FAST_PATHS
+    assert native_booster_path in DEFAULT_FAST_PATHS
+
+
+@pytest.mark.slow
+def test_native_libraries_are_not_imported_for_other_models():
+    code = (
+        "import sys, numpy as np\n"
+        "from sklearn.ensemble import GradientBoostingClassifier\n"
+        "from leap.builtins.methods.permutation.method import PermutationMethod\n"
+        "X = np.random.default_rng(0).normal(size=(40, 3)); y = (X[:, 0] > 0).astype(int)\n"
+        "m = GradientBoostingClassifier(n_estimators=3).fit(X, y)\n"
+        "PermutationMethod().compute(m, X, y, n_repeats=2, random_state=0)\n"
+        "assert 'xgboost' not in sys.modules and 'lightgbm' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- XGBoost and LightGBM (where installed) ---------------------------------------------
+
+
+def _xgboost():
+    return pytest.importorskip("xgboost")
+
+
+def _lightgbm():
+    return pytest.importorskip("lightgbm")
+
+
+@pytest.mark.parametrize(
+    ("kind", "task", "nan", "scoring"),
+    [
+        ("clf", "binary", 0.0, None),
+        ("clf", "multiclass", 0.1, "neg_log_loss"),
+        ("reg", "regression", 0.1, None),
+    ],
+)
+def test_xgboost(kind, task, nan, scoring):
+    xgboost = _xgboost()
+    X, y = _data(8, nan=nan, task=task)
+    cls = xgboost.XGBClassifier if kind == "clf" else xgboost.XGBRegressor
+    model = cls(n_estimators=12, max_depth=4, random_state=0, n_jobs=1).fit(X, y)
+    path = _path(native_booster_path, model, X, scoring)
+    assert isinstance(path, RepredictPath) and path.refine
+    assert_parity(model, X, y, scoring)
+
+
+@pytest.mark.parametrize(
+    ("kind", "task", "nan", "scoring"),
+    [
+        ("clf", "binary", 0.1, "roc_auc"),
+        ("clf", "multiclass", 0.0, None),
+        ("reg", "regression", 0.1, "r2"),
+    ],
+)
+def test_lightgbm(kind, task, nan, scoring):
+    lightgbm = _lightgbm()
+    X, y = _data(9, nan=nan, task=task)
+    cls = lightgbm.LGBMClassifier if kind == "clf" else lightgbm.LGBMRegressor
+    model = cls(n_estimators=12, num_leaves=8, min_child_samples=5, verbose=-1, n_jobs=1)
+    model.fit(X, y)
+    path = _path(native_booster_path, model, X, scoring)
+    assert isinstance(path, RepredictPath) and path.refine
+    assert_parity(model, X, y, scoring)
+
+
+def test_xgboost_categorical_splits_are_repredicted():
+    xgboost = _xgboost()
+    X, y = _data(10)
+    types = ["q"] * X.shape[1]
+    types[3] = "c"
+    model = xgboost.XGBClassifier(
+        n_estimators=8, max_depth=3, enable_categorical=True, feature_types=types, n_jobs=1
+    ).fit(X, y)
+    path = _path(native_booster_path, model, X, None)
+    assert isinstance(path, RepredictPath) and path.table.special.any()
+    assert_parity(model, X, y, seeds=(0,))
