@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.figure import Figure
-
-from leap.builtins.methods.permutation import metric_name
-from leap.data.grouping import resolve_grouping
 from leap.data.layout import SensorLayout
-from leap.data.result import ImportanceResult
 from leap.engine import Engine, get_engine
+from leap.workflows.analyze import analyze
 from leap.workflows.config import AnalysisConfig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from leap.data.result import ImportanceResult
 
 
 def analyze_permutation_importance(
@@ -91,7 +92,7 @@ def analyze_permutation_importance(
         heatmap_title=heatmap_title,
         **options,
     )
-    return (engine or get_engine()).analyze(config)
+    return analyze(engine or get_engine(), config)
 
 
 def plot_sensor_pair_importance(
@@ -106,9 +107,24 @@ def plot_sensor_pair_importance(
 
     Reads this project's CSV or the original LEAP script's (``Pair``, ``Dimensions``,
     ``Importance``), parsing cells as data only. Saves to ``save_path`` when given (PNG,
-    SVG or PDF by suffix). Never opens a window.
+    SVG or PDF by suffix), never onto ``csv_file`` itself. ``aggregate="grouped"`` reads
+    the jointly permuted sensor pairs from ``<csv stem>_sensor_pair.csv`` beside
+    ``csv_file`` (written by ``groups="sensor_pair"``) when ``csv_file`` is not that table.
+    Never opens a window.
     """
+    from leap.data.files import refuse_overwriting_inputs
+    from leap.data.result import ImportanceResult
+
+    csv_file = Path(csv_file)
+    inputs = [csv_file]
     result = ImportanceResult.from_csv(csv_file)
+    if aggregate == "grouped" and result.level != "sensor_pair":
+        beside = csv_file.with_name(f"{csv_file.stem}_sensor_pair.csv")
+        if beside.exists():
+            result.groups["sensor_pair"] = ImportanceResult.from_csv(beside)
+            inputs.append(beside)
+    if save_path is not None:
+        refuse_overwriting_inputs([save_path], inputs)
     return (engine or get_engine()).render(
         result, save_path, renderer="heatmap", title=title, aggregate=aggregate
     )
@@ -145,25 +161,13 @@ def permutation_importance(
     pair (the built-in groupings use it, default the LEAP layout); ``method`` picks another
     registered importance method.
     """
-    feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
-    grouping = None
-    if groups is not None:
-        grouping = resolve_grouping(
-            groups,
-            layout=layout,
-            feature_names=layout.feature_names if layout is not None else feature_names,
-            n_features=_n_columns(X),
-            other_names=feature_names,
-        )
-    results = (engine or get_engine()).compute(
+    return (engine or get_engine()).compute(
         estimator,
         X,
         y,
         method=method,
         layout=layout,
-        feature_names=feature_names,
-        groups=None if grouping is None else grouping.indices,
-        group_names=None if grouping is None else grouping.names,
+        groups=groups,
         scoring=scoring,
         n_repeats=n_repeats,
         random_state=random_state,
@@ -172,15 +176,3 @@ def permutation_importance(
         n_jobs=n_jobs,
         progress=progress,
     )
-    if grouping is not None:
-        results = {metric: grouping.annotate(r) for metric, r in results.items()}
-    if not isinstance(scoring, list | tuple | dict) and list(results) == [metric_name(scoring)]:
-        return results[metric_name(scoring)]
-    return results
-
-
-def _n_columns(X: Any) -> int:
-    shape = getattr(X, "shape", None)
-    if shape is not None and len(shape) == 2:
-        return int(shape[1])
-    return len(X[0])

@@ -48,8 +48,8 @@ def check_predict(model: Any, source: Any = "the model") -> None:
     """
     if not callable(getattr(model, "predict", None)):
         raise ModelError(
-            f"{source} holds a {model_kind(model)}, which has no predict() method; "
-            f"LEAP needs a fitted model (a classifier or regressor, or a Pipeline ending in one)"
+            f"{source} holds a {model_kind(model)}, not a fitted model with a predict() method "
+            f"(LEAP needs a classifier or regressor, or a Pipeline ending in one)"
         )
     if callable(getattr(model, "fit", None)) and hasattr(model, "get_params"):
         from sklearn.exceptions import NotFittedError

@@ -1,20 +1,24 @@
 """The contracts of plugin components, and the data they exchange.
 
 Plugins need not inherit from anything here: any object with these attributes works
-(:class:`typing.Protocol`). The built-ins in :mod:`leap.plugins` are examples.
+(:class:`typing.Protocol`). The built-ins in :mod:`leap.builtins` are examples.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from leap.data.layout import SensorLayout
-from leap.data.result import ImportanceResult
+from leap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from leap.data.result import ImportanceResult
 
 
 @dataclass
@@ -46,6 +50,65 @@ class FeatureMatrix:
     def n_features(self) -> int:
         """Number of feature columns."""
         return self.X.shape[1]
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """The settings of one importance-method run, passed to the method as keywords.
+
+    Attributes
+    ----------
+    scoring : str, callable, list, tuple, dict or None
+        A scikit-learn scorer name, a scorer, several of them, or ``None`` (the model's
+        own ``score``).
+    n_repeats : int
+        Permutations per feature or group.
+    random_state : int, RandomState or None
+        Seed, as scikit-learn's ``random_state``.
+    sample_weight : array-like or None
+        Row weights for the scorer.
+    max_samples : float or int
+        Fraction (at most 1.0) or number of rows drawn for each repeat.
+    n_jobs : int or None
+        Parallel jobs (``-1``: all cores).
+    progress : bool
+        Show a progress bar.
+    """
+
+    scoring: Any = None
+    n_repeats: int = 5
+    random_state: Any = None
+    sample_weight: Any = None
+    max_samples: float | int = 1.0
+    n_jobs: int | None = None
+    progress: bool = False
+
+    def replace(self, **changes: Any) -> MethodSettings:
+        """A copy with ``changes``; :class:`ConfigError` names an unknown setting."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown method setting {unknown[0]!r}; known: {', '.join(sorted(known))}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    def method_keywords(self) -> dict[str, Any]:
+        """The keywords a method's ``compute`` receives (besides ``groups``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def several_metrics(self) -> bool:
+        """Whether ``scoring`` names several metrics (then results come as a dict)."""
+        return isinstance(self.scoring, list | tuple | set | dict)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings recorded with a result (plain values only)."""
+        seed = self.random_state
+        return {
+            "n_repeats": self.n_repeats,
+            "random_state": seed if isinstance(seed, int | None) else "object",
+            "max_samples": self.max_samples,
+        }
 
 
 class MethodScores(NamedTuple):
@@ -123,15 +186,19 @@ class ImportanceMethod(Protocol):
 
 @runtime_checkable
 class Renderer(Protocol):
-    """Draws an importance result into a file (format chosen by the path's suffix)."""
+    """Draws an importance result into a file (format chosen by the path's suffix).
+
+    ``options`` declares the keywords ``render`` accepts besides ``title``; the engine
+    passes only those of the run's settings (``aggregate``, ``k``, ``figures``, ...). A
+    renderer may also define ``applies(result) -> bool`` (default: always), which decides
+    whether ``--figures all`` includes it for a result.
+    """
 
     name: str
     suffixes: tuple[str, ...]
+    options: tuple[str, ...]
 
     def render(
         self, result: ImportanceResult, path: Path | None, *, title: str, **options: Any
     ) -> Any:
-        """Draw ``result``; save to ``path`` when given; return the figure (or document).
-
-        ``options`` are renderer-specific keywords (e.g. the heatmap's ``aggregate``).
-        """
+        """Draw ``result``; save to ``path`` when given; return the figure (or document)."""

@@ -246,7 +246,9 @@ ankles = ["Left_Ankle.x_acc|Right_Ankle.x_acc", 0]
     assert config.grouping_names == ["sensor_pair", "sensor", "custom"]
     assert config.custom_groups == {"ankles": ["Left_Ankle.x_acc|Right_Ankle.x_acc", 0]}
     assert config.report_path == tmp_path / "out" / "report.html"
-    paths = Engine(load_entry_points=False).output_paths(config)
+    from leap.workflows.analyze import output_paths
+
+    paths = output_paths(Engine(load_entry_points=False), config)
     assert paths["csv:custom"] == tmp_path / "out" / "importance_custom.csv"
     assert paths["figure:participants"] == tmp_path / "out" / "importance_participants.png"
 

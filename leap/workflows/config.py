@@ -43,6 +43,8 @@ class AnalysisConfig(BaseModel):
     heatmap_aggregate: Aggregate = "sum_positive"
     top_k: int = Field(default=20, ge=1)
     report_path: Path | None = None
+    #: Other files the run reads (a config or group file): no output may replace them.
+    input_files: list[Path] = Field(default_factory=list)
 
     @field_validator("groups", mode="before")
     @classmethod

@@ -82,8 +82,10 @@ def run_demo(out_dir: str | Path, *, progress: bool = False, n_repeats: int = 10
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from leap.api import analyze_permutation_importance
     from leap.data.files import atomic_path
+    from leap.engine import get_engine
+    from leap.workflows.analyze import analyze
+    from leap.workflows.config import AnalysisConfig
 
     out = Path(out_dir)
     data = make_leap_dataset()
@@ -94,7 +96,7 @@ def run_demo(out_dir: str | Path, *, progress: bool = False, n_repeats: int = 10
         joblib.dump(model, tmp)
     with atomic_path(out / "features.npy") as tmp, open(tmp, "wb") as fh:
         np.save(fh, data.to_leap_array()[held_out], allow_pickle=True)
-    return analyze_permutation_importance(
+    config = AnalysisConfig.create(
         model_path=out / "model.pkl",
         feature_matrix=out / "features.npy",
         label="label",
@@ -105,3 +107,4 @@ def run_demo(out_dir: str | Path, *, progress: bool = False, n_repeats: int = 10
         groups=["sensor_pair", "sensor"],
         report_path=out / "report.html",
     )
+    return analyze(get_engine(), config)

@@ -18,7 +18,7 @@ import numpy as np
 from leap import checks
 from leap.components import FeatureMatrix
 from leap.data.layout import SensorLayout
-from leap.engine import Engine, _model_input, get_engine
+from leap.engine import Engine, get_engine, model_input
 from leap.errors import LeapError, one_line
 
 
@@ -192,7 +192,7 @@ def _trial(model: Any, matrix: FeatureMatrix, scoring: Any) -> str:
 
     try:
         scorer = check_scoring(model, scoring=scoring)
-        score = scorer(model, _model_input(model, matrix), matrix.y)
+        score = scorer(model, model_input(model, matrix), matrix.y)
     except Exception as exc:  # whatever the model raises, report it as a problem
         raise LeapError(
             f"scoring the unpermuted matrix failed: {type(exc).__name__}: {one_line(exc)[:300]}"

@@ -259,8 +259,9 @@ def write_spreads_csv(result: ImportanceResult, path: str | Path) -> Path:
     return path
 
 
-def _first(results: dict[str, ImportanceResult]) -> ImportanceResult:
-    return next(iter(results.values()))
+def _first(results: ImportanceResult | dict[str, ImportanceResult]) -> ImportanceResult:
+    """The result of the first metric (``Engine.compute`` gives a dict for several)."""
+    return next(iter(results.values())) if isinstance(results, dict) else results
 
 
 def _n_rows(X: Any) -> int:

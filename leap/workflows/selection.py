@@ -445,10 +445,10 @@ class SelectByImportance(SelectorMixin, MetaEstimatorMixin, BaseEstimator):
     def _importances(
         self, fitted: Any, units: FeatureGroups, X: np.ndarray, y: np.ndarray
     ) -> ImportanceResult:
-        from leap.api import permutation_importance
+        from leap.engine import get_engine
 
         single = all(len(cols) == 1 for cols in units.indices) and self.groups is None
-        result = permutation_importance(
+        result = get_engine().compute(
             fitted,
             X,
             y,

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from leap.cli import input_options, layout_from
+from leap.cli import input_options, layout_from, parse_label
 from leap.hookspecs import hookimpl
 
 EXIT_PROBLEMS = 2
@@ -27,11 +27,10 @@ def doctor(ctx: click.Context, model: Path, matrix: Path, **options: Any) -> Non
     when there is a problem. Loading a pickled MODEL runs code from it, as `leap analyze`
     would: use --expect-sha256 for files from elsewhere.
     """
-    from leap.cli import _label
     from leap.workflows.doctor import diagnose
 
     layout = layout_from(options.pop("sensors"), options.pop("dims"))
-    label = _label(options.pop("label")) or "label"
+    label = parse_label(options.pop("label")) or "label"
     report = diagnose(model, matrix, label=label, layout=layout, **options)
     for line in report.lines():
         click.echo(line)

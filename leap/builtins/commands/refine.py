@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from leap.cli import input_options, layout_from
+from leap.cli import input_options, layout_from, parse_label, show_progress
 from leap.hookspecs import hookimpl
 
 
@@ -151,20 +151,22 @@ def refine(
     standard error of the best, writes the curve (CSV), a plot and a JSON summary.
     Loading a pickled MODEL runs code from it: use --expect-sha256 for files from elsewhere.
     """
-    from leap.cli import _label, _show_progress
+    from leap.data.files import OutputSet
     from leap.data.layout import SensorLayout
-    from leap.engine import _refuse_overwriting_inputs, get_engine
+    from leap.engine import get_engine
     from leap.workflows.refine import refine as run_refine
     from leap.workflows.refine import write_matrix
 
     plot_path = plot_path or csv_path.with_suffix(".png")
     json_path = json_path or csv_path.with_suffix(".json")
-    outputs = [csv_path, plot_path, json_path] + ([matrix_out] if matrix_out else [])
-    _refuse_overwriting_inputs(outputs, [model, matrix])
+    targets = {"csv": csv_path, "plot": plot_path, "summary": json_path}
+    if matrix_out is not None:
+        targets["matrix"] = matrix_out
+    outputs = OutputSet(targets, inputs=[model, matrix])
     layout = layout_from(sensors, dims) or SensorLayout()
     engine = get_engine()
     estimator = engine.load_model(model, loader, expect_sha256=expect_sha256)
-    data = engine.read_matrix(matrix, _label(label) or "label", reader, layout, participant)
+    data = engine.read_matrix(matrix, parse_label(label) or "label", reader, layout, participant)
     result = run_refine(
         estimator,
         data.X,
@@ -182,16 +184,17 @@ def refine(
         inner_cv=inner_cv,
         random_state=random_state,
         n_jobs=n_jobs,
-        progress=_show_progress(quiet),
+        progress=show_progress(quiet),
     )
     result.params.update(model_path=str(model), feature_matrix=str(matrix))
-    result.to_csv(csv_path)
-    result.plot(plot_path)
-    result.to_json(json_path)
-    written = [csv_path, plot_path, json_path]
-    if matrix_out is not None:
-        write_matrix(data, result.columns(keep), matrix_out, layout=_sub_layout(result, keep))
-        written.append(matrix_out)
+    with outputs:
+        result.to_csv(outputs.path("csv"))
+        result.plot(outputs.path("plot"))
+        result.to_json(outputs.path("summary"))
+        if matrix_out is not None:
+            sub_layout = _sub_layout(result, keep)
+            write_matrix(data, result.columns(keep), outputs.path("matrix"), layout=sub_layout)
+        written = outputs.commit()
     if not quiet:
         _print_summary(result)
         click.echo(f"Wrote {', '.join(str(p) for p in written)}")

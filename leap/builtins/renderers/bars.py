@@ -64,9 +64,13 @@ def levels_of(result: ImportanceResult, level: str | None) -> list[ImportanceRes
 
 
 def top_rows(result: ImportanceResult, k: int) -> np.ndarray:
-    """Row indices of the ``k`` largest mean importances, best first (ties by name)."""
+    """Row indices of the ``k`` largest mean importances, best first (ties by name).
+
+    Unmeasurable rows (constant over the data) are left out: they were not measured.
+    """
     means = result.importances_mean
-    order = sorted(range(len(means)), key=lambda i: (-means[i], result.feature_names[i]))
+    measured = np.flatnonzero(result.is_measurable)
+    order = sorted(measured, key=lambda i: (-means[i], result.feature_names[i]))
     return np.asarray(order[:k], dtype=int)
 
 
@@ -185,6 +189,31 @@ def draw_bars(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
         fontsize="x-small",
         framealpha=0.9,
     )
+    if result.q_value is not None:
+        show_discoveries(ax, result, rows)
+
+
+def show_discoveries(ax: Axes, result: ImportanceResult, rows: np.ndarray) -> None:
+    """Colour a panel's bars by discovery (q-value ≤ 0.05), and say so in legend and label."""
+    from matplotlib.patches import Patch
+
+    from leap.data.result import DISCOVERY_Q
+
+    found = result.discoveries(DISCOVERY_Q)[rows]
+    bars = ax.containers[0] if ax.containers else []
+    for bar, discovery in zip(bars, found, strict=False):
+        bar.set_facecolor(SOLID if discovery else PALE)
+    test = result.params.get("inference", {})
+    unit = f"{test.get('n_units', '')} held-out {test.get('unit', 'row')}s".strip()
+    ax.set_xlabel(
+        f"Mean {result.quantity}; error bars: {result.ci_level:.0%} CI over {unit}",
+        fontsize="small",
+    )
+    handles = [
+        Patch(facecolor=SOLID, edgecolor=SOLID, label=f"discovery (q ≤ {DISCOVERY_Q:g})"),
+        Patch(facecolor=PALE, edgecolor=SOLID, label="not a discovery"),
+    ]
+    ax.legend(handles=handles, loc="best", fontsize="x-small", framealpha=0.9)
 
 
 @hookimpl(trylast=True)

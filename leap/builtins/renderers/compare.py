@@ -13,26 +13,41 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
-from scipy import stats
 
-from leap.builtins.renderers.bars import pretty_name
+from leap.builtins.renderers.bars import row_label
 from leap.builtins.renderers.heatmap import (
-    FIGURE_SUFFIXES,
+    MIN_ANNOTATED_CELL,
     annotate_cells,
     color_scale,
+    largest_sensors,
+)
+from leap.builtins.renderers.style import (
+    draw_matrix,
+    new_figure,
+    plain_text,
     save_figure,
+    shorten,
 )
 from leap.data.files import atomic_path
 from leap.data.formatting import format_number
-from leap.data.result import ImportanceResult
 from leap.errors import LeapError
-from leap.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from leap.data.result import ImportanceResult
+
+#: The difference heatmap shows at most this many sensors (largest total |importance| in
+#: A and B together); the comparison CSV has every row.
+MAX_COMPARE_SENSORS = 30
+#: Rows followed in the rank chart at most, whatever ``k`` asks for.
+MAX_MOVES = 40
+#: Labels of A and B are cut to this many characters in figures.
+LABEL_CHARS = 40
 
 
 @dataclass
@@ -70,6 +85,18 @@ def compare_results(
     a: ImportanceResult, b: ImportanceResult, label_a: str = "A", label_b: str = "B"
 ) -> Comparison:
     """Match ``a`` and ``b`` by row name and measure how well their rankings agree."""
+    import pandas as pd
+    from scipy import stats
+
+    for result, label in ((a, label_a), (b, label_b)):
+        seen: set[str] = set()
+        repeated = [n for n in result.feature_names if n in seen or seen.add(n)]
+        if repeated:
+            raise LeapError(
+                f"{shorten(label, LABEL_CHARS)} names {len(repeated)} row(s) more than once "
+                f"(first: {shorten(repr(repeated[0]), LABEL_CHARS)}); rows are matched by "
+                f"name, so every name must be unique"
+            )
     in_b = set(b.feature_names)
     shared = [n for n in a.feature_names if n in in_b]
     if len(shared) < 2:
@@ -123,37 +150,40 @@ def render_difference(
     sensors = [s for s in ma.index if s in mb.index]
     if not sensors:
         raise LeapError("the two results have no sensor in common")
+    total = ma.loc[sensors, sensors].abs() + mb.loc[sensors, sensors].abs()
+    kept, note = largest_sensors(total, MAX_COMPARE_SENSORS)
+    sensors = list(kept.index)
     va = ma.loc[sensors, sensors].to_numpy()
     vb = mb.loc[sensors, sensors].to_numpy()
     diff = vb - va
-    labels = [s.replace("_", " ") for s in sensors]
+    labels = [shorten(s.replace("_", " "), 30) for s in sensors]
+    label_a, label_b = figure_labels(comparison)
     n = len(sensors)
-    fig = Figure(figsize=(3 * (1.9 + 0.95 * n), 1.9 + 0.95 * n), layout="constrained")
+    cell = min(0.95, 11.0 / n)  # three panels side by side, at most about 40 inches wide
+    fig = new_figure(3 * (1.9 + cell * n), 1.9 + cell * n)
     axes = fig.subplots(1, 3)
     both = np.concatenate([va.ravel(), vb.ravel()])
     cmap, norm = color_scale(both)
-    for ax, values, name in (
-        (axes[0], va, comparison.label_a),
-        (axes[1], vb, comparison.label_b),
-    ):
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm)
+    for ax, values, name in ((axes[0], va, label_a), (axes[1], vb, label_b)):
+        image = draw_matrix(ax, values, cmap, norm)
         _sensor_axes(ax, labels, name)
-        annotate_cells(ax, values, image.cmap, image.norm)
+        if cell >= MIN_ANNOTATED_CELL:
+            annotate_cells(ax, values, image.cmap, image.norm)
     bar = fig.colorbar(image, ax=axes[:2], shrink=0.8, location="bottom", aspect=40)
     bar.set_label(f"{_AGGREGATES.get(aggregate, aggregate)} ({comparison.a.scoring} drop)")
     dcmap, dnorm = color_scale(diff, diverging=True)
-    image = axes[2].imshow(np.ma.masked_invalid(diff), cmap=dcmap, norm=dnorm)
-    _sensor_axes(axes[2], labels, f"{comparison.label_b} − {comparison.label_a}")
-    annotate_cells(axes[2], diff, image.cmap, image.norm)
+    image = draw_matrix(axes[2], diff, dcmap, dnorm)
+    _sensor_axes(axes[2], labels, f"{label_b} − {label_a}")
+    if cell >= MIN_ANNOTATED_CELL:
+        annotate_cells(axes[2], diff, image.cmap, image.norm)
     bar = fig.colorbar(image, ax=axes[2], shrink=0.8, location="bottom", aspect=20)
-    bar.set_label(
-        f"Difference: larger in {comparison.label_b} (red) or {comparison.label_a} (blue)"
-    )
+    bar.set_label(f"Difference: larger in {label_b} (red) or {label_a} (blue)")
     fig.suptitle(
-        title or f"Sensor-pair importance: {comparison.label_b} vs {comparison.label_a}",
+        title or f"Sensor-pair importance: {label_b} vs {label_a}{note}",
         fontsize="large",
         fontweight="bold",
     )
+    plain_text(fig)
     if path is not None:
         save_figure(fig, Path(path))
     return fig
@@ -182,30 +212,32 @@ def render_rank_agreement(
     """Rank in A against rank in B for every shared row, and where A's top-k went in B."""
     frame = comparison.frame
     n = len(frame)
-    k = max(1, min(k, n))
-    fig = Figure(figsize=(14.5, 6.8), layout="constrained")
+    k = max(1, min(k, n, MAX_MOVES))
+    label_a, label_b = figure_labels(comparison)
+    fig = new_figure(14.5, max(6.8, 1.6 + 0.26 * k))
     left, right = fig.subplots(1, 2, width_ratios=[1.0, 1.25])
     left.scatter(frame["rank_a"], frame["rank_b"], s=14, color="#31688e", alpha=0.6, lw=0)
     left.plot([1, n], [1, n], color="#888888", lw=1, ls="--", label="same rank")
-    left.set_xlabel(f"Rank in {comparison.label_a} (1 = most important)")
-    left.set_ylabel(f"Rank in {comparison.label_b}")
+    left.set_xlabel(f"Rank in {label_a} (1 = most important)")
+    left.set_ylabel(f"Rank in {label_b}")
     left.set_xlim(0, n + 1)
     left.set_ylim(0, n + 1)
     left.invert_yaxis()
     left.set_aspect("equal")
     left.legend(loc="lower right", fontsize="small")
+    rho, tau = format_statistic(comparison.spearman), format_statistic(comparison.kendall)
     left.set_title(
-        f"Spearman ρ = {_fmt(comparison.spearman)} (p = {_fmt_p(comparison.spearman_p)})\n"
-        f"Kendall τ = {_fmt(comparison.kendall)} (p = {_fmt_p(comparison.kendall_p)}); "
-        f"{n} shared rows",
+        f"Spearman ρ = {rho} (p = {format_p(comparison.spearman_p)})\n"
+        f"Kendall τ = {tau} (p = {format_p(comparison.kendall_p)}); {n} shared rows",
         fontsize="medium",
     )
     _draw_top_moves(right, comparison, k)
     fig.suptitle(
-        title or f"Rank agreement: {comparison.label_a} vs {comparison.label_b}",
+        title or f"Rank agreement: {label_a} vs {label_b}",
         fontsize="large",
         fontweight="bold",
     )
+    plain_text(fig)
     if path is not None:
         save_figure(fig, Path(path))
     return fig
@@ -217,6 +249,7 @@ def _draw_top_moves(ax: Any, comparison: Comparison, k: int) -> None:
     Slots are ordinal (ties broken by name), so tied ranks never overlap; the labels carry
     the actual ranks. Lines of rows that moved far are highlighted.
     """
+    label_a, label_b = figure_labels(comparison)
     top = comparison.frame.sort_values(["rank_a", "feature"]).head(k)
     left_slot = {idx: n + 1 for n, idx in enumerate(top.index)}
     right_order = top.assign(_name=top["feature"]).sort_values(["rank_b", "_name"]).index
@@ -228,7 +261,7 @@ def _draw_top_moves(ax: Any, comparison: Comparison, k: int) -> None:
         ax.text(
             -0.04,
             left_slot[idx],
-            f"{pretty_name(row['feature'])}  #{int(row['rank_a'])}",
+            f"{row_label(row['feature'])}  #{int(row['rank_a'])}",
             ha="right",
             va="center",
             fontsize="small",
@@ -244,22 +277,29 @@ def _draw_top_moves(ax: Any, comparison: Comparison, k: int) -> None:
         )
     ax.set_ylim(len(top) + 0.6, 0.4)
     ax.set_xlim(-0.05, 1.15)
-    ax.set_xticks([0, 1], [f"order in {comparison.label_a}", f"order in {comparison.label_b}"])
+    ax.set_xticks([0, 1], [f"order in {label_a}", f"order in {label_b}"])
     ax.set_yticks([])
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     ax.set_title(
-        f"Top {len(top)} of {comparison.label_a} and their rank in {comparison.label_b}\n"
+        f"Top {len(top)} of {label_a} and their rank in {label_b}\n"
         f"(highlighted: moved more than {max(2, k // 5)} places)",
         fontsize="medium",
     )
 
 
-def _fmt(value: float) -> str:
+def figure_labels(comparison: Comparison) -> tuple[str, str]:
+    """The names of A and B as figures show them: one line, at most LABEL_CHARS long."""
+    return shorten(comparison.label_a, LABEL_CHARS), shorten(comparison.label_b, LABEL_CHARS)
+
+
+def format_statistic(value: float) -> str:
+    """A correlation to three decimals, or ``undefined``."""
     return "undefined" if np.isnan(value) else format_number(value, ".3f")
 
 
-def _fmt_p(value: float) -> str:
+def format_p(value: float) -> str:
+    """A p-value to three decimals (``< 0.001`` below), or a dash when undefined."""
     if np.isnan(value):
         return "–"
     return "< 0.001" if value < 0.001 else f"{value:.3f}"
@@ -299,84 +339,3 @@ def write_comparison_csv(comparison: Comparison, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.17g")
     return path
-
-
-@click.command("compare")
-@click.argument("csv_a", type=click.Path(path_type=Path))
-@click.argument("csv_b", type=click.Path(path_type=Path))
-@click.option("--label-a", help="Name of A in figures.  [default: A's file stem]")
-@click.option("--label-b", help="Name of B in figures.  [default: B's file stem]")
-@click.option(
-    "-o",
-    "--out",
-    "prefix",
-    type=click.Path(path_type=Path),
-    default=Path("comparison"),
-    show_default=True,
-    help="Output prefix: writes PREFIX_difference.FMT, PREFIX_ranks.FMT and PREFIX.csv.",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice([s.lstrip(".") for s in FIGURE_SUFFIXES]),
-    default="png",
-    show_default=True,
-)
-@click.option(
-    "--aggregate",
-    type=click.Choice(list(_AGGREGATES)),
-    default="sum_positive",
-    show_default=True,
-    help="How the channel pairs of two sensors are combined in the difference heatmap.",
-)
-@click.option("--top", "k", default=15, show_default=True, help="Rows followed in the rank chart.")
-def compare_command(
-    csv_a: Path,
-    csv_b: Path,
-    label_a: str | None,
-    label_b: str | None,
-    prefix: Path,
-    fmt: str,
-    aggregate: str,
-    k: int,
-) -> None:
-    """Compare two importance CSVs (two models, or two cohorts): difference and rank agreement."""
-    a, b = ImportanceResult.from_csv(csv_a), ImportanceResult.from_csv(csv_b)
-    default_a, default_b = distinct_labels(csv_a, csv_b)
-    label_a = label_a or default_a
-    label_b = label_b or default_b
-    if label_a == label_b:
-        label_a, label_b = f"{label_a} (A)", f"{label_b} (B)"
-    comparison = compare_results(a, b, label_a, label_b)
-    csv_path = write_comparison_csv(comparison, prefix.with_name(f"{prefix.name}.csv"))
-    ranks_path = prefix.with_name(f"{prefix.name}_ranks.{fmt}")
-    render_rank_agreement(comparison, ranks_path, k=k)
-    written = [csv_path, ranks_path]
-    diff_path = prefix.with_name(f"{prefix.name}_difference.{fmt}")
-    try:
-        render_difference(comparison, diff_path, aggregate=aggregate)
-        written.append(diff_path)
-    except LeapError as exc:  # e.g. results without sensor columns: ranks still compare
-        click.echo(f"leap: note: no difference heatmap: {exc}", err=True)
-    click.echo(
-        f"{len(comparison.frame)} shared rows: Spearman ρ = {_fmt(comparison.spearman)} "
-        f"(p {_fmt_p(comparison.spearman_p)}), Kendall τ = {_fmt(comparison.kendall)} "
-        f"(p {_fmt_p(comparison.kendall_p)})"
-    )
-    if comparison.only_a or comparison.only_b:
-        click.echo(
-            f"Left out: {len(comparison.only_a)} row(s) only in {label_a}, "
-            f"{len(comparison.only_b)} only in {label_b}"
-        )
-    biggest = comparison.frame.reindex(
-        comparison.frame["difference"].abs().sort_values(ascending=False).index
-    ).head(5)
-    click.echo(f"Largest differences ({label_b} − {label_a}):")
-    for _, row in biggest.iterrows():
-        click.echo(f"  {format_number(row['difference'], '+.4f')}  {row['feature']}")
-    click.echo("Wrote " + ", ".join(str(p) for p in written))
-
-
-@hookimpl(trylast=True)
-def register_commands(cli):
-    cli.add_command(compare_command)

@@ -11,76 +11,64 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import io
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from leap.builtins.renderers.bars import LEVEL_TITLES, TopBars, pretty_name
-from leap.builtins.renderers.channel_heatmap import ChannelHeatmap
-from leap.builtins.renderers.heatmap import SensorPairHeatmap
-from leap.builtins.renderers.spread import ParticipantSpreadPlot
+from leap.builtins.renderers.bars import LEVEL_TITLES, pretty_name
+from leap.builtins.renderers.style import figure_bytes
 from leap.data.files import atomic_path
-from leap.data.result import FEATURE_LEVEL, ImportanceResult
 from leap.hookspecs import hookimpl
-from leap.workflows.participants import PARTICIPANT_PREFIX
 
-_STYLE = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d1d1d;
-       max-width: 1180px; margin: 0 auto; padding: 1.5em; }
-h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
-nav a { margin-right: 1em; } .muted { color: #5f5f5f; }
-figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { color: #444; font-size: .92em; }
-table { border-collapse: collapse; font-size: .88em; margin: .6em 0 1.2em; }
-th, td { padding: .25em .6em; border-bottom: 1px solid #e4e4e4; text-align: right;
-         white-space: nowrap; }
-table.params td { text-align: left; }
-td.name, th.name { text-align: left; } td.mono { font-family: ui-monospace, monospace; }
-table.sortable th { cursor: pointer; background: #f3f3f3; position: sticky; top: 0; }
-table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
-table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
-tr.zero td { color: #777; } .scroll { max-height: 34em; overflow: auto; }
-details { margin: .8em 0; } summary { cursor: pointer; font-weight: 600; }
-"""
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-# Click a header to sort by it (again to reverse); empty cells stay at the bottom.
-_SCRIPT = """
-document.querySelectorAll("table.sortable").forEach(function (table) {
-  var heads = table.querySelectorAll("th");
-  heads.forEach(function (th, col) {
-    th.tabIndex = 0;
-    function sort() {
-      var asc = th.getAttribute("aria-sort") !== "ascending";
-      heads.forEach(function (h) { h.removeAttribute("aria-sort"); });
-      th.setAttribute("aria-sort", asc ? "ascending" : "descending");
-      var body = table.tBodies[0];
-      var rows = Array.prototype.slice.call(body.rows);
-      rows.sort(function (a, b) {
-        var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
-        if (x === "" || y === "") { return (x === "") - (y === ""); }
-        var nx = Number(x), ny = Number(y);
-        var c = (isNaN(nx) || isNaN(ny)) ? x.localeCompare(y) : nx - ny;
-        return asc ? c : -c;
-      });
-      rows.forEach(function (r) { body.appendChild(r); });
-    }
-    th.addEventListener("click", sort);
-    th.addEventListener("keydown", function (e) { if (e.key === "Enter") { sort(); } });
-  });
-});
-"""
+    from leap.data.result import ImportanceResult
+
+#: Table rows on the page at most, per level (best ranks first); the CSV has every row.
+MAX_TABLE_ROWS = 2000
 
 
 class HtmlReport:
-    """A single self-contained HTML page: summary, figures, sortable tables, run details."""
+    """A single self-contained HTML page: summary, figures, sortable tables, run details.
+
+    The page shows the figures it is given (``figures``: request key → image file or
+    Figure); :meth:`figure_requests` says which it wants, so whoever runs the report
+    draws them through the renderer registry, or hands over the files a run already wrote.
+    """
 
     name = "report"
     suffixes = (".html", ".htm")
+    options = ("aggregate", "figures")
+
+    def figure_requests(
+        self, result: ImportanceResult, options: Mapping[str, Any]
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """The figures the page shows, as ``(key, renderer name, render options)``.
+
+        ``options`` are the run's renderer settings (``aggregate``, ``k``).
+        """
+        aggregate = options.get("aggregate", "sum_positive")
+        k = options.get("k", 20)
+        requests: list[tuple[str, str, dict[str, Any]]] = []
+        has_sensors = any(len(s) == 2 for s in result.row_sensors)
+        has_grouped = result.level == "sensor_pair" or "sensor_pair" in result.groups
+        if has_sensors:
+            aggregates = [aggregate]
+            if has_grouped and aggregate != "grouped":
+                aggregates.append("grouped")
+            elif aggregate == "grouped":
+                aggregates.append("sum_positive")
+            requests += [(f"heatmap:{agg}", "heatmap", {"aggregate": agg}) for agg in aggregates]
+        if any(p is not None for p in result.pairs):
+            requests.append(("channel_heatmap", "channel_heatmap", {}))
+        requests.append(("bars", "bars", {"k": k}))
+        if any(r.spread is not None for r in (result, *result.groups.values())):
+            requests.append(("participants", "participants", {"k": k}))
+        return requests
 
     def render(
         self,
@@ -89,15 +77,15 @@ class HtmlReport:
         *,
         title: str = "",
         aggregate: str = "sum_positive",
-        k: int = 20,
-        figures: Mapping[str, Figure] | None = None,
+        figures: Mapping[str, Path | Figure] | None = None,
     ) -> str:
         """Build the page (and write it to ``path`` when given); return the HTML text.
 
-        ``figures`` adds further figures (caption → Figure) after the built-in ones.
+        ``figures`` maps request keys (see :meth:`figure_requests`; any other key is
+        shown as its own caption) to PNG or SVG files, or to Figures.
         """
         title = title or "LEAP importance report"
-        shown = [*_builtin_figures(result, aggregate, k), *(figures or {}).items()]
+        shown = [(_caption(key, result), image) for key, image in (figures or {}).items()]
         page = _page(title, result, shown, aggregate)
         if path is not None:
             with atomic_path(path) as tmp:
@@ -105,40 +93,20 @@ class HtmlReport:
         return page
 
 
-def _builtin_figures(
-    result: ImportanceResult, aggregate: str, k: int
-) -> Iterable[tuple[str, Figure]]:
-    has_sensors = any(len(s) == 2 for s in result.row_sensors)
-    has_grouped = result.level == "sensor_pair" or "sensor_pair" in result.groups
-    if has_sensors:
-        aggregates = [aggregate]
-        if has_grouped and aggregate != "grouped":
-            aggregates.append("grouped")
-        elif aggregate == "grouped":
-            aggregates.append("sum_positive")
-        for agg in aggregates:
-            yield (
-                _HEATMAP_CAPTIONS.get(agg, agg),
-                SensorPairHeatmap().render(result, None, title="", aggregate=agg),
-            )
-    if any(p is not None for p in result.pairs):
-        yield (
-            "Every channel-pair feature; the squares on the diagonal are the within-sensor "
-            "pairs, the diagonal itself (a channel with itself) is not a feature.",
-            ChannelHeatmap().render(result, None),
-        )
-    yield (
-        f"The most important rows at each level; error bars are {result.ci_level:.0%} "
-        f"confidence intervals of the mean over the repeats; pale bars: the interval "
-        f"includes zero.",
-        TopBars().render(result, None, k=k),
-    )
-    if any(r.spread is not None for r in (result, *result.groups.values())):
-        yield (
-            "Each dot is the importance computed on one participant's rows alone; the "
-            "diamond and line are the mean over participants and its confidence interval.",
-            ParticipantSpreadPlot().render(result, None, k=k),
-        )
+def _caption(key: str, result: ImportanceResult) -> str:
+    if key.startswith("heatmap:"):
+        return _HEATMAP_CAPTIONS.get(key.partition(":")[2], key)
+    captions = {
+        "channel_heatmap": "Every channel-pair feature; the squares on the diagonal are the "
+        "within-sensor pairs, the diagonal itself (a channel with itself) is not a feature.",
+        "bars": f"The most important rows at each level; error bars are "
+        f"{result.ci_level:.0%} confidence intervals of the mean over the repeats; pale bars: "
+        f"the interval includes zero.",
+        "participants": "Each dot is the importance computed on one participant's rows "
+        "alone; the diamond and line are the mean over participants and its confidence "
+        "interval.",
+    }
+    return captions.get(key, key)
 
 
 _HEATMAP_CAPTIONS = {
@@ -167,7 +135,7 @@ def _page(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>{_e(title)}</title><style>{_asset('report.css')}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="muted">{_e(_lede(result))}</p>',
         "<nav>" + "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in nav) + "</nav>",
@@ -187,7 +155,7 @@ def _page(
         _params_table(result, aggregate),
         '<h2 id="reading">Reading the numbers</h2>',
         _READING,
-        f"<script>{_SCRIPT}</script>",
+        f"<script>{_asset('report.js')}</script>",
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
@@ -211,6 +179,8 @@ def _lede(result: ImportanceResult) -> str:
 
 
 def _summary(result: ImportanceResult) -> str:
+    if result.q_value is not None:
+        return _discovery_summary(result)
     what = LEVEL_TITLES.get(result.level, result.level)
     means = result.importances_mean
     order = np.argsort(-means, kind="stable")[:5]
@@ -240,25 +210,36 @@ def _summary(result: ImportanceResult) -> str:
     )
 
 
-def _figure(caption: str, fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+def _figure(caption: str, image: Path | Figure) -> str:
+    if isinstance(image, Path):
+        data, mime = image.read_bytes(), _MIME[image.suffix.lower()]
+    else:
+        data, mime = figure_bytes(image, "png", dpi=110), "image/png"
+    encoded = base64.b64encode(data).decode("ascii")
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(caption)}">'
+        f'<figure><img src="data:{mime};base64,{encoded}" alt="{_e(caption)}">'
         f"<figcaption>{_e(caption)}</figcaption></figure>"
     )
 
 
+#: Image formats a page can show inline.
+EMBEDDABLE = (".png", ".svg")
+_MIME = {".png": "image/png", ".svg": "image/svg+xml"}
+
+
 def _level_table(result: ImportanceResult) -> str:
+    from leap.data.result import FEATURE_LEVEL
+
     what = LEVEL_TITLES.get(result.level, result.level)
+    if result.q_value is not None:
+        return _tested_table(result)
     low, high = result.confidence_interval()
     included = result.ci_includes_zero
     columns = ["rank", "name", "mean", "std", "CI low", "CI high", "CI includes 0"]
     if result.level != FEATURE_LEVEL:
         columns.append("columns")
     body = []
-    for i in np.argsort(result.ranks, kind="stable"):
+    for i in np.argsort(result.ranks, kind="stable")[:MAX_TABLE_ROWS]:
         name = result.feature_names[i]
         cells = [
             _num(result.ranks[i], "{:d}"),
@@ -275,13 +256,19 @@ def _level_table(result: ImportanceResult) -> str:
     return (
         f"<h3>{_e(what.capitalize())}</h3>"
         f'<p class="muted">Mean over {result.n_repeats} repeats; {result.ci_level:.0%} '
-        f"confidence interval of that mean.</p>" + _table(columns, body, sorted_by=0)
+        f"confidence interval of that mean.{_cut_note(len(result.feature_names))}</p>"
+        + _table(columns, body, sorted_by=0)
     )
 
 
 def _participant_table(result: ImportanceResult) -> str:
+    from leap.data.result import FEATURE_LEVEL
+    from leap.workflows.participants import PARTICIPANT_PREFIX
+
     spread = result.spread
     frame = spread.to_frame().sort_values("participant_mean", ascending=False, kind="stable")
+    n_rows = len(frame)
+    frame = frame.head(MAX_TABLE_ROWS)
     columns = ["name", "mean", "std", "min", "max", "CI low", "CI high", "CI includes 0", "n > 0"]
     columns += [c.removeprefix(PARTICIPANT_PREFIX) for c in frame.columns if _is_pid(c)]
     body = []
@@ -315,13 +302,25 @@ def _participant_table(result: ImportanceResult) -> str:
         f"{_e(what.capitalize())}: {spread.n_participants} participants</summary>"
         f'<p class="muted">Importance computed on each participant\'s rows alone; mean, '
         f"sample std, range and {spread.ci_level:.0%} confidence interval over "
-        f"participants; n &gt; 0: participants for whom it is above zero.{_e(skipped)}</p>"
+        f"participants; n &gt; 0: participants for whom it is above zero.{_e(skipped)}"
+        f"{_cut_note(n_rows)}</p>"
         + _table(columns, body, sorted_by=1, ascending=False)
         + "</details>"
     )
 
 
+def _cut_note(n_rows: int) -> str:
+    """A sentence saying the table is cut (empty when it is not)."""
+    if n_rows <= MAX_TABLE_ROWS:
+        return ""
+    return (
+        f" The table shows the first {MAX_TABLE_ROWS:,} of {n_rows:,} rows; the CSV has every row."
+    )
+
+
 def _is_pid(column: str) -> bool:
+    from leap.workflows.participants import PARTICIPANT_PREFIX
+
     return column.startswith(PARTICIPANT_PREFIX) and column not in {
         "participant_mean",
         "participant_std",
@@ -387,6 +386,13 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _asset(name: str) -> str:
+    """The page's stylesheet or script, shipped beside this module."""
+    from importlib.resources import files
+
+    return files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
 def _leap_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -394,6 +400,101 @@ def _leap_version() -> str:
         return version("leap")
     except PackageNotFoundError:
         return "unknown"
+
+
+def _units(result: ImportanceResult) -> str:
+    """``"300 held-out rows"`` / ``"12 participants"``: what the test is over."""
+    test = result.params.get("inference", {})
+    unit = str(test.get("unit", "row"))
+    count = test.get("n_units")
+    noun = "participants" if unit == "participant" else "held-out rows"
+    return f"{count} {noun}" if count is not None else noun
+
+
+def _discovery_summary(result: ImportanceResult) -> str:
+    """The headline of a tested result: discoveries at q ≤ 0.05, and what that means."""
+    from leap.data.result import DISCOVERY_Q
+
+    what = LEVEL_TITLES.get(result.level, result.level)
+    measurable = result.is_measurable
+    found = result.discoveries(DISCOVERY_Q)
+    p_value = result.p_value if result.p_value is not None else np.full(len(found), np.nan)
+    n_tested = int((~np.isnan(p_value)).sum())
+    n_unmeasured = int((~measurable).sum())
+    means = result.importances_mean
+    low, high = result.confidence_interval()
+    q_value = result.q_value
+    assert q_value is not None
+    order = [i for i in np.argsort(-means, kind="stable") if measurable[i]][:5]
+    items = []
+    for i in order:
+        ci = (
+            ""
+            if math.isnan(low[i])
+            else f" ({result.ci_level:.0%} CI {low[i]:.4f} to {high[i]:.4f}"
+        )
+        ci += f"; q = {q_value[i]:.3g})" if ci else f" (q = {q_value[i]:.3g})"
+        mark = " — discovery" if found[i] else ""
+        items.append(
+            f"<li><b>{_e(pretty_name(result.feature_names[i]))}</b>: "
+            f"{means[i]:.4f}{_e(ci)}{_e(mark)}</li>"
+        )
+    kind = (
+        "beyond what the other features carry (conditional importance)"
+        if result.method == "conditional"
+        else "when each is disturbed"
+    )
+    text = (
+        f"{int(found.sum())} of {n_tested} {what} are discoveries at q ≤ {DISCOVERY_Q:g}: "
+        f"on these {_units(result)}, the model's {result.scoring} drops {kind} by more "
+        f"than chance explains. Among the discoveries, the expected share of false ones is "
+        f"at most {DISCOVERY_Q:.0%} (Benjamini–Hochberg over the {n_tested} tested). This is "
+        "about the model's reliance on them, not their association with the label."
+    )
+    if n_unmeasured:
+        text += (
+            f" {n_unmeasured} {what} are constant over the data: they cannot be measured and "
+            "are left out of the ranking and the count."
+        )
+    return f"<h3>{_e(what.capitalize())}</h3><p>{_e(text)} Largest:</p><ol>{''.join(items)}</ol>"
+
+
+def _tested_table(result: ImportanceResult) -> str:
+    """The table of a tested result: interval over held-out units, p, q, discovery."""
+    from leap.data.result import DISCOVERY_Q, FEATURE_LEVEL
+
+    what = LEVEL_TITLES.get(result.level, result.level)
+    low, high = result.confidence_interval()
+    found = result.discoveries(DISCOVERY_Q)
+    measurable = result.is_measurable
+    p_value, q_value = result.p_value, result.q_value
+    assert p_value is not None and q_value is not None
+    columns = ["rank", "name", "mean", "CI low", "CI high", "p", "q", "discovery"]
+    if result.level != FEATURE_LEVEL:
+        columns.append("columns")
+    body = []
+    for i in np.argsort(result.ranks, kind="stable"):
+        rank = _num(result.ranks[i], "{:d}") if measurable[i] else _text("–")
+        cells = [
+            rank,
+            _name(result.feature_names[i]),
+            _num(result.importances_mean[i]) if measurable[i] else _text("not measurable"),
+            _num(low[i]),
+            _num(high[i]),
+            _num(p_value[i], "{:.3g}"),
+            _num(q_value[i], "{:.3g}"),
+            _text("yes" if found[i] else "no" if measurable[i] else "n/a"),
+        ]
+        if result.level != FEATURE_LEVEL:
+            cells.append(_num(result.group_sizes[i], "{:d}"))
+        body.append(f"<tr{'' if found[i] else ' class=zero'}>{''.join(cells)}</tr>")
+    return (
+        f"<h3>{_e(what.capitalize())}</h3>"
+        f'<p class="muted">Mean over {result.n_repeats} repeats; {result.ci_level:.0%} '
+        f"confidence interval over {_e(_units(result))}; one-sided p-value of importance "
+        f"&gt; 0 and its Benjamini–Hochberg q-value; discovery: q ≤ {DISCOVERY_Q:g}. "
+        "Constant (unmeasurable) rows come last.</p>" + _table(columns, body, sorted_by=0)
+    )
 
 
 _READING = """
@@ -406,10 +507,19 @@ shuffled column scored better, which is noise or over-fitting.</li>
 siblings intact, so the model can often fall back on them: summing channel pairs is not the
 importance of a sensor pair. The grouped rows permute every channel of a sensor pair (or of a
 sensor) together and answer "what does the model lose without it?".</li>
-<li><b>Confidence intervals over repeats</b> say how precisely the repeated permutations pin
-down the mean for <i>this</i> model on <i>this</i> data. They do not cover a different
-sample, new participants or a retrained model, and with many features some intervals exclude
-zero by chance (about 5% of truly useless ones at the 95% level).</li>
+<li><b>p- and q-values.</b> Where the score is a mean over rows (accuracy, balanced accuracy,
+R², squared or absolute error), each held-out row's change in loss is kept, and the test of
+"importance &gt; 0" is over the rows (over participants when ids are given). The q-value is
+the Benjamini–Hochberg adjustment across all rows of one table: calling everything with
+q ≤ 0.05 a discovery keeps the expected share of false discoveries at 5% or less. They speak
+of the model's reliance on a feature on these data, not of the feature's link to the
+label. Features constant over the data cannot be measured and are marked as such.</li>
+<li><b>Conditional importance</b> (method <code>conditional</code>) permutes only the part
+of a feature that the other features cannot predict, so a sensor that merely echoes an
+informative one gets about zero; plain permutation credits both.</li>
+<li><b>Confidence intervals over repeats</b> (shown when no test was possible, e.g. ROC AUC)
+say only how precisely the repeated permutations pin down the mean for <i>this</i> model on
+<i>this</i> data; with many features some exclude zero by chance.</li>
 <li><b>Intervals over participants</b> treat the participants as a sample of a population:
 they are wider, and they are the ones to quote for "does this hold across people?". With few
 participants, or few rows per participant, they are rough.</li>

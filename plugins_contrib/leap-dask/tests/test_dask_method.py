@@ -3,22 +3,21 @@ selected by method name, --scheduler, the [dask] config table or LEAP_DASK_SCHED
 
 from __future__ import annotations
 
-import copy
 import socket
 
 import joblib
+import leap_dask
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 from distributed import Client, LocalCluster, get_task_stream
-from leap_dask import SCHEDULER_ENV, DaskMethod, register_commands, use_scheduler
+from leap_dask import SCHEDULER_ENV, DaskMethod, use_scheduler
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 import leap.cli
 from leap import Engine, SensorLayout
-from leap.builtins.methods.permutation import PermutationMethod
 from leap.errors import PluginError
 from leap.workflows.demo import make_leap_dataset
 
@@ -26,6 +25,7 @@ LAYOUT = SensorLayout.create(("Left_Ankle", "Right_Ankle", "Sacrum"), ("x_acc", 
 PLANTED = (LAYOUT.feature_names[2], LAYOUT.feature_names[11])
 OPTIONS = {"scoring": None, "n_repeats": 3, "random_state": 5, "sample_weight": None}
 OPTIONS |= {"max_samples": 1.0, "n_jobs": None, "progress": False}
+PERMUTATION = Engine(load_entry_points=False).methods.get("permutation")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_cluster_run_equals_local_run(cluster, data, grouped):
     model = RandomForestClassifier(n_estimators=10, random_state=0).fit(data.X, data.y)
     groups = [[0, 1], [2], list(range(3, LAYOUT.n_features))] if grouped else None
     scoring = ["accuracy", "neg_log_loss"]
-    local = PermutationMethod().compute(
+    local = PERMUTATION.compute(
         model, data.X, data.y, groups=groups, **{**OPTIONS, "scoring": scoring}
     )
     remote, n_tasks = _tasks_run_on(
@@ -83,7 +83,7 @@ def test_cluster_run_equals_local_run(cluster, data, grouped):
 
 def test_found_through_use_scheduler_environment_and_open_client(cluster, data, monkeypatch):
     model = LogisticRegression().fit(data.X, data.y)
-    local = PermutationMethod().compute(model, data.X, data.y, groups=None, **OPTIONS)
+    local = PERMUTATION.compute(model, data.X, data.y, groups=None, **OPTIONS)
     engine = Engine()
     with use_scheduler(cluster.scheduler_address):
         by_context = engine.compute(model, data.X, data.y, method="dask", layout=LAYOUT, **OPTIONS)
@@ -129,12 +129,15 @@ def test_a_cluster_without_workers_is_reported(data):
 
 @pytest.fixture
 def cli_with_dask():
-    """A copy of the ``leap`` command with leap-dask's options added (the original untouched)."""
-    group = copy.deepcopy(leap.cli.cli)
-    register_commands(cli=group)
-    register_commands(cli=group)  # idempotent: the option is added once
-    assert [p.name for p in group.commands["analyze"].params].count("scheduler") == 1
-    assert "scheduler" not in [p.name for p in leap.cli.cli.commands["analyze"].params]
+    """The ``leap`` command of an engine with leap-dask: its analyze gains --scheduler once,
+    in a copy (the built-in command object is untouched)."""
+    engine = leap.Engine(load_entry_points=False, plugins=[leap_dask])
+    analyze = engine.commands.get("analyze")
+    assert [p.name for p in analyze.params].count("scheduler") == 1
+    builtin = leap.Engine(load_entry_points=False).commands.get("analyze")
+    assert "scheduler" not in [p.name for p in builtin.params]
+    group = leap.cli.LeapGroup("leap")
+    engine.add_commands(group)
     return group
 
 
@@ -181,7 +184,7 @@ def test_cli_scheduler_option_config_table_and_environment(
 def test_worker_processes_give_the_same_numbers(data):
     # Real serialisation: model and data travel to a worker process over loopback TCP.
     model = RandomForestClassifier(n_estimators=10, random_state=0).fit(data.X, data.y)
-    local = PermutationMethod().compute(model, data.X, data.y, groups=None, **OPTIONS)
+    local = PERMUTATION.compute(model, data.X, data.y, groups=None, **OPTIONS)
     with LocalCluster(
         n_workers=1,
         threads_per_worker=2,

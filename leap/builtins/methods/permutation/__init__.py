@@ -18,34 +18,3 @@ scored by the scorer itself. What changes is how the copies' predictions are obt
 
 See ``docs/performance.md`` for why each shortcut is exact.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-from leap.hookspecs import hookimpl
-
-#: Public names, imported from :mod:`.method` on first use: this plugin module loads with
-#: every engine, so it imports nothing heavy.
-__all__ = [
-    "DEFAULT_FAST_PATHS",
-    "MAX_BATCH_BYTES",
-    "FastPath",
-    "FastPathFactory",
-    "PermutationMethod",
-    "metric_name",
-]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.method"), name)
-
-
-@hookimpl(trylast=True)
-def register_methods(register: Any) -> None:
-    from leap.builtins.methods.permutation.method import PermutationMethod
-
-    register(PermutationMethod())

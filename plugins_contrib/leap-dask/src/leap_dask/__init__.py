@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,14 +21,9 @@ from typing import Any
 
 from sklearn.utils import check_array
 
-from leap import MethodScores, hookimpl
-from leap.builtins.methods.permutation import PermutationMethod
-from leap.errors import PluginError, one_line
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from leap import MethodScores, get_engine, hookimpl
+from leap.data.files import read_settings
+from leap.errors import LeapError, PluginError, one_line
 
 __all__ = ["SCHEDULER_ENV", "DaskMethod", "scheduler_address", "use_scheduler"]
 
@@ -100,18 +94,22 @@ class DaskMethod:
                 scatter=[X, estimator],
                 wait_for_workers_timeout=self.timeout,
             ):
-                return PermutationMethod().compute(
-                    estimator,
-                    X,
-                    y,
-                    groups=groups,
-                    scoring=scoring,
-                    n_repeats=n_repeats,
-                    random_state=random_state,
-                    sample_weight=sample_weight,
-                    max_samples=max_samples,
-                    n_jobs=None,
-                    progress=progress,
+                return (
+                    get_engine()
+                    .methods.get("permutation")
+                    .compute(
+                        estimator,
+                        X,
+                        y,
+                        groups=groups,
+                        scoring=scoring,
+                        n_repeats=n_repeats,
+                        random_state=random_state,
+                        sample_weight=sample_weight,
+                        max_samples=max_samples,
+                        n_jobs=None,
+                        progress=progress,
+                    )
                 )
 
 
@@ -159,8 +157,8 @@ def _route(
     file_method = file_scheduler = None
     if config_file is not None:
         try:
-            data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            data = read_settings(config_file, "config file")
+        except LeapError:
             data = {}  # the core reports an unreadable config file itself
         analysis = data.get("analysis", data)
         file_method = analysis.get("method") if isinstance(analysis, dict) else None
@@ -184,14 +182,8 @@ def register_methods(register):
     register(DaskMethod())
 
 
-@hookimpl
-def register_commands(cli):
-    import click
-
-    analyze = cli.commands.get("analyze")
-    if analyze is None or any(p.name == "scheduler" for p in analyze.params):
-        return
-    original = analyze.callback
+def _wrap_analyze(original: Any) -> Any:
+    """``leap analyze``'s callback, routed to the Dask method when a scheduler is given."""
 
     @functools.wraps(original)
     def callback(*args: Any, scheduler: str | None = None, **kwargs: Any) -> Any:
@@ -201,6 +193,13 @@ def register_commands(cli):
         with use_scheduler(address):
             return original(*args, **kwargs)
 
+    return callback
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    import click
+
     option = click.Option(
         ["--scheduler"],
         metavar="ADDRESS",
@@ -209,5 +208,4 @@ def register_commands(cli):
             f"${SCHEDULER_ENV} or [dask] scheduler in --config.  [leap-dask]"
         ),
     )
-    analyze.params = [*analyze.params, option]
-    analyze.callback = callback
+    cli.extend("analyze", params=[option], wrap=_wrap_analyze)
