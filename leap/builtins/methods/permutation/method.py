@@ -9,9 +9,11 @@ import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.utils import check_array
 
+from leap.builtins.methods.permutation.boosting import boosting_path
 from leap.builtins.methods.permutation.copies import MAX_BATCH_BYTES, copies_per_batch, row_nbytes
 from leap.builtins.methods.permutation.fastpaths import FastPath, FastPathFactory, build_fast_path
 from leap.builtins.methods.permutation.linear import linear_labels
+from leap.builtins.methods.permutation.native_boosters import native_booster_path
 from leap.builtins.methods.permutation.neighbors import knn_path
 from leap.builtins.methods.permutation.runner import (
     Context,
@@ -41,7 +43,13 @@ from leap.components import MethodScores
 from leap.errors import LeapError
 
 #: The built-in fast paths, tried in this order.
-DEFAULT_FAST_PATHS: tuple[FastPathFactory, ...] = (linear_labels, knn_path, tree_path)
+DEFAULT_FAST_PATHS: tuple[FastPathFactory, ...] = (
+    linear_labels,
+    knn_path,
+    tree_path,
+    boosting_path,
+    native_booster_path,
+)
 
 __all__ = [
     "DEFAULT_FAST_PATHS",
