@@ -13,6 +13,7 @@ from leap.builtins.methods.permutation.boosting import boosting_path
 from leap.builtins.methods.permutation.copies import MAX_BATCH_BYTES, copies_per_batch, row_nbytes
 from leap.builtins.methods.permutation.fastpaths import FastPath, FastPathFactory, build_fast_path
 from leap.builtins.methods.permutation.linear import linear_labels
+from leap.builtins.methods.permutation.mlp import mlp_path
 from leap.builtins.methods.permutation.native_boosters import native_booster_path
 from leap.builtins.methods.permutation.neighbors import knn_path
 from leap.builtins.methods.permutation.runner import (
@@ -38,6 +39,7 @@ from leap.builtins.methods.permutation.scoring import (
     score_outputs,
     share_rows,
 )
+from leap.builtins.methods.permutation.svm import kernel_path
 from leap.builtins.methods.permutation.trees import tree_path
 from leap.components import MethodScores
 from leap.errors import LeapError
@@ -47,6 +49,8 @@ DEFAULT_FAST_PATHS: tuple[FastPathFactory, ...] = (
     linear_labels,
     knn_path,
     tree_path,
+    kernel_path,
+    mlp_path,
     boosting_path,
     native_booster_path,
 )
