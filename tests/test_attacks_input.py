@@ -558,6 +558,35 @@ def _catalogue() -> dict[str, Attack]:
             r"zero-size|limit",
         ),
         "npz that is not a zip": Attack(".npz", b"PK\x03\x04garbage", r"not a readable \.npz"),
+        "npz with an encrypted member": Attack(
+            ".npz", lambda path: _encrypted(path), r"not a readable \.npz.*encrypted"
+        ),
+        "npz with an unknown compression method": Attack(
+            ".npz", lambda path: _odd_compression(path), r"compression|not a readable"
+        ),
+        "empty .npy": Attack(".npy", b"", r"not a valid \.npy"),
+        "header nested 10,000 lists deep": Attack(
+            ".npy",
+            b"\x93NUMPY\x01\x00"
+            + struct.pack("<H", 20_010)
+            + b"[" * 10_000
+            + b"]" * 10_000
+            + b"\n" * 10,
+            r"not a valid \.npy",
+        ),
+        "pickle with a FRAME that lies about its length": Attack(
+            ".npy",
+            obj_npy(
+                (1, 8),
+                b"\x80\x04\x95" + struct.pack("<Q", 2**60) + obj_array((1, 8), *good_cells(8))[2:],
+            ),
+            r"declares a length|truncated",
+        ),
+        "a million DUPs": Attack(
+            ".npy",
+            obj_npy((1, 8), b"\x80\x02N" + b"2" * 1_000_000 + b"."),
+            r"leaves values on its stack",
+        ),
         # -- CSV ------------------------------------------------------------------------------
         "csv without a header": Attack(".csv", _csv("0.5,1.5,0\n2.5,3.5,1\n"), r"no header\?"),
         "csv whose header is all integers": Attack(".csv", _csv("1,2,0\n3,4,1\n"), r"no header\?"),
@@ -581,6 +610,14 @@ def _catalogue() -> dict[str, Attack]:
             r"more than 10 rows of 3 columns",
             env={"LEAP_MAX_CELLS": "30"},
         ),
+        "empty csv": Attack(".csv", b"", r"is empty"),
+        "csv with a header only": Attack(".csv", b"a,b,label\n", r"has no rows"),
+        "csv with 100,000 columns and the cap at 50,000 cells": Attack(
+            ".csv",
+            _csv(",".join(f"c{i}" for i in range(100_000)) + "\n"),
+            r"a row of 100,000 columns.*LEAP_MAX_CELLS",
+            env={"LEAP_MAX_CELLS": "50000"},
+        ),
         "csv with a megabyte label": Attack(
             ".csv", _csv("a,label\n1," + "w" * 2**20 + "\n2,r\n"), r"label column .*characters"
         ),
@@ -590,6 +627,17 @@ def _catalogue() -> dict[str, Attack]:
             _parquet(pd.DataFrame({"a": np.zeros(100), "label": np.zeros(100)})),
             r"100 rows × 2 columns.*LEAP_MAX_CELLS",
             env={"LEAP_MAX_CELLS": "150"},
+        ),
+        "parquet that is not one": Attack(
+            ".parquet", b"PAR1" + b"\0" * 40 + b"PAR1", r"not a readable Parquet"
+        ),
+        "truncated parquet": Attack(
+            ".parquet",
+            lambda path: (
+                _parquet(pd.DataFrame({"a": [1.0, 2], "label": [0, 1]}))(path),
+                path.write_bytes(path.read_bytes()[:-30]),
+            ),
+            r"not a readable Parquet",
         ),
         "parquet text bomb (one 64 KB string on every row)": Attack(
             ".parquet", _big_string_parquet, r"label column .*65,536 characters"
@@ -607,6 +655,27 @@ def _zip_bomb(path: Path) -> None:
             for _ in range(16):  # 16 MiB of zeros: enough to show the header is checked first
                 member.write(zeros)
         archive.writestr("y.npy", plain_npy(np.zeros(100_000)))
+
+
+def _encrypted(path: Path) -> None:
+    data = bytearray(npz_bytes({"X.npy": plain_npy(np.zeros((2, 6))), "y.npy": b"x"}))
+    # set the "encrypted" flag bit in every local and central header
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            data[start + offset] |= 1
+            start += 4
+    path.write_bytes(bytes(data))
+
+
+def _odd_compression(path: Path) -> None:
+    data = bytearray(npz_bytes({"X.npy": plain_npy(np.zeros((2, 6))), "y.npy": b"x"}))
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            data[start + offset] = 99  # no such compression method
+            start += 4
+    path.write_bytes(bytes(data))
 
 
 def _duplicate_members(path: Path) -> None:
@@ -788,3 +857,43 @@ def test_check_feature_names_with_a_model_edited_after_loading() -> None:
     layout = SensorLayout(sensors=("s1", "s2", "s3"), dims=("x",))
     with pytest.raises(LeapError, match="lists 2 names but its n_features_in_ is 3"):
         check_pair(model, matrix, layout)
+
+
+# -- the SIGSEGV of the issue, in a real process --------------------------------------------
+def test_the_pointer_file_does_not_kill_leap(tmp_path: Path, model_file: Path) -> None:
+    """The file that crashed ``leap analyze`` and ``leap doctor`` with SIGSEGV: exit 2 now."""
+    import subprocess
+    import sys
+
+    path = _write(CATALOGUE["raw bytes as object pointers (the SIGSEGV)"], tmp_path)
+    for command in ("analyze", "doctor"):
+        done = subprocess.run(
+            [sys.executable, "-m", "leap", command, str(model_file), str(path), *LAYOUT_ARGS],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        assert done.returncode == 2, (command, done.returncode, done.stderr[-500:])
+        assert "Traceback" not in done.stderr
+        assert "as raw bytes" in done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "raw bytes as object pointers (the SIGSEGV)",
+        "object flags on a float dtype",
+        "zero-itemsize |V0 with a billion rows",
+        "csv without a header",
+    ],
+)
+def test_doctor_reports_the_attack_as_one_problem(name: str, tmp_path: Path, model_file) -> None:
+    path = _write(CATALOGUE[name], tmp_path)
+    done = CliRunner().invoke(cli, ["doctor", str(model_file), str(path), *LAYOUT_ARGS])
+    assert done.exit_code == 2
+    text_ = done.output + done.stderr
+    assert "Traceback" not in text_
+    problems = [line for line in text_.splitlines() if line.startswith("PROBLEM")]
+    assert len(problems) == 1 and re.search(CATALOGUE[name].error, problems[0]), text_

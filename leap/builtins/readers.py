@@ -279,18 +279,15 @@ def _refuse_nul_bytes(path: Path) -> None:
 
 
 def _csv_first_row(path: Path) -> list[str]:
-    """The first row's cells as text, exactly as pandas splits them (BOM removed)."""
+    """The first non-blank row's cells as text (BOM removed), split as pandas splits them."""
     try:
-        first = pd.read_csv(
-            path, encoding="utf-8", header=None, nrows=1, dtype=str, keep_default_na=False
-        )
-    except pd.errors.EmptyDataError:
-        raise InputFileError(f"{path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, csv.Error) as exc:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            for row in csv.reader(fh):
+                if row:
+                    return row
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise InputFileError(f"{path} is not a readable CSV: {one_line(exc)}") from None
-    if first.shape[0] == 0:
-        raise InputFileError(f"{path} is empty")
-    return [str(v) for v in first.iloc[0].tolist()]
+    raise InputFileError(f"{path} is empty")
 
 
 def looks_like_number(text: str) -> bool:

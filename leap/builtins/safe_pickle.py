@@ -233,7 +233,7 @@ class _Machine:
         p = self.push
         return {
             b"\x80": self.proto,
-            b"\x95": lambda: self.take(8),  # FRAME: a length hint, checked by take
+            b"\x95": self.frame,
             b"(": self.mark,
             b"0": self.pop,
             b"1": self.pop_mark,
@@ -291,6 +291,15 @@ class _Machine:
         version = self.uint(1)
         if version > 5:
             raise UnsafePickleError(f"the object array's pickle has protocol {version} (> 5)")
+
+    def frame(self) -> None:
+        """FRAME: only a length hint here, but one that must not exceed the bytes left."""
+        n = self.uint(8)
+        if n > len(self.data) - self.pos:
+            raise UnsafePickleError(
+                f"the object array's pickle declares a length ({n}) longer than the "
+                f"{len(self.data) - self.pos} bytes left"
+            )
 
     def mark(self) -> None:
         self.marks.append(len(self.stack))
