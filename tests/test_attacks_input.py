@@ -897,3 +897,13 @@ def test_doctor_reports_the_attack_as_one_problem(name: str, tmp_path: Path, mod
     assert "Traceback" not in text_
     problems = [line for line in text_.splitlines() if line.startswith("PROBLEM")]
     assert len(problems) == 1 and re.search(CATALOGUE[name].error, problems[0]), text_
+
+
+def test_the_cap_message_in_the_safety_doc_is_the_real_one(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "safety.md").read_text(encoding="utf-8")
+    shown = next(line for line in doc.splitlines() if "more cells than the limit" in line)
+    path = tmp_path / "features.npy"
+    path.write_bytes(npy_header("<f8", (500_000, 437)))
+    with pytest.raises(LeapError) as caught:
+        Engine(load_entry_points=False).read_matrix(path)
+    assert shown == f"leap: error: {caught.value}".replace(str(tmp_path) + "/", "")
