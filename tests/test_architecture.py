@@ -228,3 +228,11 @@ def test_contrib_packages_use_public_api_only():
 def test_the_contrib_scan_sees_imports():
     names = {name for _, name in _contrib_imports()}
     assert "leap.hookimpl" in names
+
+
+def test_one_table_names_the_aggregations():
+    import typing
+
+    from leap.data.aggregates import AGGREGATE_NAMES, Aggregate
+
+    assert typing.get_args(Aggregate) == AGGREGATE_NAMES

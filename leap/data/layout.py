@@ -20,8 +20,6 @@ LEAP_DIMS = ("x_acc", "y_acc", "z_acc", "x_gyro", "y_gyro", "z_gyro")
 PAIR_SEPARATOR = "|"
 #: Built-in groupings of features (see :mod:`leap.data.grouping`).
 GroupingName = Literal["sensor_pair", "sensor"]
-#: Sensor-heatmap aggregations (see :meth:`leap.data.result.ImportanceResult.sensor_matrix`).
-Aggregate = Literal["sum_positive", "sum", "signed", "mean", "max", "grouped"]
 CHANNEL_SEPARATOR = "."
 
 

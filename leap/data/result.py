@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from leap.data.aggregates import AGGREGATIONS
 from leap.data.files import atomic_path, existing_file
 from leap.data.layout import LEAP_SENSORS, ChannelPair, SensorLayout
 from leap.data.stats import Inference, bh_qvalues, includes_zero, infer, t_interval
@@ -29,15 +30,6 @@ TEST_COLUMNS = ("p_value", "q_value", "measurable")
 DISCOVERY_Q = 0.05
 REPEAT_PREFIX = "repeat_"
 FEATURE_LEVEL = "feature"
-#: Sensor-matrix aggregations of the rows that fall on one sensor pair.
-AGGREGATES: dict[str, Callable[..., Any]] = {
-    "sum_positive": np.sum,
-    "sum": np.sum,
-    "signed": np.sum,
-    "mean": np.mean,
-    "max": np.max,
-    "grouped": np.sum,
-}
 LEGACY_COLUMNS = ("Pair", "Dimensions", "Importance")
 # Exactly a 2-tuple of quoted names, as the original LEAP script wrote them: ('A', 'B').
 _TUPLE_OF_TWO = re.compile(
@@ -370,8 +362,8 @@ class ImportanceResult:
         a cell all of whose rows are unmeasurable is NaN; :meth:`measurable_matrix` says
         which cells those are.
         """
-        if aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, got {aggregate!r}")
+        if aggregate not in AGGREGATIONS:
+            raise ValueError(f"aggregate must be one of {list(AGGREGATIONS)}, got {aggregate!r}")
         source: ImportanceResult | None = self
         if aggregate == "grouped" and self.level != "sensor_pair":
             source = self.groups.get("sensor_pair")
@@ -402,7 +394,7 @@ class ImportanceResult:
         n = len(sensors)
         matrix = np.full((n, n), np.nan)
         for (a, b), vals in buckets.items():
-            matrix[a, b] = matrix[b, a] = AGGREGATES[aggregate](vals)
+            matrix[a, b] = matrix[b, a] = AGGREGATIONS[aggregate].reduce(vals)
         return pd.DataFrame(matrix, index=list(sensors), columns=list(sensors))
 
     def measurable_matrix(self, aggregate: str = "sum_positive") -> pd.DataFrame:

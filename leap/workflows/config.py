@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from leap.data.aggregates import Aggregate
 from leap.data.files import normalize_sha256, read_settings
-from leap.data.layout import Aggregate, GroupingName, SensorLayout, first_validation_error
+from leap.data.layout import GroupingName, SensorLayout, first_validation_error
 from leap.errors import ConfigError
 
 

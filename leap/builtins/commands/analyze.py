@@ -16,10 +16,8 @@ from leap.cli import (
     print_top,
     show_progress,
 )
+from leap.data.aggregates import AGGREGATE_NAMES
 from leap.hookspecs import hookimpl
-
-#: Heatmap cell aggregations (see ``ImportanceResult.sensor_matrix``).
-AGGREGATES = ("sum_positive", "sum", "signed", "mean", "max", "grouped")
 
 
 def _max_samples(text: str | None) -> float | int | None:
@@ -97,7 +95,7 @@ def _max_samples(text: str | None) -> float | int | None:
 @click.option(
     "--aggregate",
     "heatmap_aggregate",
-    type=click.Choice(list(AGGREGATES)),
+    type=click.Choice(list(AGGREGATE_NAMES)),
     help="Heatmap cells: sum_positive (original), sum, signed, mean, max, or grouped "
     "(sensor pairs permuted jointly).  [default: sum_positive]",
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from leap.builtins.commands.analyze import AGGREGATES
+from leap.data.aggregates import AGGREGATE_NAMES
 from leap.hookspecs import hookimpl
 
 #: Formats the comparison figures can be written in.
@@ -37,7 +37,7 @@ FORMATS = ("png", "svg", "pdf")
 )
 @click.option(
     "--aggregate",
-    type=click.Choice(list(AGGREGATES)),
+    type=click.Choice(list(AGGREGATE_NAMES)),
     default="sum_positive",
     show_default=True,
     help="How the channel pairs of two sensors are combined in the difference heatmap.",

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from leap.builtins.commands.analyze import AGGREGATES
+from leap.data.aggregates import AGGREGATE_NAMES
 from leap.hookspecs import hookimpl
 
 
@@ -22,7 +22,7 @@ from leap.hookspecs import hookimpl
 @click.option("--title", default="Feature Importance Heatmap", show_default=True)
 @click.option(
     "--aggregate",
-    type=click.Choice(list(AGGREGATES)),
+    type=click.Choice(list(AGGREGATE_NAMES)),
     default="sum_positive",
     show_default=True,
     help="How the channel pairs of two sensors are combined; grouped reads the "

@@ -31,6 +31,7 @@ from leap.builtins.renderers.style import (
     save_figure,
     shorten,
 )
+from leap.data.aggregates import AGGREGATIONS
 from leap.data.files import atomic_path
 from leap.data.formatting import format_number
 from leap.errors import LeapError
@@ -170,7 +171,7 @@ def render_difference(
         if cell >= MIN_ANNOTATED_CELL:
             annotate_cells(ax, values, image.cmap, image.norm)
     bar = fig.colorbar(image, ax=axes[:2], shrink=0.8, location="bottom", aspect=40)
-    bar.set_label(f"{_AGGREGATES.get(aggregate, aggregate)} ({comparison.a.scoring} drop)")
+    bar.set_label(f"{AGGREGATIONS[aggregate].label} ({comparison.a.scoring} drop)")
     dcmap, dnorm = color_scale(diff, diverging=True)
     image = draw_matrix(axes[2], diff, dcmap, dnorm)
     _sensor_axes(axes[2], labels, f"{label_b} − {label_a}")
@@ -187,16 +188,6 @@ def render_difference(
     if path is not None:
         save_figure(fig, Path(path))
     return fig
-
-
-_AGGREGATES = {
-    "sum_positive": "Sum of positive channel-pair importances",
-    "sum": "Sum of channel-pair importances",
-    "signed": "Signed sum of channel-pair importances",
-    "mean": "Mean channel-pair importance",
-    "max": "Largest channel-pair importance",
-    "grouped": "Sensor pair permuted as a group",
-}
 
 
 def _sensor_axes(ax: Any, labels: list[str], title: str) -> None:

@@ -19,6 +19,7 @@ from leap.builtins.renderers.style import (
     save_figure,
     shorten,
 )
+from leap.data.aggregates import AGGREGATIONS
 from leap.data.formatting import format_number
 from leap.hookspecs import hookimpl
 
@@ -76,7 +77,7 @@ class SensorPairHeatmap:
         ax.set_yticks(range(n), labels)
         ax.set_xlabel("Sensor" + note)
         ax.set_ylabel("Sensor")
-        ax.set_title(title or _DEFAULT_TITLES[aggregate], fontsize="large", fontweight="bold")
+        ax.set_title(title or AGGREGATIONS[aggregate].title, fontsize="large", fontweight="bold")
         if cell >= MIN_ANNOTATED_CELL:
             annotate_cells(ax, values, image.cmap, image.norm)
         measured = result.measurable_matrix(aggregate).reindex(
@@ -84,29 +85,11 @@ class SensorPairHeatmap:
         )
         hatch_unmeasurable(ax, ~measured.to_numpy(dtype=bool), label=cell >= MIN_ANNOTATED_CELL)
         bar = fig.colorbar(image, ax=ax, shrink=0.85)
-        bar.set_label(value_label(_AGGREGATE_LABELS[aggregate], result))
+        bar.set_label(value_label(AGGREGATIONS[aggregate].label, result))
         plain_text(fig)
         if path is not None:
             save_figure(fig, path)
         return fig
-
-
-_AGGREGATE_LABELS = {
-    "sum_positive": "Sum of positive importances of the channel pairs",
-    "sum": "Sum of importances of the channel pairs",
-    "mean": "Mean importance of the channel pairs",
-    "max": "Largest importance among the channel pairs",
-    "signed": "Sum of signed importances of the channel pairs",
-    "grouped": "Importance of the sensor pair, permuted as one group",
-}
-_DEFAULT_TITLES = {
-    "sum_positive": "Sensor-pair importance (sum of positive channel pairs)",
-    "sum": "Sensor-pair importance (sum of channel pairs)",
-    "mean": "Sensor-pair importance (mean of channel pairs)",
-    "max": "Sensor-pair importance (largest channel pair)",
-    "signed": "Sensor-pair importance (signed sum of channel pairs)",
-    "grouped": "Sensor-pair importance (each pair permuted as a group)",
-}
 
 
 def largest_sensors(matrix: pd.DataFrame, limit: int) -> tuple[pd.DataFrame, str]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from leap.builtins.renderers.bars import LEVEL_TITLES, pretty_name
 from leap.builtins.renderers.style import figure_bytes
+from leap.data.aggregates import AGGREGATIONS
 from leap.data.files import atomic_path
 from leap.hookspecs import hookimpl
 
@@ -95,7 +96,8 @@ class HtmlReport:
 
 def _caption(key: str, result: ImportanceResult) -> str:
     if key.startswith("heatmap:"):
-        return _HEATMAP_CAPTIONS.get(key.partition(":")[2], key)
+        name = key.partition(":")[2]
+        return AGGREGATIONS[name].caption if name in AGGREGATIONS else key
     captions = {
         "channel_heatmap": "Every channel-pair feature; the squares on the diagonal are the "
         "within-sensor pairs, the diagonal itself (a channel with itself) is not a feature.",
@@ -107,20 +109,6 @@ def _caption(key: str, result: ImportanceResult) -> str:
         "interval.",
     }
     return captions.get(key, key)
-
-
-_HEATMAP_CAPTIONS = {
-    "sum_positive": "Sensor × sensor: the sum of the positive channel-pair importances (the "
-    "original LEAP view). Each channel pair was permuted alone, so correlated pairs can "
-    "share or hide importance.",
-    "sum": "Sensor × sensor: the sum of the channel-pair importances.",
-    "signed": "Sensor × sensor: the signed sum of the channel-pair importances, centred on "
-    "zero; negative cells are pairs whose permutation improved the score.",
-    "mean": "Sensor × sensor: the mean channel-pair importance.",
-    "max": "Sensor × sensor: the largest channel-pair importance.",
-    "grouped": "Sensor × sensor: each sensor pair permuted as one group, i.e. what the model "
-    "loses without the relation between the two sensors.",
-}
 
 
 def _page(
