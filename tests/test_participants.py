@@ -272,7 +272,7 @@ def test_interpreting_doc_snippets_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     doc = Path(__file__).resolve().parents[1] / "docs" / "interpreting.md"
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(encoding="utf-8"), flags=re.DOTALL)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(doc), "exec"), namespace)  # our own documentation
