@@ -63,7 +63,9 @@ RENDERERS = {
 }
 
 
-def _result(sensors=SENSORS, dims=DIMS, seed=0, spread=False) -> ImportanceResult:
+def _result(
+    sensors=SENSORS, dims=DIMS, seed=0, spread=False, participants=("P$1$", "P2")
+) -> ImportanceResult:
     layout = SensorLayout(sensors=tuple(sensors), dims=tuple(dims))
     rng = np.random.default_rng(seed)
     values = rng.random((layout.n_features, 3)) ** 3 - 0.05
@@ -71,7 +73,7 @@ def _result(sensors=SENSORS, dims=DIMS, seed=0, spread=False) -> ImportanceResul
     if spread:
         result.spread = ParticipantSpread(
             list(result.feature_names),
-            ["P$1$", "P2"],
+            list(participants),
             result.importances_mean[:, None] + rng.normal(0, 0.01, (layout.n_features, 2)),
             np.full(2, 10),
             np.ones(2),
@@ -169,7 +171,7 @@ def test_compare_refuses_duplicated_names_in_one_line():
 
 def test_report_escapes_every_name(tmp_path):
     script = "<script>alert(1)</script>"
-    result = _result(sensors=(script, r"$\frac{$", "S&T"), spread=True)
+    result = _result(sensors=(script, r"$\frac{$", "S&T"), spread=True, participants=(script, "P"))
     fig = TopBars().render(result, None, title=script)
     page = HtmlReport().render(
         result, tmp_path / "r.html", title=f"{script} $x$", figures={script: fig}
