@@ -227,3 +227,16 @@ def test_null_p_values_are_not_small_too_often():
     p_null = np.concatenate([_simulate(seed)[0].p_value[3:] for seed in range(12)])
     # Under the null the one-sided p-value is (at least) uniform: few fall below 0.05.
     assert np.mean(p_null <= 0.05) <= 0.05 + 0.03
+
+
+def test_spread_from_pooled_differences():
+    from leap.workflows.participants import spread_from_differences
+
+    d = np.array([[1.0, 3.0, 2.0, 2.0, 5.0, 7.0], [0.0, 0.0, 1.0, -1.0, 0.0, 0.0]])
+    ids = np.array(["P2", "P2", "P10", "P10", "P1", "P1"])
+    spread = spread_from_differences(["a", "b"], d, ids)
+    assert spread.participants == ["P1", "P10", "P2"]
+    np.testing.assert_array_equal(spread.values, [[6.0, 2.0, 2.0], [0.0, 0.0, 0.0]])
+    assert list(spread.n_samples) == [2, 2, 2]
+    one = spread_from_differences(["a", "b"], d, np.array(["P1"] * 6))
+    np.testing.assert_allclose(one.values[:, 0], d.mean(axis=1), rtol=0, atol=1e-12)

@@ -239,6 +239,48 @@ def compute_spreads(
     ]
 
 
+def spread_from_differences(
+    names: Sequence[str],
+    differences: np.ndarray,
+    participants: Sequence[Any] | np.ndarray,
+    *,
+    sample_weight: Any = None,
+    level: str = FEATURE_LEVEL,
+    ci_level: float = 0.95,
+) -> ParticipantSpread:
+    """Per-participant importances from one pooled run's per-row differences, no reruns.
+
+    Each participant's value is the (weighted) mean of the per-row differences of their
+    rows (``MethodScores.row_differences``, rows as given to the method): what the model
+    loses on that participant's rows when the feature is disturbed across everyone's
+    rows. :func:`compute_spreads` instead disturbs within each participant's rows only;
+    the two agree when the feature's distribution is alike across participants. The
+    per-participant baselines are not known here (NaN).
+    """
+    from leap.data.stats import unit_means
+
+    ids = np.asarray(participants)
+    d = np.asarray(differences, dtype=np.float64)
+    if ids.shape[0] != d.shape[1]:
+        raise MatrixError(f"{ids.shape[0]} participant ids for {d.shape[1]} rows of differences")
+    order = _participant_order(ids)
+    labels = ids.astype(str)
+    values, _ = unit_means(d, labels, sample_weight)  # columns in sorted label order
+    position = {label: i for i, label in enumerate(sorted(set(labels)))}
+    columns = [position[p] for p in order]
+    return ParticipantSpread(
+        names=list(names),
+        participants=order,
+        values=values[:, columns]
+        if len(order) > 1
+        else np.average(d, axis=1, weights=sample_weight)[:, np.newaxis],
+        n_samples=np.array([int((labels == p).sum()) for p in order]),
+        baselines=np.full(len(order), np.nan),
+        level=level,
+        ci_level=ci_level,
+    )
+
+
 def spreads_frame(result: ImportanceResult) -> pd.DataFrame:
     """Every spread of ``result`` and its grouped results, one table (a ``level`` column)."""
     frames = [
