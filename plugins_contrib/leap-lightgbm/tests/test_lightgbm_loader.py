@@ -116,3 +116,21 @@ def test_broken_files_give_one_line_errors(tmp_path):
 def test_importing_the_plugin_does_not_import_lightgbm():
     code = "import sys, leap_lightgbm; assert 'lightgbm' not in sys.modules, 'lightgbm imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_early_stopping_and_categorical_columns_survive_the_text_format(tmp_path):
+    frame = pd.DataFrame(X[:, :4], columns=["a", "b", "c", "d"])
+    frame["site"] = pd.Categorical(np.array(["ankle", "hip", "wrist"])[CODES])
+    y = (frame["site"] == "hip") | (frame["a"] > 1.0)
+    with warnings.catch_warnings():  # eval_set: deprecated in 4.7, the only way in 4.0
+        warnings.simplefilter("ignore", FutureWarning)
+        stopped = lgb.LGBMClassifier(**{**FIT, "n_estimators": 200}).fit(
+            frame[:100],
+            y[:100],
+            eval_set=[(frame[100:], y[100:])],
+            callbacks=[lgb.early_stopping(3, verbose=False)],
+        )
+    assert stopped.best_iteration_ < 200
+    loaded = LightGBMLoader().load(save_model(stopped, tmp_path / "stopped.txt"))
+    np.testing.assert_array_equal(loaded.predict_proba(frame), stopped.predict_proba(frame))
+    np.testing.assert_array_equal(loaded.predict(frame), stopped.predict(frame))
