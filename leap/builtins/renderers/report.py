@@ -95,6 +95,12 @@ class HtmlReport:
 
 
 def _caption(key: str, result: ImportanceResult) -> str:
+    if key == "bars" and result.q_value is not None:
+        return (
+            f"The most important rows at each level; error bars are {result.ci_level:.0%} "
+            f"confidence intervals over {_units(result)}; dark bars: discoveries "
+            "(q ≤ 0.05), pale bars: not discoveries."
+        )
     if key.startswith("heatmap:"):
         name = key.partition(":")[2]
         return AGGREGATIONS[name].caption if name in AGGREGATIONS else key
