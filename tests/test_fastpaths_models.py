@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from sklearn.decomposition import PCA
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import make_scorer, roc_auc_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -221,3 +222,37 @@ def test_order_certified_ties_and_points():
     assert order_certified(values, fuzzy).tolist() == [False]
     apart = np.array([[[0.0], [1.0], [1.0 + 1e-9], [2.0]]])
     assert order_certified(apart, np.full_like(apart, 1e-12)).tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    ("steps", "classes", "scoring", "kind"),
+    [
+        ([PCA(4)], 3, None, "gauss"),
+        ([StandardScaler(), PCA(5, whiten=True)], 2, "neg_log_loss", "student_t"),
+        ([PCA(3)], 2, "roc_auc", "discrete"),
+        ([StandardScaler(), PCA(4)], 0, "r2", "constant"),
+    ],
+    ids=str,
+)
+def test_pca_then_mlp_equal_sklearn(steps, classes, scoring, kind, chosen_path):
+    X, y = make_data(kind, seed=21, classes=classes)
+    X_train, y_train, X_test, y_test = _split(X, y)
+    final = (
+        MLPRegressor(hidden_layer_sizes=(12,), max_iter=600, random_state=0)
+        if classes == 0
+        else MLPClassifier((12,), max_iter=400, random_state=0)
+    )
+    model = make_pipeline(*steps, final)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X_train, y_train)
+    for seed in (0, 4):
+        assert_parity(model, X_test, y_test, scoring, seed=seed)
+    assert set(chosen_path) == {MLPPath}
+
+
+def test_pca_in_front_of_other_models_uses_the_general_path(chosen_path):
+    X, y = make_data("gauss", seed=22)
+    model = make_pipeline(PCA(3), SVC()).fit(X, y)
+    assert_parity(model, X, y, None)
+    assert chosen_path == [None]

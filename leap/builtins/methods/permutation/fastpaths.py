@@ -9,13 +9,17 @@ which are then evaluated by the model. Add your own by passing factories to
 
 Pipelines whose steps before the last are per-element scalers are reduced to their last
 step: such a step maps every value through its own column's function, so permuting rows of
-a column before or after it gives bitwise the same matrix.
+a column before or after it gives bitwise the same matrix. A ``PCA`` just before the last
+step is a linear projection: permuted input columns move the projected row by a rank-``g``
+change. Factories that handle it carry a ``with_projection(model, X, projection,
+base_outputs)`` attribute, called with the scaled input and a :class:`Projection`.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -120,6 +124,51 @@ def reduce_model(estimator: Any, X: Any) -> tuple[Any, np.ndarray] | None:
     return core, np.ascontiguousarray(Xt)
 
 
+@dataclass(frozen=True)
+class Projection:
+    """A fitted ``PCA`` between the (scaled) input and the model: ``x -> (x C^T - m C^T) / s``.
+
+    ``transformed`` is the PCA's own output on the unpermuted rows (what the model sees).
+    """
+
+    components: np.ndarray  # (k, p)
+    scale: np.ndarray  # (k,), ones without whitening
+    mean: np.ndarray  # (p,)
+    transformed: np.ndarray  # (n_rows, k)
+
+
+def reduce_projection(estimator: Any, X: Any) -> tuple[Any, np.ndarray, Projection] | None:
+    """``(final step, scaled X, projection)`` for a pipeline ``scalers..., PCA, model``.
+
+    ``None`` for any other model, or when ``X`` is not a plain numeric matrix.
+    """
+    from sklearn.decomposition import PCA
+
+    if type(estimator) is not Pipeline or len(estimator.steps) < 2:
+        return None
+    *front, (_, pca), (_, core) = estimator.steps
+    if type(pca) is not PCA or core is None or isinstance(core, str):
+        return None
+    components = getattr(pca, "components_", None)
+    if not isinstance(components, np.ndarray) or components.dtype != np.float64:
+        return None
+    reduced = reduce_model(Pipeline([*front, ("model", core)]) if front else core, X)
+    if reduced is None:
+        return None
+    _, Xs = reduced
+    if components.shape[1] != Xs.shape[1]:
+        return None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        transformed = np.asarray(pca.transform(Xs), dtype=np.float64)
+    scale = np.ones(components.shape[0])
+    if pca.whiten:
+        scale = np.sqrt(pca.explained_variance_)
+        scale[scale < np.finfo(scale.dtype).eps] = np.finfo(scale.dtype).eps
+    mean = np.asarray(pca.mean_, dtype=np.float64)
+    return core, Xs, Projection(components, scale, mean, transformed)
+
+
 def build_fast_path(
     factories: tuple[FastPathFactory, ...],
     estimator: Any,
@@ -131,6 +180,16 @@ def build_fast_path(
         return None
     reduced = reduce_model(estimator, X)
     if reduced is None:
+        projected = reduce_projection(estimator, X)
+        if projected is None:
+            return None
+        core, Xs, projection = projected
+        for factory in factories:
+            with_projection = getattr(factory, "with_projection", None)
+            if with_projection is not None:
+                path = with_projection(core, Xs, projection, base_outputs)
+                if path is not None:
+                    return path
         return None
     core, Xc = reduced
     for factory in factories:

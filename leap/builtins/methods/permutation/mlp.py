@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from leap.builtins.methods.permutation.fastpaths import order_certified
+from leap.builtins.methods.permutation.fastpaths import Projection, order_certified, quietly
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
 #: Lipschitz constant of each hidden activation, and whether it is computed exactly.
@@ -37,7 +37,13 @@ _BLOCK_ELEMENTS = 2**17  # (rows × hidden units) per block
 class MLPPath:
     """Outputs of a fitted MLP on permuted copies (see module docstring)."""
 
-    def __init__(self, model: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]):
+    def __init__(
+        self,
+        model: Any,
+        X: np.ndarray,
+        base_outputs: Mapping[str, np.ndarray],
+        projection: Projection | None = None,
+    ) -> None:
         from sklearn.neural_network._base import ACTIVATIONS
 
         self.X = X
@@ -53,10 +59,29 @@ class MLPPath:
         )
         self.base = {name: np.asarray(out) for name, out in base_outputs.items()}
         W1, b1 = self.coefs[0], self.intercepts[0]
-        self.Z1 = X @ W1 + b1
-        self.M1 = np.abs(X) @ self.abs_coefs[0] + np.abs(b1)
         self.col_max = np.abs(X).max(axis=0)
-        self.used = np.any(W1 != 0, axis=1)
+        self.projection = projection
+        p = X.shape[1]
+        if projection is None:
+            self.W_in = W1  # (p, h): how one input column moves the first layer
+            self.Z1 = X @ W1 + b1
+            gamma = 2.0 * (p + 4) * _U
+            self.row_err = 2.0 * gamma * (np.abs(X) @ self.abs_coefs[0] + np.abs(b1))
+        else:
+            # z = ((x C^T - m C^T) / s) W1 + b1; the PCA's own output is the model's input.
+            C, scale = projection.components, projection.scale
+            self.W_in = (C.T / scale) @ W1
+            T = np.abs(projection.transformed)
+            self.Z1 = projection.transformed @ W1 + b1
+            k = C.shape[0]
+            gamma_p, gamma_k = 2.0 * (p + 4) * _U, 2.0 * (k + 4) * _U
+            A = (np.abs(X) @ np.abs(C).T + np.abs(projection.mean) @ np.abs(C).T) / scale
+            self.abs_C_scaled = np.abs(C) / scale[:, None]  # (k, p)
+            self.row_err = 2.0 * (
+                (2.0 * gamma_p * A + (4.0 * _U + 2.0 * gamma_k) * T) @ self.abs_coefs[0]
+                + 2.0 * gamma_k * np.abs(b1)
+            )
+        self.used = np.any(self.W_in != 0, axis=1)
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """A column whose first-layer weights are all zero adds exact zeros."""
@@ -67,13 +92,20 @@ class MLPPath:
         n_layers = len(self.coefs)
         lip, exact = _LIPSCHITZ[self.hidden_name]
         for i in range(1, n_layers):
+            # A relu unit certainly below 0 is exactly 0 in both computations.
+            dead = (Z + E < 0) if self.hidden_name == "relu" else None
             self.hidden(Z)  # in place, scikit-learn's own function
             E = lip * E if exact else lip * E + 4.0 * _U * (np.abs(Z) + 1.0)
+            if dead is not None:
+                E[dead] = 0.0
+            # A row whose units are all exactly 0 gets exactly the bias next: no error.
+            idle = ~np.any(E > 0, axis=1) & ~np.any(Z != 0, axis=1)
             W, absW, b = self.coefs[i], self.abs_coefs[i], self.intercepts[i]
             gamma = 2.0 * (W.shape[0] + 4) * _U
             E = ((1.0 + gamma) * E + gamma * np.abs(Z)) @ absW + gamma * np.abs(b)
             Z = Z @ W + b
             E += 2.0 * _U * np.abs(Z)
+            E[idle] = 0.0
         self.output(Z)
         name = self.output_name
         if name == "logistic":
@@ -84,13 +116,21 @@ class MLPPath:
 
     def _rows(self, cols: np.ndarray, diff: np.ndarray, rows: np.ndarray):
         """Outputs and bounds of ``rows`` whose ``cols`` moved by ``diff`` (rows, g)."""
-        W1c = self.coefs[0][cols]  # (g, h)
-        p = self.X.shape[1]
-        gamma = 2.0 * (p + len(cols) + 4) * _U
-        growth = (2.0 * self.col_max[cols]) @ self.abs_coefs[0][cols]  # (h,)
-        Z = self.Z1[rows] + diff @ W1c
-        E = gamma * (2.0 * self.M1[rows] + 2.0 * growth) + 2.0 * _U * np.abs(Z)
+        Z = self.Z1[rows] + diff @ self.W_in[cols]
+        E = self.row_err[rows] + self._growth(cols) + 2.0 * _U * np.abs(Z)
         return self._forward(Z, E)
+
+    def _growth(self, cols: np.ndarray) -> np.ndarray:
+        """Extra first-layer error (per unit) when ``cols`` take other rows' values."""
+        p, g = self.X.shape[1], len(cols)
+        if self.projection is None:
+            gamma = 2.0 * (p + g + 4) * _U
+            return 4.0 * gamma * ((2.0 * self.col_max[cols]) @ self.abs_coefs[0][cols])
+        k = self.projection.components.shape[0]
+        gamma_p, gamma_k, gamma_g = (2.0 * (n + 4) * _U for n in (p, k, g))
+        reach = self.abs_C_scaled[:, cols] @ self.col_max[cols]  # (k,)
+        per_unit = reach @ self.abs_coefs[0]  # (h,)
+        return 2.0 * per_unit * (gamma_p + 4.0 * _U + 2.0 * gamma_k + 2.0 * (gamma_k + gamma_g))
 
     def outputs(
         self, cols: np.ndarray, orders: np.ndarray
@@ -151,6 +191,26 @@ def mlp_path(
     estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
 ) -> MLPPath | None:
     """Factory: an :class:`MLPPath` for a fitted, dense, float64 MLP."""
+    return _build(estimator, X, base_outputs, None)
+
+
+def mlp_projected_path(
+    estimator: Any, X: np.ndarray, projection: Projection, base_outputs: Mapping[str, np.ndarray]
+) -> MLPPath | None:
+    """Factory for ``PCA`` then an MLP: permuted input columns move the first layer by
+    ``Δx (C^T / s) W``, a rank-``g`` change of the projected rows."""
+    return _build(estimator, X, base_outputs, projection)
+
+
+mlp_path.with_projection = mlp_projected_path
+
+
+def _build(
+    estimator: Any,
+    X: np.ndarray,
+    base_outputs: Mapping[str, np.ndarray],
+    projection: Projection | None,
+) -> MLPPath | None:
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
     cls = type(estimator)
@@ -172,18 +232,21 @@ def mlp_path(
     coefs = getattr(estimator, "coefs_", None)
     if not coefs or any(np.asarray(W).dtype != np.float64 for W in coefs):
         return None
-    if coefs[0].shape[0] != X.shape[1] or X.dtype != np.float64 or X.shape[0] == 0:
+    width = X.shape[1] if projection is None else projection.transformed.shape[1]
+    if coefs[0].shape[0] != width or X.dtype != np.float64 or X.shape[0] == 0:
         return None
     if not np.all(np.isfinite(X)):
         return None
-    path = MLPPath(estimator, X, base_outputs)
+    path = MLPPath(estimator, X, base_outputs, projection)
     # The model's own outputs on the unpermuted rows must lie within the bound.
-    gamma = 2.0 * (X.shape[1] + 4) * _U
-    out, err = path._forward(path.Z1.copy(), gamma * 2.0 * path.M1 + 2.0 * _U * np.abs(path.Z1))
+    out, err = path._forward(path.Z1.copy(), path.row_err + 2.0 * _U * np.abs(path.Z1))
     if cls is MLPRegressor:
         base = np.asarray(base_outputs["predict"], dtype=np.float64).reshape(out.shape)
         return path if np.all(np.abs(base - out) <= err) else None
-    proba = estimator.predict_proba(X) if "predict_proba" not in base_outputs else None
+    seen = X if projection is None else projection.transformed  # what the model reads
+    proba = None
+    if "predict_proba" not in base_outputs:
+        proba = quietly(estimator.predict_proba, seen)
     proba = np.asarray(base_outputs.get("predict_proba", proba), dtype=np.float64)
     mine = np.column_stack([1 - out[:, 0], out[:, 0]]) if out.shape[1] == 1 else out
     bound = np.column_stack([err[:, 0], err[:, 0]]) if out.shape[1] == 1 else err
