@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from leap import ImportanceResult, SensorLayout
+from leap import Engine, ImportanceResult, SensorLayout
 from leap.checks import check_scoring
 from leap.data.formatting import format_number
 from leap.errors import ConfigError
@@ -93,3 +93,11 @@ def test_compare_labels_tell_apart_two_files_with_the_same_name(tmp_path):
     assert "model_b/importance − model_a/importance" in done.stdout
     columns = list(pd.read_csv(tmp_path / "cmp.csv").columns)
     assert "mean_model_a/importance" in columns and "mean_model_b/importance" in columns
+
+
+def test_report_page_shows_no_negative_zero():
+    values = np.full((LAYOUT.n_features, 3), -1e-7)
+    values[0] = 0.2
+    result = ImportanceResult.from_layout(values, LAYOUT, baseline_score=-1e-9)
+    page = Engine(load_entry_points=False).render(result, None, renderer="report")
+    assert "0.0000" in page and "-0.0000" not in page

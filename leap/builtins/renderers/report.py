@@ -22,6 +22,7 @@ from leap.builtins.renderers.bars import LEVEL_TITLES, pretty_name
 from leap.builtins.renderers.style import figure_bytes
 from leap.data.aggregates import AGGREGATIONS
 from leap.data.files import atomic_path
+from leap.data.formatting import format_number
 from leap.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def _lede(result: ImportanceResult) -> str:
     if "n_participants" in p:
         bits.append(f"{p['n_participants']} participants")
     if result.baseline_score is not None:
-        bits.append(f"baseline {result.scoring} {result.baseline_score:.4f}")
+        bits.append(f"baseline {result.scoring} {format_number(result.baseline_score, '.4f')}")
     bits.append(f"{result.n_repeats} repeats of {result.method}")
     return "; ".join(bits) + "."
 
@@ -182,7 +183,12 @@ def _summary(result: ImportanceResult) -> str:
     items = []
     for i in order:
         low, high = result.ci_low[i], result.ci_high[i]
-        ci = "" if math.isnan(low) else f" ({result.ci_level:.0%} CI {low:.4f} to {high:.4f})"
+        ci = (
+            ""
+            if math.isnan(low)
+            else f" ({result.ci_level:.0%} CI {format_number(low, '.4f')} to "
+            f"{format_number(high, '.4f')})"
+        )
         note = " — interval includes zero" if included[i] else ""
         spread = ""
         s = result.spread
@@ -194,7 +200,7 @@ def _summary(result: ImportanceResult) -> str:
             )
         items.append(
             f"<li><b>{_e(pretty_name(result.feature_names[i]))}</b>: "
-            f"{means[i]:.4f}{_e(ci)}{_e(note)}{_e(spread)}</li>"
+            f"{format_number(means[i], '.4f')}{_e(ci)}{_e(note)}{_e(spread)}</li>"
         )
     n_clear = int((~included).sum())
     return (
@@ -365,7 +371,8 @@ def _num(value: Any, fmt: str = "{:.4f}") -> str:
     value = float(value) if fmt != "{:d}" else int(value)
     if isinstance(value, float) and not math.isfinite(value):
         return '<td data-v="">–</td>'
-    return f'<td data-v="{value!r}">{fmt.format(value)}</td>'
+    shown = format_number(value, fmt[2:-1]) if isinstance(value, float) else fmt.format(value)
+    return f'<td data-v="{value!r}">{shown}</td>'
 
 
 def _name(name: str) -> str:
@@ -425,13 +432,14 @@ def _discovery_summary(result: ImportanceResult) -> str:
         ci = (
             ""
             if math.isnan(low[i])
-            else f" ({result.ci_level:.0%} CI {low[i]:.4f} to {high[i]:.4f}"
+            else f" ({result.ci_level:.0%} CI {format_number(low[i], '.4f')} to "
+            f"{format_number(high[i], '.4f')}"
         )
         ci += f"; q = {q_value[i]:.3g})" if ci else f" (q = {q_value[i]:.3g})"
         mark = " — discovery" if found[i] else ""
         items.append(
             f"<li><b>{_e(pretty_name(result.feature_names[i]))}</b>: "
-            f"{means[i]:.4f}{_e(ci)}{_e(mark)}</li>"
+            f"{format_number(means[i], '.4f')}{_e(ci)}{_e(mark)}</li>"
         )
     kind = (
         "beyond what the other features carry (conditional importance)"
