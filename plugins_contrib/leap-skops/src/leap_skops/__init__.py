@@ -55,6 +55,8 @@ class SkopsLoader:
 
     name = "skops"
     suffixes = (".skops",)
+    #: Keywords of :meth:`load` the engine may pass (``--trust TYPE`` → ``trusted``).
+    options = ("trusted",)
 
     def __init__(self, trusted: Iterable[str] = ()) -> None:
         self.trusted = frozenset(trusted)
