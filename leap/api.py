@@ -144,6 +144,7 @@ def permutation_importance(
     groups: str | Mapping[str, Sequence[int | str]] | Sequence[Sequence[int]] | None = None,
     layout: SensorLayout | None = None,
     method: str = "permutation",
+    participants: Any = None,
     progress: bool = False,
     engine: Engine | None = None,
 ) -> ImportanceResult | dict[str, ImportanceResult]:
@@ -159,7 +160,10 @@ def permutation_importance(
     names or indices, or a list of index lists; rows of the result are then the groups
     (``result.level`` says which grouping). ``layout`` names the features by sensor channel
     pair (the built-in groupings use it, default the LEAP layout); ``method`` picks another
-    registered importance method.
+    registered importance method. Where the scorer is a mean over rows, the result also
+    carries one-sided p-values of "importance > 0" over the rows given (over participants
+    with ``participants``, one id per row) and Benjamini-Hochberg q-values
+    (``result.p_value``, ``result.q_value``; see ``docs/interpreting.md``).
     """
     return (engine or get_engine()).compute(
         estimator,
@@ -168,6 +172,7 @@ def permutation_importance(
         method=method,
         layout=layout,
         groups=groups,
+        participants=participants,
         scoring=scoring,
         n_repeats=n_repeats,
         random_state=random_state,

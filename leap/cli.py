@@ -10,12 +10,16 @@ heavy library. Command plugins use the public helpers here: :func:`input_options
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
+from leap.data.formatting import format_number
 from leap.engine import get_engine
 from leap.errors import LeapError, one_line
 
@@ -54,6 +58,13 @@ def input_options(command: Any) -> Any:
             help="Refuse the model file unless its SHA-256 digest is DIGEST (checked on the "
             "very bytes that are loaded).",
         ),
+        click.option(
+            "--trust",
+            metavar="TYPE",
+            multiple=True,
+            help="Accept this type in a model file whose loader checks types (skops); "
+            "repeatable. Only for files whose source you trust.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -79,38 +90,61 @@ def show_progress(quiet: bool) -> bool:
 def print_top(result: Any, k: int) -> None:
     """Print the ``k`` most important rows of a feature-level result."""
     top = result.top(k)
-    metric = "the model's score" if result.scoring == "score" else result.scoring
-    click.echo(f"Top {len(top)} features (drop in {metric}, ± std over repeats; {result.method}):")
+    repeats = result.n_repeats > 1
+    spread = ", ± std over repeats" if repeats else ""
+    click.echo(f"Top {len(top)} features ({result.quantity}{spread}; {result.method}):")
     width = max((len(f) for f in top["feature"]), default=10)
     for _, row in top.iterrows():
-        click.echo(
-            f"  {int(row['rank']):>3}  {row['feature']:<{width}}  "
-            f"{_signed(row['importance_mean'])} ± {_plain(row['importance_std'])}"
-        )
+        cell = format_number(row["importance_mean"], "+.4f")
+        if repeats:
+            cell += f" ± {format_number(row['importance_std'], '.4f')}"
+        click.echo(f"  {int(row['rank']):>3}  {row['feature']:<{width}}  {cell}")
 
 
 def print_grouped(result: Any, k: int) -> None:
     """Print the ``k`` most important groups of a grouped result, with their intervals."""
     top = result.top(k)
-    level = f"{result.ci_level:.0%}"
-    click.echo(f"Top {len(top)} by {result.level} (permuted jointly), {level} CI over repeats:")
+    unit = f"held-out {result.inference.unit}s" if result.inference is not None else "repeats"
+    what = f"{result.ci_level:.0%} CI over {unit}"
+    click.echo(f"Top {len(top)} by {result.level} (permuted jointly), {what}:")
     width = max((len(f) for f in top["feature"]), default=10)
     for _, row in top.iterrows():
         flag = "  (includes 0)" if row["ci_includes_zero"] else ""
-        click.echo(
-            f"  {int(row['rank']):>3}  {row['feature']:<{width}}  {_signed(row['importance_mean'])}"
-            f"  [{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]{flag}"
+        low, high = format_number(row["ci_low"], "+.4f"), format_number(row["ci_high"], "+.4f")
+        mean = format_number(row["importance_mean"], "+.4f")
+        q = (
+            f"  q {row['q_value']:.3g}"
+            if "q_value" in row and row["q_value"] == row["q_value"]
+            else ""
         )
+        name = f"{row['feature']:<{width}}"
+        click.echo(f"  {int(row['rank']):>3}  {name}  {mean}  [{low}, {high}]{q}{flag}")
 
 
-def _signed(value: float) -> str:
-    text = f"{value:+.4f}"
-    return "+0.0000" if text == "-0.0000" else text
+def progress_log(quiet: bool) -> contextlib.AbstractContextManager[None]:
+    """While a command runs, show the ``leap`` loggers' progress lines on stderr.
+
+    Plugins report progress they cannot draw as a bar (no terminal) as INFO records of a
+    logger under ``leap.`` (e.g. ``leap.plugins.shap``); nothing is shown with ``--quiet``.
+    """
+    return contextlib.nullcontext() if quiet else _logging_to_stderr()
 
 
-def _plain(value: float) -> str:
-    text = f"{value:.4f}"
-    return "0.0000" if text == "-0.0000" else text
+@contextlib.contextmanager
+def _logging_to_stderr() -> Iterator[None]:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("leap: %(message)s"))
+    log = logging.getLogger("leap")
+    level, propagate = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 class LeapGroup(click.Group):

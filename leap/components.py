@@ -135,7 +135,12 @@ class MethodScores(NamedTuple):
 
 @runtime_checkable
 class ModelLoader(Protocol):
-    """Loads a fitted model from a file."""
+    """Loads a fitted model from a file.
+
+    A loader may declare ``options``: the keywords its ``load`` accepts besides the path;
+    the only one the engine passes today is ``trusted`` (types a user trusts in a file,
+    for loaders that check the types they build, such as leap-skops').
+    """
 
     name: str
     suffixes: tuple[str, ...]
@@ -159,7 +164,11 @@ class MatrixReader(Protocol):
 
 @runtime_checkable
 class ImportanceMethod(Protocol):
-    """Computes importances of columns, or of groups of columns, for a fitted estimator."""
+    """Computes importances of columns, or of groups of columns, for a fitted estimator.
+
+    A method may declare ``quantity``: what one importance value is, in words (e.g.
+    ``"mean |SHAP|"``); labels then say that instead of "drop in the score when permuted".
+    """
 
     name: str
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from leap import checks
 from leap.components import FeatureMatrix, MethodSettings
 from leap.data.files import existing_file, normalize_sha256, shown_path
@@ -38,18 +40,34 @@ class Engine(PluginHost):
     """
 
     def load_model(
-        self, path: str | Path, loader: str | None = None, expect_sha256: str | None = None
+        self,
+        path: str | Path,
+        loader: str | None = None,
+        expect_sha256: str | None = None,
+        trust: Sequence[str] = (),
     ) -> Any:
         """Load a fitted model with the named loader, or the one claiming the suffix.
 
         With ``expect_sha256`` the file is read once: its bytes are hashed and copied to a
         private temporary file, and the loader sees that copy only when the digest matches,
-        so the file cannot be swapped between the check and the load.
+        so the file cannot be swapped between the check and the load. ``trust`` names types
+        a loader that checks the types in a file (one declaring the option ``trusted``, such
+        as leap-skops') may accept; other loaders refuse it, as a pickle runs any code.
         """
         path = existing_file(path, "model file")
         component = self.loaders.select(path, loader)
+        options: dict[str, Any] = {}
+        if trust:
+            if "trusted" not in getattr(component, "options", ()):
+                raise ConfigError(
+                    f"--trust applies to loaders that check the types in a file (skops); "
+                    f"the {component.name!r} loader runs whatever the file holds"
+                )
+            options["trusted"] = tuple(trust)
         with _verified_copy(path, expect_sha256) as source:
-            model = guarded(lambda: component.load(source), f"loader {component.name!r}", path)
+            model = guarded(
+                lambda: component.load(source, **options), f"loader {component.name!r}", path
+            )
         checks.check_predict(model, path)
         return model
 
@@ -82,6 +100,7 @@ class Engine(PluginHost):
         feature_names: Sequence[str] | None = None,
         groups: GroupSpec | None = None,
         group_names: Sequence[str] | None = None,
+        participants: Any = None,
         settings: MethodSettings | None = None,
         **options: Any,
     ) -> ImportanceResult | dict[str, ImportanceResult]:
@@ -98,6 +117,9 @@ class Engine(PluginHost):
         groups : str, mapping or list of index lists, optional
             Columns permuted jointly: ``"sensor_pair"``, ``"sensor"``, a mapping of group
             name to feature names or indices, or index lists (named by ``group_names``).
+        participants : array of shape (n_samples,), optional
+            Participant id per row of ``X``: the tests of importance are then over
+            participants (their rows are not independent), else over rows.
         settings : MethodSettings, optional
             The run's settings; keyword ``options`` (any :class:`MethodSettings` field)
             override it.
@@ -139,8 +161,12 @@ class Engine(PluginHost):
                 "MethodScores by metric name"
             )
         params = {"method": method, **settings.describe()}
+        quantity = getattr(component, "quantity", None)
+        if isinstance(quantity, str) and quantity:
+            params["quantity"] = quantity
         results = {}
-        for metric, (baseline, importances, *_) in scores.items():
+        for metric, found in scores.items():
+            baseline, importances = found[0], found[1]
             common = {
                 "baseline_score": None if baseline is None else float(baseline),
                 "scoring": metric,
@@ -154,7 +180,7 @@ class Engine(PluginHost):
                 result = ImportanceResult.from_layout(
                     importances, layout, feature_names=names, **common
                 )
-            results[metric] = result
+            results[metric] = _with_inference(result, found, participants, settings)
         if settings.several_metrics() or len(results) > 1:
             return results
         return next(iter(results.values()))
@@ -242,6 +268,29 @@ class Engine(PluginHost):
         """Whether the named renderer has something to draw for ``result``."""
         check = getattr(self.renderers.get(renderer), "applies", None)
         return True if check is None else bool(check(result))
+
+
+def _with_inference(
+    result: ImportanceResult, scores: Any, participants: Any, settings: MethodSettings
+) -> ImportanceResult:
+    """Attach the tests of importance > 0 where the method gave per-row differences."""
+    measurable = getattr(scores, "measurable", None)
+    if measurable is not None:
+        result.measurable = measurable
+    differences = getattr(scores, "row_differences", None)
+    if differences is None:
+        return result
+    rows = getattr(scores, "rows", None)
+
+    def used(values: Any) -> Any:
+        if values is None:
+            return None
+        values = np.asarray(values)
+        return values if rows is None else values[rows]
+
+    return result.add_inference(
+        differences, participants=used(participants), sample_weight=used(settings.sample_weight)
+    )
 
 
 @contextlib.contextmanager

@@ -83,7 +83,9 @@ def analyze(engine: Engine, config: AnalysisConfig) -> ImportanceResult:
     for key, path in paths.items():
         if key.startswith("figure:") or key == "report":
             engine.check_output("report" if key == "report" else key.partition(":")[2], path)
-    estimator = engine.load_model(config.model_path, config.loader, config.expect_sha256)
+    estimator = engine.load_model(
+        config.model_path, config.loader, config.expect_sha256, trust=config.trust
+    )
     matrix = engine.read_matrix(
         config.feature_matrix, config.label, config.reader, config.layout, config.participant
     )
@@ -112,7 +114,12 @@ def analyze(engine: Engine, config: AnalysisConfig) -> ImportanceResult:
         )
         for name in config.grouping_names
     ]
-    data = {"method": config.method, "layout": config.layout, "settings": settings}
+    data: dict[str, Any] = {
+        "method": config.method,
+        "layout": config.layout,
+        "settings": settings,
+        "participants": matrix.participants,
+    }
     with method_failures(config.method):
         first = _first_metric(engine.compute(estimator, X, matrix.y, **data))
         _refuse_undefined(first, config)

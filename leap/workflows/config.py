@@ -44,10 +44,12 @@ class AnalysisConfig(BaseModel):
     heatmap_aggregate: Aggregate = "sum_positive"
     top_k: int = Field(default=20, ge=1)
     report_path: Path | None = None
+    #: Types a type-checking loader (leap-skops) may accept in the model file.
+    trust: list[str] = Field(default_factory=list)
     #: Other files the run reads (a config or group file): no output may replace them.
     input_files: list[Path] = Field(default_factory=list)
 
-    @field_validator("groups", mode="before")
+    @field_validator("groups", "trust", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

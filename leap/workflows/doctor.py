@@ -84,6 +84,7 @@ def diagnose(
     reader: str | None = None,
     participant: str | None = None,
     expect_sha256: str | None = None,
+    trust: tuple[str, ...] = (),
     engine: Engine | None = None,
 ) -> Diagnosis:
     """Check that ``model_path`` and ``feature_matrix`` can be analysed together.
@@ -102,7 +103,7 @@ def diagnose(
     loaded: dict[str, Any] = {}
 
     def load() -> str:
-        model = loaded["model"] = engine.load_model(model_path, loader, expect_sha256)
+        model = loaded["model"] = engine.load_model(model_path, loader, expect_sha256, trust=trust)
         return f"{model_path}: {_describe_model(model)}" + (
             " (SHA-256 as expected)" if expect_sha256 else ""
         )

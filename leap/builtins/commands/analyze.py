@@ -14,6 +14,7 @@ from leap.cli import (
     parse_label,
     print_grouped,
     print_top,
+    progress_log,
     show_progress,
 )
 from leap.data.aggregates import AGGREGATE_NAMES
@@ -152,7 +153,7 @@ def analyze(
     from leap.workflows.analyze import analyze as run_analysis
     from leap.workflows.config import AnalysisConfig
 
-    values = {k: v for k, v in options.items() if v is not None}
+    values = {k: v for k, v in options.items() if v is not None and v != ()}
     inputs = [p for p in (config_file, group_file) if p is not None]
     if group_file is not None:
         values["custom_groups"] = load_group_file(group_file)
@@ -171,7 +172,8 @@ def analyze(
             raise click.UsageError("give MODEL and MATRIX, or --config FILE")
         values.setdefault("save_csv_path", Path("importance.csv"))
         config = AnalysisConfig.create(**{k: v for k, v in values.items() if v is not None})
-    result = run_analysis(get_engine(), config)
+    with progress_log(quiet):
+        result = run_analysis(get_engine(), config)
     if quiet:
         return
     print_top(result, top)

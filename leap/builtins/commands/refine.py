@@ -140,6 +140,7 @@ def refine(
     sensors: str | None,
     dims: str | None,
     expect_sha256: str | None,
+    trust: tuple[str, ...],
     quiet: bool,
 ) -> None:
     """Find how few features and sensors MODEL needs on MATRIX, without leakage.
@@ -165,7 +166,7 @@ def refine(
     outputs = OutputSet(targets, inputs=[model, matrix])
     layout = layout_from(sensors, dims) or SensorLayout()
     engine = get_engine()
-    estimator = engine.load_model(model, loader, expect_sha256=expect_sha256)
+    estimator = engine.load_model(model, loader, expect_sha256=expect_sha256, trust=trust)
     data = engine.read_matrix(matrix, parse_label(label) or "label", reader, layout, participant)
     result = run_refine(
         estimator,
