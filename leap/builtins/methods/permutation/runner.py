@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -242,6 +243,25 @@ def _fill(results: list, done: list[tuple[int, list]]) -> None:
                     results[index][r] = value
 
 
+#: Seconds a process pool costs before it saves any (waking or starting the workers, and
+#: sending them the model and the data): an order of magnitude for ordinary models.
+POOL_OVERHEAD_SECONDS = 0.5
+
+
+def pool_pays(seconds_per_group: float, n_groups: int, n_workers: int) -> bool:
+    """Whether ``n_groups`` groups of the measured cost finish sooner in a process pool."""
+    serial = seconds_per_group * n_groups
+    return serial - serial / max(1, n_workers) > POOL_OVERHEAD_SECONDS
+
+
+def _default_process_pool() -> bool:
+    """No ``joblib.parallel_config`` chose a backend other than the default process pool."""
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend()
+    return type(backend).__name__ == "LokyBackend"
+
+
 def run_all(
     ctx: Context,
     groups: Sequence[np.ndarray],
@@ -252,7 +272,9 @@ def run_all(
     """Scores of every repeat of every group, in group order, computed by joblib workers.
 
     Fast paths run in threads (their kernels release the GIL); model calls run in processes
-    like scikit-learn's, unless a ``joblib.parallel_config`` context says otherwise. The
+    like scikit-learn's, unless a ``joblib.parallel_config`` context says otherwise, or the
+    job is too small for a pool to pay (:func:`pool_pays`, with the measured time of the
+    first group), in which case it runs in this thread. The
     copies a fast path declines (ties, near-ties) are evaluated afterwards in this thread,
     so the model's own threads (OpenMP, BLAS) never compete with LEAP's.
     """
@@ -266,16 +288,26 @@ def run_all(
         else:
             work.append((index, cols, range(n_repeats)))
     n_workers = max(1, effective_n_jobs(n_jobs))
-    n_chunks = min(len(work), 16 * n_workers)
-    if progress:
-        n_chunks = min(len(work), max(n_chunks, 100))
     declined: dict[int, list[int]] = {}
     threads = ctx.fast is not None or n_workers == 1
-    parallel = Parallel(
-        n_jobs=n_jobs, prefer="threads" if threads else "processes", return_as="generator"
-    )
     with tqdm(total=n_groups, disable=not progress, desc="permuting", unit="col") as bar:
         bar.update(n_groups - len(work))
+        if not threads and work and _default_process_pool():
+            # Cost model: time one group here; the pool is used only where it pays.
+            start = time.perf_counter()
+            done, _ = run_task(ctx, work[:1])
+            elapsed = time.perf_counter() - start
+            _fill(results, done)
+            bar.update(len(done))
+            work = work[1:]
+            if not pool_pays(elapsed, len(work), n_workers):
+                threads, n_jobs = True, 1
+        n_chunks = min(len(work), 16 * n_workers)
+        if progress:
+            n_chunks = min(len(work), max(n_chunks, 100))
+        parallel = Parallel(
+            n_jobs=n_jobs, prefer="threads" if threads else "processes", return_as="generator"
+        )
         for done, refused in parallel(delayed(run_task)(ctx, c) for c in _chunks(work, n_chunks)):
             _fill(results, done)
             for index, r in refused:
