@@ -202,7 +202,7 @@ def mlp_projected_path(
     return _build(estimator, X, base_outputs, projection)
 
 
-mlp_path.with_projection = mlp_projected_path
+mlp_path.with_projection = mlp_projected_path  # type: ignore[attr-defined]  # read by fastpaths
 
 
 def _build(
