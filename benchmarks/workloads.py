@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
@@ -25,6 +33,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
+from sklearn.tree import DecisionTreeClassifier
 
 N_FEATURES = 435
 TEST_SIZE = 0.3
@@ -153,6 +162,17 @@ class Workload:
 ALL = tuple(DISTRIBUTIONS)
 
 
+def gaussian_nan(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Z-scored Gaussian features with 10 % missing values (for models that take NaN)."""
+    X = gaussian(n, rng)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    return X
+
+
+# Not in ALL: only models that accept missing values use it.
+DISTRIBUTIONS["gauss-nan"] = gaussian_nan
+
+
 def across(
     distributions: Iterable[str],
     family: str,
@@ -170,6 +190,24 @@ def across(
 
 def _lr() -> LogisticRegression:
     return LogisticRegression(max_iter=2000)
+
+
+def _xgb(kind: str) -> Any:
+    import xgboost
+
+    cls = xgboost.XGBClassifier if kind == "clf" else xgboost.XGBRegressor
+    return cls(n_estimators=100, max_depth=6, random_state=0)
+
+
+def _lgbm(kind: str) -> Any:
+    import lightgbm
+
+    cls = lightgbm.LGBMClassifier if kind == "clf" else lightgbm.LGBMRegressor
+    return cls(n_estimators=100, random_state=0, verbose=-1)
+
+
+#: Every other column of the discrete data is categorical for the categorical HGB.
+_CATEGORICAL = np.arange(0, N_FEATURES, 2)
 
 
 WORKLOADS: list[Workload] = [
@@ -255,7 +293,78 @@ WORKLOADS: list[Workload] = [
         "regression",
         "r2",
     ),
+    # boosted trees (issue 16)
+    *across(
+        ["demo", "gauss", "t2"],
+        "gb100",
+        lambda: GradientBoostingClassifier(n_estimators=100, random_state=0),
+        "binary",
+        "accuracy",
+        target=10,
+    ),
+    *across(
+        ["gauss"],
+        "gb100-3class",
+        lambda: GradientBoostingClassifier(n_estimators=100, random_state=0),
+        "multiclass",
+        "neg_log_loss",
+        target=10,
+    ),
+    *across(
+        ["t2"],
+        "gb100-reg",
+        lambda: GradientBoostingRegressor(n_estimators=100, random_state=0),
+        "regression",
+        "r2",
+        target=10,
+    ),
+    *across(
+        ["demo", "gauss-nan", "t2"],
+        "hgb",
+        lambda: HistGradientBoostingClassifier(random_state=0),
+        "binary",
+        "accuracy",
+        target=10,
+    ),
+    *across(
+        ["gauss-nan"],
+        "hgb-3class",
+        lambda: HistGradientBoostingClassifier(random_state=0),
+        "multiclass",
+        "neg_log_loss",
+        target=10,
+    ),
+    *across(
+        ["discrete"],
+        "hgb-categorical",
+        lambda: HistGradientBoostingClassifier(categorical_features=_CATEGORICAL, random_state=0),
+        "binary",
+        "roc_auc",
+        target=10,
+    ),
+    *across(
+        ["gauss-nan"],
+        "hgb-reg",
+        lambda: HistGradientBoostingRegressor(random_state=0),
+        "regression",
+        "r2",
+        target=10,
+    ),
+    *across(
+        ["gauss-nan"],
+        "tree-nan",
+        lambda: DecisionTreeClassifier(random_state=0),
+        "multiclass",
+        "accuracy",
+        target=10,
+    ),
+    *across(["demo", "gauss-nan"], "xgb100", lambda: _xgb("clf"), "binary", "accuracy", target=5),
+    *across(["gauss"], "xgb100-3class", lambda: _xgb("clf"), "multiclass", "neg_log_loss", 1500, 5),
+    *across(["t2"], "xgb100-reg", lambda: _xgb("reg"), "regression", "r2", target=5),
+    *across(["demo", "gauss-nan"], "lgbm100", lambda: _lgbm("clf"), "binary", "accuracy", target=5),
+    *across(["t2"], "lgbm100-reg", lambda: _lgbm("reg"), "regression", "r2", target=5),
     # a model LEAP cannot look inside: the general path
+    *across(["gauss"], "wrapped-svc", lambda: Wrapped(SVC()), "binary", "accuracy", 600),
     *across(["gauss"], "wrapped-logreg", lambda: Wrapped(_lr()), "binary", "accuracy", 3000),
 ]
 
