@@ -240,3 +240,53 @@ def test_spread_from_pooled_differences():
     assert list(spread.n_samples) == [2, 2, 2]
     one = spread_from_differences(["a", "b"], d, np.array(["P1"] * 6))
     np.testing.assert_allclose(one.values[:, 0], d.mean(axis=1), rtol=0, atol=1e-12)
+
+
+# -- what tables and figures show ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tested_demo():
+    from leap.workflows.demo import make_leap_dataset
+
+    data = make_leap_dataset(n_participants=12, windows_per_participant=30)
+    held = np.isin(data.participants, np.unique(data.participants)[-6:])
+    model = LogisticRegression(C=0.05, max_iter=2000).fit(data.X[~held], data.y[~held])
+    X, y, ids = data.X[held], data.y[held], data.participants[held]
+    (scores,) = PermutationMethod().compute(model, X, y, n_repeats=5, random_state=0).values()
+    result = ImportanceResult.from_layout(scores.importances, data.layout, scoring="accuracy")
+    return result.add_inference(
+        scores.row_differences, participants=ids, measurable=scores.measurable
+    ), data
+
+
+def test_report_headline_counts_discoveries(tested_demo, tmp_path):
+    import re
+
+    import leap
+
+    result, data = tested_demo
+    page = leap.get_engine().render(result, tmp_path / "r.html", renderer="report", title="t")
+    text = re.sub(r"<[^>]+>", " ", page)
+    n = int(result.discoveries().sum())
+    n_tested = int((~np.isnan(result.p_value)).sum())
+    assert f"{n} of {n_tested} channel pairs are discoveries at q ≤ 0.05" in text
+    assert "75 channel pairs are constant over the data" in text
+    assert result.params["inference"]["unit"] == "participant"
+    assert set(np.array(result.feature_names)[result.discoveries()]) <= set(data.planted)
+
+
+def test_heatmaps_hatch_unmeasurable_cells(tested_demo, tmp_path):
+    import leap
+    from leap.builtins.renderers.heatmap import UNMEASURABLE_LABEL
+
+    result, _ = tested_demo
+    engine = leap.get_engine()
+    fig = engine.render(result, tmp_path / "h.png", renderer="heatmap", title="")
+    ax = fig.axes[0]
+    hatched = [p for p in ax.patches if p.get_hatch() == "///"]
+    assert len(hatched) == 5  # the five within-sensor cells
+    assert ax.get_legend().get_texts()[0].get_text() == UNMEASURABLE_LABEL
+    assert np.isnan(result.sensor_matrix().to_numpy().diagonal()).all()
+    fig = engine.render(result, tmp_path / "c.png", renderer="channel_heatmap", title="")
+    hatched = [p for p in fig.axes[0].patches if p.get_hatch() == "///"]
+    assert len(hatched) == 2 * 75  # each unmeasurable pair, both triangles
+    assert (tmp_path / "h.png").stat().st_size > 10_000
