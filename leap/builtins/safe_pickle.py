@@ -72,6 +72,14 @@ MAX_NUMBER_LENGTH = 64
 #: dtype names numpy's pickles use for plain data: kind and size (chars for U).
 _DTYPE_NAME = re.compile(r"([biufcUS])([0-9]{1,6})|O[48]")
 _SCALAR_TYPES = (bool, int, float, str, bytes, type(None), np.generic)
+_CODES = [bytes([i]) for i in range(256)]
+_BINFLOAT = struct.Struct(">d")
+_UINT32 = struct.Struct("<I").unpack_from
+#: Scalars decoded without numpy's buffer machinery: the same values, bit for bit.
+_FAST_SCALARS = {
+    np.dtype("<f8"): (struct.Struct("<d").unpack, np.float64),
+    np.dtype("<i8"): (struct.Struct("<q").unpack, np.int64),
+}
 
 
 class UnsafePickleError(InputFileError):
@@ -128,7 +136,7 @@ def load_object_array(
     n_cells = math.prod(shape)
     if max_containers is None:
         max_containers = 2 * n_cells + 4096
-    machine = _Machine(memoryview(data).cast("B"), shape, max_containers, 4 * n_cells + 4096)
+    machine = _Machine(bytes(data), shape, max_containers, 4 * n_cells + 4096)
     try:
         return machine.run()
     except UnsafePickleError:
@@ -141,7 +149,7 @@ def load_object_array(
 
 class _Machine:
     def __init__(
-        self, data: memoryview, shape: tuple[int, ...], max_containers: int, max_memo: int
+        self, data: bytes, shape: tuple[int, ...], max_containers: int, max_memo: int
     ) -> None:
         self.data = data
         self.pos = 0
@@ -154,9 +162,16 @@ class _Machine:
         self.containers = 0
         self.max_containers = max_containers
         self.ops: dict[bytes, Callable[[], Any]] = self._opcodes()
+        self.calls: dict[str, Callable[[tuple], Any]] = {
+            "reconstruct": self.call_reconstruct,
+            "dtype": self.call_dtype,
+            "scalar": self.call_scalar,
+            "encode": self.call_encode,
+            "bytes": self.call_bytes,
+        }
 
     # -- reading the stream ----------------------------------------------------------
-    def take(self, n: int) -> memoryview:
+    def take(self, n: int) -> bytes:
         if n < 0 or n > len(self.data) - self.pos:
             raise UnsafePickleError(
                 f"the object array's pickle is truncated or declares a length ({n}) longer "
@@ -170,14 +185,11 @@ class _Machine:
         return int.from_bytes(self.take(n), "little")
 
     def line(self) -> bytes:
-        rest = self.data[self.pos :]
-        end = bytes(rest[: MAX_NUMBER_LENGTH * 64 + 2]).find(b"\n")
-        if end < 0:
-            end = bytes(rest).find(b"\n")
+        end = self.data.find(b"\n", self.pos)
         if end < 0:
             raise UnsafePickleError("the object array's pickle is truncated (a text line)")
-        text = bytes(rest[:end])
-        self.pos += end + 1
+        text = self.data[self.pos : end]
+        self.pos = end + 1
         return text
 
     # -- the stack ---------------------------------------------------------------------
@@ -206,12 +218,65 @@ class _Machine:
             )
 
     def run(self) -> np.ndarray:
-        ops = self.ops
+        ops, data, size, stack, memo = self.ops, self.data, len(self.data), self.stack, self.memo
+        push, binfloat, uint32, max_memo = (
+            stack.append,
+            _BINFLOAT.unpack_from,
+            _UINT32,
+            self.max_memo,
+        )
         while True:
-            if self.pos >= len(self.data):
+            pos = self.pos
+            if pos >= size:
                 raise UnsafePickleError("the object array's pickle is truncated (no STOP)")
-            code = bytes(self.data[self.pos : self.pos + 1])
-            self.pos += 1
+            byte = data[pos]
+            # Inlined: BINFLOAT (the cells of a LEAP file), and the memo traffic of numpy
+            # scalars; each falls back to the general path when its checks would fail.
+            if byte == 0x47 and pos + 9 <= size:
+                push(binfloat(data, pos + 1)[0])
+                self.pos = pos + 9
+                continue
+            if byte == 0x94 and stack and stack[-1] is not _MARK and len(memo) < max_memo:
+                value = stack[-1]
+                if not isinstance(value, _Marker):
+                    memo[len(memo)] = value
+                    self.pos = pos + 1
+                    continue
+            if byte == 0x6A and pos + 5 <= size:  # LONG_BINGET
+                key = uint32(data, pos + 1)[0]
+                if key in memo:
+                    push(memo[key])
+                    self.pos = pos + 5
+                    continue
+            if byte == 0x43 and pos + 2 <= size and pos + 2 + data[pos + 1] <= size:
+                push(data[pos + 2 : pos + 2 + data[pos + 1]])  # SHORT_BINBYTES
+                self.pos = pos + 2 + data[pos + 1]
+                continue
+            if byte == 0x86 and len(stack) >= 2 and not (stack[-1] is _MARK or stack[-2] is _MARK):
+                self.new_container()  # TUPLE2
+                stack[-2:] = [(stack[-2], stack[-1])]
+                self.pos = pos + 1
+                continue
+            if byte == 0x52 and len(stack) >= 2 and type(stack[-2]) is _Marker:
+                args = stack[-1]  # REDUCE of scalar(float64 or int64 dtype, 8 bytes)
+                if (
+                    stack[-2].kind == "scalar"
+                    and type(args) is tuple
+                    and len(args) == 2
+                    and type(args[1]) is bytes
+                    and len(args[1]) == 8
+                    and args[0] in _FAST_SCALARS
+                ):
+                    fmt, make = _FAST_SCALARS[args[0]]
+                    stack[-2:] = [make(fmt(args[1])[0])]
+                    self.pos = pos + 1
+                    continue
+            if byte == 0x68 and pos + 2 <= size and data[pos + 1] in memo:  # BINGET
+                push(memo[data[pos + 1]])
+                self.pos = pos + 2
+                continue
+            code = _CODES[data[pos]]
+            self.pos = pos + 1
             if code == b".":
                 break
             op = ops.get(code)
@@ -230,7 +295,7 @@ class _Machine:
 
     # -- opcodes -----------------------------------------------------------------------
     def _opcodes(self) -> dict[bytes, Callable[[], Any]]:
-        p = self.push
+        p = self.stack.append
         return {
             b"\x80": self.proto,
             b"\x95": self.frame,
@@ -341,8 +406,8 @@ class _Machine:
         self.push(codecs.escape_decode(raw[1:-1])[0])
 
     @staticmethod
-    def utf8(chunk: memoryview) -> str:
-        return bytes(chunk).decode("utf-8", "surrogatepass")
+    def utf8(chunk: bytes) -> str:
+        return chunk.decode("utf-8", "surrogatepass")
 
     def container(self, value: Any) -> None:
         self.new_container()
@@ -455,7 +520,7 @@ class _Machine:
             )
         if type(args) is not tuple:
             raise UnsafePickleError("the object array's pickle calls with non-tuple arguments")
-        self.push(getattr(self, f"call_{func.kind}")(args))
+        self.push(self.calls[func.kind](args))
 
     def call_reconstruct(self, args: tuple) -> _Marker:
         if (
