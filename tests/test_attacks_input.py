@@ -860,6 +860,7 @@ def test_check_feature_names_with_a_model_edited_after_loading() -> None:
 
 
 # -- the SIGSEGV of the issue, in a real process --------------------------------------------
+@pytest.mark.slow
 def test_the_pointer_file_does_not_kill_leap(tmp_path: Path, model_file: Path) -> None:
     """The file that crashed ``leap analyze`` and ``leap doctor`` with SIGSEGV: exit 2 now."""
     import subprocess

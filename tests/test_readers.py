@@ -134,3 +134,41 @@ def test_unknown_suffix_lists_known_ones(engine, tmp_path):
 def test_missing_file(engine, tmp_path):
     with pytest.raises(InputFileError, match="feature matrix not found"):
         engine.read_matrix(tmp_path / "nope.npy")
+
+
+def test_max_cells_limit_reads_the_environment(monkeypatch):
+    from leap.builtins.readers import DEFAULT_MAX_CELLS, max_cells_limit
+    from leap.errors import ConfigError
+
+    monkeypatch.delenv("LEAP_MAX_CELLS", raising=False)
+    assert max_cells_limit() == DEFAULT_MAX_CELLS
+    assert max_cells_limit(7) == 7
+    monkeypatch.setenv("LEAP_MAX_CELLS", " 2_000_000 ")
+    assert max_cells_limit() == 2_000_000
+    for bad in ("-5", "0", "1e6", "many"):
+        monkeypatch.setenv("LEAP_MAX_CELLS", bad)
+        with pytest.raises(ConfigError, match="LEAP_MAX_CELLS"):
+            max_cells_limit()
+    with pytest.raises(ConfigError, match="max_cells must be a positive"):
+        max_cells_limit(True)
+
+
+@pytest.mark.parametrize(
+    "cell, numeric",
+    [("1", True), ("-2.5", True), ("1e-3", True), (" 7 ", True), ("nan", False),
+     ("inf", False), ("-Infinity", False), ("", False), ("label", False), ("x1", False)],
+)  # fmt: skip
+def test_looks_like_number(cell, numeric):
+    from leap.builtins.readers import looks_like_number
+
+    assert looks_like_number(cell) is numeric
+
+
+def test_leap_object_file_round_trips_bitwise(engine, tmp_path, small_data):
+    """The interpreter gives exactly what numpy wrote (float bits, labels, ids)."""
+    array = small_data.to_leap_array()
+    np.save(tmp_path / "m.npy", array, allow_pickle=True)
+    matrix = engine.read_matrix(tmp_path / "m.npy", layout=small_data.layout)
+    assert matrix.X.tobytes() == np.asarray(array[:, :-2], dtype=np.float64).tobytes()
+    assert matrix.y.tolist() == array[:, -2].tolist()
+    assert matrix.participants.tolist() == array[:, -1].tolist()
