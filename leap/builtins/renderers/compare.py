@@ -91,7 +91,11 @@ def compare_results(
 
     for result, label in ((a, label_a), (b, label_b)):
         seen: set[str] = set()
-        repeated = [n for n in result.feature_names if n in seen or seen.add(n)]
+        repeated = []  # every repeat occurrence, in order
+        for n in result.feature_names:
+            if n in seen:
+                repeated.append(n)
+            seen.add(n)
         if repeated:
             raise LeapError(
                 f"{shorten(label, LABEL_CHARS)} names {len(repeated)} row(s) more than once "

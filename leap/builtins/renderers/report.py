@@ -119,7 +119,10 @@ def _caption(key: str, result: ImportanceResult) -> str:
 
 
 def _page(
-    title: str, result: ImportanceResult, figures: Sequence[tuple[str, Figure]], aggregate: str
+    title: str,
+    result: ImportanceResult,
+    figures: Sequence[tuple[str, Path | Figure]],
+    aggregate: str,
 ) -> str:
     levels = {result.level: result, **result.groups}
     nav = [("summary", "Summary"), ("figures", "Figures"), ("tables", "Tables")]

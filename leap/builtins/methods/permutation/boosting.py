@@ -252,7 +252,7 @@ class OneThread:
     """
 
     def __init__(self) -> None:
-        self._controller = None
+        self._controller: Any = None  # a threadpoolctl ThreadpoolController, made on first use
 
     def __call__(self) -> Any:
         if self._controller is None:

@@ -99,6 +99,8 @@ def _xgboost_path(estimator, X, base_outputs):
 
 def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, int]]:
     """One LightGBM tree as node arrays, and its leaf numbers (``leaf_index`` -> node)."""
+    left: list[int]
+    right: list[int]
     left, right, feature, threshold, nan_left, special = [], [], [], [], [], []
     leaf_node: dict[int, int] = {}
     stack = [(structure, -1, False)]
