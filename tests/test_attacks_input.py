@@ -557,6 +557,9 @@ def _catalogue() -> dict[str, Attack]:
             ),
             r"zero-size|limit",
         ),
+        "npz bomb: a wide text label member (10,000 x <U100000 deflated)": Attack(
+            ".npz", lambda path: _wide_text_bomb(path), r"\[y\] has text cells 100,000 characters"
+        ),
         "npz that is not a zip": Attack(".npz", b"PK\x03\x04garbage", r"not a readable \.npz"),
         "npz with an encrypted member": Attack(
             ".npz", lambda path: _encrypted(path), r"not a readable \.npz.*encrypted"
@@ -676,6 +679,14 @@ def _odd_compression(path: Path) -> None:
             data[start + offset] = 99  # no such compression method
             start += 4
     path.write_bytes(bytes(data))
+
+
+def _wide_text_bomb(path: Path) -> None:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("X.npy", plain_npy(np.zeros((10_000, 6))))
+        with archive.open("y.npy", "w", force_zip64=True) as member:
+            member.write(npy_header("<U100000", (10_000,)))
+            member.write(b"\0" * 2**20)  # the rest (4 GB) never needs to be written
 
 
 def _duplicate_members(path: Path) -> None:

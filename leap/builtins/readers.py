@@ -504,7 +504,7 @@ def check_matrix_dtype(dtype: np.dtype, where: Any) -> None:
 
     Refused: structured dtypes (fields, object fields included), subarray dtypes, void,
     zero-size items (``|V0``, ``<U0``: any shape costs no bytes, so a tiny file could
-    declare an enormous array) and metadata.
+    declare an enormous array), metadata, and text wider than :data:`MAX_LABEL_CHARS`.
     """
     if dtype.names is not None or dtype.fields is not None:
         raise InputFileError(f"{where} has a structured dtype (fields); a plain matrix is needed")
@@ -516,6 +516,15 @@ def check_matrix_dtype(dtype: np.dtype, where: Any) -> None:
         raise InputFileError(f"{where} has dtype {dtype.str}, not numbers or text")
     if dtype.metadata:
         raise InputFileError(f"{where} has a dtype with metadata")
+    chars = dtype.itemsize // 4 if dtype.kind == "U" else dtype.itemsize
+    if dtype.kind in "US" and chars > (
+        MAX_LABEL_CHARS if dtype.kind == "U" else 4 * MAX_LABEL_CHARS
+    ):
+        # A compressed .npz member could otherwise inflate to cells × a huge width.
+        raise InputFileError(
+            f"{where} has text cells {chars:,} {'characters' if dtype.kind == 'U' else 'bytes'} "
+            f"wide ({dtype.str}); names, labels and ids are at most {MAX_LABEL_CHARS} characters"
+        )
 
 
 def load_npy(path: Path, *, max_cells: int | None = None) -> np.ndarray:
