@@ -444,17 +444,18 @@ def _discovery_summary(result: ImportanceResult) -> str:
             f"<li><b>{_e(pretty_name(result.feature_names[i]))}</b>: "
             f"{format_number(means[i], '.4f')}{_e(ci)}{_e(mark)}</li>"
         )
-    kind = (
-        "beyond what the other features carry (conditional importance)"
+    beyond = (
+        " beyond what the other features carry (conditional importance)"
         if result.method == "conditional"
-        else "when each is disturbed"
+        else ""
     )
     text = (
         f"{int(found.sum())} of {n_tested} {what} are discoveries at q ≤ {DISCOVERY_Q:g}: "
-        f"on these {_units(result)}, the model's {result.scoring} drops {kind} by more "
-        f"than chance explains. Among the discoveries, the expected share of false ones is "
-        f"at most {DISCOVERY_Q:.0%} (Benjamini–Hochberg over the {n_tested} tested). This is "
-        "about the model's reliance on them, not their association with the label."
+        f"on these {_units(result)}, disturbing each of them lowers the model's "
+        f"{result.scoring}{beyond} by more than chance explains. Among the discoveries, the "
+        f"expected share of false ones is at most {DISCOVERY_Q:.0%} (Benjamini–Hochberg "
+        f"over the {n_tested} tested). This is about the model's reliance on them, not "
+        "their association with the label."
     )
     if n_unmeasured:
         text += (
