@@ -1,23 +1,43 @@
-"""Fast path for k-nearest-neighbours models (uniform weights, Euclidean distance).
+"""Fast path for k-nearest-neighbours models (classifiers and regressors).
 
-Permuting a group of columns changes a query's squared distance to training point ``t`` by
-``Σ_c (x'_c - y_tc)² - (x_c - y_tc)²``, and by at most ``M`` (a bound from the column's
-range) for every ``t``. Each query keeps its nearest training points sorted by the
-unpermuted distance; after a permutation only those within ``M`` of the new (k+1)-th
-distance can enter the neighbourhood, so a handful are rescored instead of all of them (a
-row that runs out of kept candidates is rescored against all training points). Rows whose
-values did not change keep the model's own outputs.
+Supported: ``KNeighborsClassifier`` and ``KNeighborsRegressor`` with ``weights="uniform"`` or
+``"distance"``, the Minkowski metrics (Euclidean, Manhattan, any ``p >= 1``), every
+``algorithm``, single-output targets.
 
-Exactness: every distance here and in scikit-learn's own computation is within a rigorous
-rounding bound ``E`` of the exact distance. The neighbour set is certified when the k-th and
-(k+1)-th distances are more than ``4E`` apart (for regressors, also the order within the k,
-which fixes the summation order of their mean); then any correct computation finds the same
-set. A copy with an uncertified row (a tie, or a near-tie) is evaluated by the model itself,
-so ties are broken exactly as scikit-learn breaks them.
+Work is done on *reduced* distances ``ρ(x, y) = Σ_c |x_c - y_c|^p`` (the squared distance
+for Euclidean). Permuting a group ``G`` of columns changes a query's ``ρ`` to training point
+``t`` by ``Σ_{c∈G} |x'_c - y_tc|^p - |x_c - y_tc|^p``, a few operations per point. Each
+query keeps its ``L`` nearest training points sorted by the unpermuted ``ρ``; after a
+permutation they are rescored in that order until no remaining point (kept or not) can
+enter the new ``k`` nearest. Two lower bounds on a remaining point's new ``ρ`` are used, the
+larger wins, and both are tight *per row*:
+
+- the triangle inequality: the row moved by ``δ = ‖x'_G - x_G‖_p``, so a point at old
+  distance ``d`` is now at least ``d - δ`` away (independent of the column's range, hence
+  robust to heavy tails);
+- the column range: ``|x' - y|^p - |x - y|^p`` is monotone in ``y``, so over the training
+  values ``y ∈ [min, max]`` of the column it is smallest at an end.
+
+Rows whose kept candidates run out, and rows that cannot be certified (below), are
+evaluated by the model itself on just those rows; a copy in which most rows would need the
+model (a cost estimate made before the scan) is handed to the model whole.
+
+Exactness: every reduced distance here and in scikit-learn's own computation (Gram matrix
+or direct, any algorithm) is within a rigorous rounding bound ``E`` of the exact value, so
+any two computations differ by at most ``2E``. Around the ``k``-th distance ``v`` the points
+with ``ρ < v - 4E`` are in every correct neighbour set, those with ``ρ > v + 4E`` in none;
+the ones in between form the *band*. With uniform weights the class votes are certified
+when the whole band is chosen or all its points share a class (regressors: share a target
+value); a label alone is also certified when no choice from the band can change the
+winning class. With distance weights the set must be certain, no distance may be near zero,
+and the label needs a margin larger than the weights' rounding bound. Probabilities and
+regression values follow scikit-learn's arithmetic in neighbour order; where near-equal
+neighbours are ordered differently the sum is rounded differently, by ~1e-16.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,130 +45,197 @@ import numpy as np
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
 from leap.builtins.methods.permutation._jit import compiled
+from leap.builtins.methods.permutation.boosting import OneThread
 from leap.builtins.methods.permutation.fastpaths import quietly
 
 _U = np.finfo(np.float64).eps / 2
 _CHUNK_BYTES = 2**19  # distance rows computed at a time: keeps the set-up memory small
+_REL = 1e-10  # relative slack on bounds computed with pow/sqrt (a few ulps each)
 
 
-def _scan(cand_idx, cand_d, Y, X, cols, new, changed, M, E, k, ordered, neigh, status):
-    """Loop kernel (compiled by numba): certified k nearest neighbours of changed rows.
+def _reduced_block(A, B, p, out):
+    """Loop kernel (compiled by numba): ``out[i, t] = Σ_c |A[i, c] - B[t, c]|^p``."""
+    for i in range(A.shape[0]):
+        for t in range(B.shape[0]):
+            s = 0.0
+            for c in range(A.shape[1]):
+                a = abs(A[i, c] - B[t, c])
+                s += a if p == 1.0 else a**p
+            out[i, t] = s
 
-    ``status``: 0 row unchanged, 1 certified (``neigh`` holds the neighbours), 2 tie or
-    near-tie, 3 the kept candidates ran out (the row must be rescored against all points).
+
+def _reduced_block_numpy(A, B, p, out):
+    """Vectorised twin of :func:`_reduced_block` (same column order of summation)."""
+    out[:] = 0.0
+    for c in range(A.shape[1]):
+        a = np.abs(A[:, c, None] - B[None, :, c])
+        out += a if p == 1.0 else a**p
+
+
+def _scan(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, best_i, status):
+    """Loop kernel (compiled by numba): the ``kk`` nearest points of each row to scan.
+
+    ``status``: 1 the scan proved that no other point is nearer than ``best_d[..., -1]``
+    (minus the rounding margins); 3 the kept candidates ran out.
     """
-    R, m = changed.shape
+    R, m = todo.shape
     L = cand_idx.shape[1]
-    n_t = Y.shape[0]
     g = cols.shape[0]
-    kk = min(k + 1, n_t)
-    best_d = np.empty(kk)
-    best_i = np.empty(kk, dtype=np.int64)
+    kk = best_d.shape[2]
     for r in range(R):
         for i in range(m):
-            if not changed[r, i]:
-                status[r, i] = 0
+            if not todo[r, i]:
                 continue
-            for q in range(kk):
-                best_d[q] = np.inf
-                best_i[q] = -1
-            stopped = False
-            for j in range(L):
-                base = cand_d[i, j]
-                if base - M[r, i] - 3.0 * E[r, i] > best_d[kk - 1]:
-                    stopped = True
+            bd = best_d[r, i]
+            bi = best_i[r, i]
+            bd[:] = np.inf
+            bi[:] = -1
+            e = E[r, i]
+            done = L >= n_t
+            for j in range(L + 1):
+                b = cand_d[i, min(j, L - 1)]
+                b0 = b - e  # the exact old value is at least this
+                lb = b0 - M[r, i]
+                if p == 1.0:
+                    tri = b0 - delta[r, i]
+                else:
+                    root = (b0 if b0 > 0.0 else 0.0) ** (1.0 / p) - delta[r, i]
+                    tri = root**p if root > 0.0 else 0.0
+                if tri > lb:
+                    lb = tri
+                if lb - 3.0 * e - _REL * abs(b) > bd[kk - 1]:
+                    done = True
+                    break
+                if j == L:
                     break
                 t = cand_idx[i, j]
-                dn = base
+                dn = b
                 for c in range(g):
                     yv = Y[t, cols[c]]
-                    a = new[r, i, c] - yv
-                    b = X[i, cols[c]] - yv
-                    dn += a * a - b * b
-                if dn < best_d[kk - 1]:
+                    a = abs(new[r, i, c] - yv)
+                    o = abs(X[i, cols[c]] - yv)
+                    if p == 2.0:
+                        dn += a * a - o * o
+                    elif p == 1.0:
+                        dn += a - o
+                    else:
+                        dn += a**p - o**p
+                if dn < bd[kk - 1]:
                     pos = kk - 1
-                    while pos > 0 and best_d[pos - 1] > dn:
-                        best_d[pos] = best_d[pos - 1]
-                        best_i[pos] = best_i[pos - 1]
+                    while pos > 0 and bd[pos - 1] > dn:
+                        bd[pos] = bd[pos - 1]
+                        bi[pos] = bi[pos - 1]
                         pos -= 1
-                    best_d[pos] = dn
-                    best_i[pos] = t
-            if not stopped and L < n_t:  # ran out of kept candidates
-                status[r, i] = 3
-                continue
-            ok = True
-            if kk > k and best_d[k] - best_d[k - 1] <= 4.0 * E[r, i]:
-                ok = False
-            if ordered:
-                for q in range(k - 1):
-                    if best_d[q + 1] - best_d[q] <= 4.0 * E[r, i]:
-                        ok = False
-            status[r, i] = 1 if ok else 2
-            for q in range(k):
-                neigh[r, i, q] = best_i[q]
+                    bd[pos] = dn
+                    bi[pos] = t
+            status[r, i] = 1 if done else 3
 
 
-def _scan_numpy(cand_idx, cand_d, Y, X, cols, new, changed, M, E, k, ordered, neigh, status):
-    """Vectorised twin of :func:`_scan` (same certification, all kept candidates rescored)."""
-    n_t = Y.shape[0]
+def _scan_numpy(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, best_i, status):  # fmt: skip  # noqa: E501
+    """Vectorised twin of :func:`_scan`: every kept candidate rescored, same bounds."""
     L = cand_idx.shape[1]
-    kk = min(k + 1, n_t)
-    status[:] = 0
-    for r in range(changed.shape[0]):
-        rows = np.flatnonzero(changed[r])
+    kk = best_d.shape[2]
+    for r in range(todo.shape[0]):
+        rows = np.flatnonzero(todo[r])
         if rows.size == 0:
             continue
         ci = cand_idx[rows]
         d = cand_d[rows].copy()
         for c, col in enumerate(cols):
             yv = Y[ci, col]
-            a = new[r, rows, c][:, None] - yv
-            b = X[rows, col][:, None] - yv
-            d += a * a - b * b
+            a = np.abs(new[r, rows, c][:, None] - yv)
+            o = np.abs(X[rows, col][:, None] - yv)
+            d += a * a - o * o if p == 2.0 else (a - o if p == 1.0 else a**p - o**p)
         top = np.argsort(d, axis=1, kind="stable")[:, :kk]
-        best_d = np.take_along_axis(d, top, axis=1)
-        best_i = np.take_along_axis(ci, top, axis=1)
-        e = E[r, rows]
-        over = np.zeros(rows.size, dtype=bool)
+        bd = np.full((rows.size, kk), np.inf)
+        bi = np.full((rows.size, kk), -1, dtype=best_i.dtype)
+        bd[:, : top.shape[1]] = np.take_along_axis(d, top, axis=1)
+        bi[:, : top.shape[1]] = np.take_along_axis(ci, top, axis=1)
+        best_d[r, rows] = bd
+        best_i[r, rows] = bi
+        done = np.full(rows.size, L >= n_t)
         if L < n_t:
-            over = cand_d[rows, L - 1] - M[r, rows] - 3.0 * e <= best_d[:, kk - 1]
-        ok = np.ones(rows.size, dtype=bool)
-        if kk > k:
-            ok &= best_d[:, k] - best_d[:, k - 1] > 4.0 * e
-        if ordered and k > 1:
-            ok &= np.all(np.diff(best_d[:, :k], axis=1) > 4.0 * e[:, None], axis=1)
-        status[r, rows] = np.where(over, 3, np.where(ok, 1, 2))
-        neigh[r, rows] = best_i[:, :k]
+            b = cand_d[rows, L - 1]
+            e = E[r, rows]
+            lb = _lower_numpy(b - e, M[r, rows], delta[r, rows], p) - 3.0 * e - _REL * np.abs(b)
+            done = lb > bd[:, kk - 1]
+        status[r, rows] = np.where(done, 1, 3)
+
+
+def _lower_numpy(b, M, delta, p):
+    """Lower bound on a point's new reduced distance from its old one ``b`` (see module)."""
+    b0 = np.maximum(b, 0.0)
+    if p == 1.0:
+        tri = b - delta
+    else:
+        root = b0 ** (1.0 / p) - delta
+        tri = np.where(root > 0.0, np.maximum(root, 0.0) ** p, 0.0)
+    return np.maximum(b - M, tri)
+
+
+def _metric_power(estimator: Any) -> float | None:
+    """The Minkowski ``p`` of a fitted k-NN model, or ``None`` for other metrics."""
+    metric = getattr(estimator, "effective_metric_", None)
+    params = getattr(estimator, "effective_metric_params_", None) or {}
+    params = {key: value for key, value in params.items() if value is not None}
+    if metric in ("euclidean", "l2") and not params:
+        return 2.0
+    if metric in ("manhattan", "cityblock", "l1") and not params:
+        return 1.0
+    if metric == "minkowski" and set(params) == {"p"}:
+        p = float(params["p"])
+        if np.isfinite(p) and p >= 1.0:
+            return p
+    return None
 
 
 class NeighborsPath:
-    """Outputs of a uniform-weight Euclidean k-NN model on permuted copies."""
+    """Outputs of a k-NN model (Minkowski metric, uniform or distance weights) on copies."""
 
-    def __init__(self, model: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]):
+    #: A copy in which more than this share of the rows would need the model goes whole.
+    MODEL_SHARE = 0.5
+
+    def __init__(
+        self, model: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray], p: float
+    ) -> None:
         Y = np.ascontiguousarray(model._fit_X)
         self.model = model
         self.X = X
         self.Y = Y
+        self.p = float(p)
         self.k = int(model.n_neighbors)
         self.classifier = isinstance(model, KNeighborsClassifier)
+        self.distance = model.weights == "distance"
         self.base_outputs = {name: np.asarray(v) for name, v in base_outputs.items()}
         self.y_fit = np.asarray(model._y)
-        self.x_norm = np.einsum("ij,ij->i", X, X)
-        y_norm = np.einsum("ij,ij->i", Y, Y)
-        self.y_norm = y_norm
-        self.y_norm_max = float(y_norm.max())
+        self.n_classes = len(model.classes_) if self.classifier else 0
+        self.rows_by_model = 0  # rows evaluated by the model itself (for tests and docs)
+        self._one_thread = OneThread()
+        self._lock = threading.Lock()
+        m, n_f = X.shape
+        n_t = Y.shape[0]
+        self.c_err = 8.0 * (n_f + 8) * _U
         self.y_min = Y.min(axis=0)
         self.y_max = Y.max(axis=0)
-        self.c_err = 8.0 * (X.shape[1] + 8) * _U
-        n_t = Y.shape[0]
-        n_keep = min(n_t, max(4 * (self.k + 1), 48))
-        m = X.shape[0]
-        self.cand_idx = np.empty((m, n_keep), dtype=np.int64)
+        if self.p == 2.0:
+            self.x_norm = np.einsum("ij,ij->i", X, X)
+            y_norm = np.einsum("ij,ij->i", Y, Y)
+            self.y_norm = y_norm
+            self.y_norm_max = float(y_norm.max())
+        # Candidates kept per row: enough for pruning, within half of X's own memory.
+        budget = (X.nbytes // 2) // max(1, m * 12)
+        n_keep = int(min(n_t, max(4 * (self.k + 1), 48, budget)))
+        self.cand_idx = np.empty((m, n_keep), dtype=np.int32)
         self.cand_d = np.empty((m, n_keep))
         step = max(1, _CHUNK_BYTES // (8 * n_t))
+        block = compiled(_reduced_block) or _reduced_block_numpy
         for start in range(0, m, step):
             stop = min(m, start + step)
-            d = self.x_norm[start:stop, None] + y_norm[None, :] - 2.0 * (X[start:stop] @ Y.T)
+            if self.p == 2.0:
+                d = self.x_norm[start:stop, None] + y_norm[None, :] - 2.0 * (X[start:stop] @ Y.T)
+            else:
+                d = np.empty((stop - start, n_t))
+                block(X[start:stop], Y, self.p, d)
             if n_keep < n_t:
                 keep = np.argpartition(d, n_keep - 1, axis=1)[:, :n_keep]
             else:
@@ -157,126 +244,242 @@ class NeighborsPath:
             order = np.argsort(kd, axis=1, kind="stable")
             self.cand_idx[start:stop] = np.take_along_axis(keep, order, axis=1)
             self.cand_d[start:stop] = np.take_along_axis(kd, order, axis=1)
-        self.base_neigh = None
-        if not self.classifier:
-            self.base_neigh = quietly(model.kneighbors, X, None, False)
+        # Room beyond k+1 for a band of tied points (integer features, duplicated rows).
+        gaps = self.cand_d[:, min(self.k, n_keep - 1)] - self.cand_d[:, self.k - 1]
+        tied = np.mean(gaps <= 4.0 * self._base_error(np.arange(m))) > 0.02
+        self.kk = int(min(n_t, self.k + (6 if tied else 1), n_keep))
+
+    def _base_error(self, rows: np.ndarray) -> np.ndarray:
+        """Rounding bound of the unpermuted reduced distances of ``rows``."""
+        if self.p == 2.0:
+            return self.c_err * (2.0 * self.x_norm[rows] + 2.0 * self.y_norm_max)
+        last = self.cand_d[rows, min(self.k, self.cand_d.shape[1] - 1)]
+        return self.c_err * 2.0 * np.abs(last)
 
     def agrees_with_model(self, n_rows: int = 64) -> bool:
         """Self-check on the first rows: where the kept candidates certify a neighbour set,
         it is the one the model finds."""
-        rows = slice(0, min(n_rows, self.X.shape[0]))
+        rows = np.arange(min(n_rows, self.X.shape[0]))
         k = self.k
-        if self.base_neigh is not None:
-            theirs = self.base_neigh[rows]
-        else:
-            theirs = quietly(self.model.kneighbors, self.X[rows], None, False)
-        e = self.c_err * (2.0 * self.x_norm[rows] + 2.0 * self.y_norm_max)
+        theirs = quietly(self.model.kneighbors, self.X[rows], None, False)
+        e = self._base_error(rows)
         cand_d = self.cand_d[rows]
         if cand_d.shape[1] > k:
             certain = cand_d[:, k] - cand_d[:, k - 1] > 4.0 * e
         else:
-            certain = np.ones(cand_d.shape[0], dtype=bool)
+            certain = np.ones(rows.size, dtype=bool)
         mine = np.sort(self.cand_idx[rows, :k], axis=1)
         return bool(np.array_equal(mine[certain], np.sort(theirs, axis=1)[certain]))
-
-    def _rescore(self, r, rows, cols, new, E, neigh, status) -> None:
-        """Certified neighbours of ``rows`` against every training point (or status 2).
-
-        Beyond a quarter of the rows the copy is left to the model (as costly, and exact).
-        """
-        if rows.size > max(1, self.X.shape[0] // 4):
-            status[r, rows] = 2
-            return
-        k, n_t = self.k, self.Y.shape[0]
-        kk = min(k + 1, n_t)
-        Xr = self.X[rows].copy()
-        Xr[:, cols] = new[r, rows]
-        d = np.einsum("ij,ij->i", Xr, Xr)[:, None] + self.y_norm[None, :] - 2.0 * (Xr @ self.Y.T)
-        top = np.argpartition(d, kk - 1, axis=1)[:, :kk]
-        top_d = np.take_along_axis(d, top, axis=1)
-        order = np.argsort(top_d, axis=1, kind="stable")
-        best_d = np.take_along_axis(top_d, order, axis=1)
-        best_i = np.take_along_axis(top, order, axis=1)
-        e = E[r, rows]
-        ok = np.ones(rows.size, dtype=bool)
-        if kk > k:
-            ok &= best_d[:, k] - best_d[:, k - 1] > 4.0 * e
-        if not self.classifier and k > 1:
-            ok &= np.all(np.diff(best_d[:, :k], axis=1) > 4.0 * e[:, None], axis=1)
-        status[r, rows] = np.where(ok, 1, 2)
-        neigh[r, rows] = best_i[:, :k]
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """Distances always depend on every column."""
         return False
 
+    def _bounds(self, cols, old, new):
+        """Per copy and row: range bound ``M``, shift ``δ`` and rounding bound ``E``."""
+        p = self.p
+        lo, hi = self.y_min[cols], self.y_max[cols]
+        diff = np.abs(new - old[None])
+        if p == 2.0:
+            total = new + old[None]
+            span = np.maximum(np.abs(total - 2.0 * lo), np.abs(total - 2.0 * hi))
+            M = (diff * span).sum(axis=2)
+            delta = np.sqrt((diff * diff).sum(axis=2))
+            E = self.c_err * (
+                2.0 * self.x_norm[None, :] + (new * new).sum(axis=2) + 2.0 * self.y_norm_max
+            )
+        else:
+
+            def change(y):
+                return np.abs(new - y) ** p - np.abs(old[None] - y) ** p
+
+            M = -np.minimum(np.minimum(change(lo), change(hi)), 0.0).sum(axis=2)
+            delta = (diff**p).sum(axis=2) ** (1.0 / p)
+            far = self.cand_d[:, min(self.kk, self.cand_d.shape[1]) - 1]
+            upper = (np.maximum(far, 0.0)[None] ** (1.0 / p) + delta) ** p
+            E = self.c_err * 2.0 * upper * (1.0 + 1e-6)
+        M = M * (1.0 + 1e-9) + 1e-300
+        delta = delta * (1.0 + 1e-9)
+        return M, delta, E
+
     def outputs(
         self, cols: np.ndarray, orders: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Outputs of each copy, and whether each copy was fully certified."""
+        """Outputs of each copy, and whether each copy was answered (exactly)."""
         X = self.X
         cols = np.asarray(cols, dtype=np.int64)
         R, m = orders.shape
+        kk = self.kk
         old = X[:, cols]
         new = np.ascontiguousarray(old[orders])  # (R, m, g)
         changed = np.any(new.view(np.uint64) != old.view(np.uint64)[None], axis=2)
-        total = new + old[None]
-        span = np.maximum(
-            np.abs(total - 2.0 * self.y_min[cols]), np.abs(total - 2.0 * self.y_max[cols])
-        )
-        M = (np.abs(new - old[None]) * span).sum(axis=2) * (1.0 + 1e-9) + 1e-300
-        E = self.c_err * (
-            2.0 * self.x_norm[None, :] + (new * new).sum(axis=2) + 2.0 * self.y_norm_max
-        )
-        hopeless = np.zeros(R, dtype=bool)
-        if self.cand_d.shape[1] < self.Y.shape[0]:
-            # A row whose change bound exceeds the margin of its kept candidates will likely
-            # need rescoring against every point; when many do (a large group), the model
-            # is as fast: hand the whole copy over without trying.
-            margin = self.cand_d[:, -1] - self.cand_d[:, min(self.k, self.cand_d.shape[1] - 1)]
-            hopeless = ((margin[None, :] <= M) & changed).sum(axis=1) > m // 4
-            changed[hopeless] = False
-        neigh = np.zeros((R, m, self.k), dtype=np.int64)
+        M, delta, E = self._bounds(cols, old, new)
+        # Cost estimate: a row whose kept candidates cannot absorb its shift, against its
+        # unpermuted (kk)-th distance, will likely need the model; when that is most of a
+        # copy, the model takes the whole copy (one call instead of scan plus call).
+        reach = _lower_numpy(self.cand_d[:, -1][None] - E, M, delta, self.p) - 3.0 * E
+        short = self.cand_d.shape[1] < self.Y.shape[0]
+        likely_fail = changed & (reach <= self.cand_d[:, kk - 1][None]) & short
+        whole = likely_fail.sum(axis=1) > self.MODEL_SHARE * m
+        todo = changed & ~whole[:, None]
+        best_d = np.full((R, m, kk), np.inf)
+        best_i = np.zeros((R, m, kk), dtype=np.int64)
         status = np.zeros((R, m), dtype=np.int8)
         kernel = compiled(_scan) or _scan_numpy
         kernel(
-            self.cand_idx, self.cand_d, self.Y, X, cols, new, changed, M, E,
-            self.k, not self.classifier, neigh, status,
+            self.cand_idx, self.cand_d, self.Y, X, cols, new, todo, self.p, M, delta, E,
+            self.Y.shape[0], best_d, best_i, status,
         )  # fmt: skip
-        for r in range(R):
-            over = np.flatnonzero(status[r] == 3)
-            if over.size:
-                self._rescore(r, over, cols, new, E, neigh, status)
-        exact = ~np.any(status >= 2, axis=1) & ~hopeless
-        certified = status == 1
-        outputs = {}
+        scale = None
+        if self.p == 2.0:  # squared norm of each permuted row
+            scale = self.x_norm[None] + (new * new).sum(axis=2) - (old * old).sum(axis=1)[None]
+        outputs, certified = self._certify(best_d, best_i, status == 1, E, scale)
+        need = todo & ~certified
+        answered = ~whole & (need.sum(axis=1) <= self.MODEL_SHARE * m)
+        need &= answered[:, None]
+        for name in outputs:
+            base = self.base_outputs[name]
+            keep = ~todo
+            shape = (R, m) + (1,) * (base.ndim - 1)
+            outputs[name] = np.where(keep.reshape(shape), base[None], outputs[name])
+        if need.any():
+            self._ask_model(cols, new, need, outputs)
+        return outputs, answered
+
+    def _ask_model(self, cols, new, need, outputs) -> None:
+        """The model's own outputs for the rows ``need`` (all copies in one call)."""
+        r_idx, i_idx = np.nonzero(need)
+        rows = self.X[i_idx].copy()
+        rows[:, cols] = new[r_idx, i_idx]
+        # One OpenMP thread, one call at a time: LEAP's threads already share the cores,
+        # and a thread team per small call costs more than the call on a busy machine.
+        with self._lock, self._one_thread():
+            self.rows_by_model += rows.shape[0]
+            for name in outputs:
+                outputs[name][r_idx, i_idx] = quietly(getattr(self.model, name), rows)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_lock")
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _certify(self, best_d, best_i, scanned, E, x_norm):
+        """Outputs from the scanned neighbours, and which rows they certify."""
+        k = self.k
+        n_t = self.Y.shape[0]
+        kk = best_d.shape[2]
+        v = best_d[..., k - 1]
+        e4 = 4.0 * E
+        complete = scanned & ((kk >= n_t) | (best_d[..., kk - 1] > v + e4))
+        in_a = best_d < (v - e4)[..., None]
+        in_b = ~in_a & (best_d <= (v + e4)[..., None])
+        n_a = in_a.sum(axis=2)
+        n_b = in_b.sum(axis=2)
+        r_take = k - n_a
+        whole_band = n_b == r_take
+        idx = np.where(scanned[..., None], best_i, 0)
+        outputs: dict[str, np.ndarray] = {}
+        if self.distance:
+            rho = np.maximum(best_d[..., :k], 0.0)
+            dist = (
+                np.sqrt(rho) if self.p == 2.0 else (rho if self.p == 1.0 else rho ** (1 / self.p))
+            )
+            ok = complete & whole_band & (best_d[..., 0] > 2.0 * e4)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w = 1.0 / dist
+            w = np.where(ok[..., None], w, 1.0)
+            # Relative rounding bound of each weight (ours vs scikit-learn's), generous.
+            nearest = np.maximum(best_d[..., 0], 1e-300)
+            # Labels: rigorous relative bound of each weight (ours vs scikit-learn's).
+            rel = 2.0 * (2.0 * E) / (self.p * nearest) + 8.0 * _U
+            # Probabilities and regression values: both computations carry the rounding of
+            # their distances (a Gram-matrix distance loses accuracy when it is small
+            # against the norms); a row whose weights could differ by more than ~5e-14
+            # (a near-duplicate neighbour) is left to the model.
+            if self.p == 2.0:
+                size = np.maximum(x_norm, 0.0) + self.y_norm[idx[..., :k]].max(axis=2)
+            else:
+                size = np.abs(best_d[..., k - 1])
+            with np.errstate(invalid="ignore"):  # rows not scanned: inf / inf
+                typical = 64.0 * np.sqrt(self.X.shape[1]) * _U * size / (self.p * nearest)
+            smooth = ok & (typical <= 5e-14)
         if self.classifier:
-            n_classes = len(self.model.classes_)
-            votes = self.y_fit[neigh]  # (R, m, k) encoded labels
-            counts = (votes[..., None] == np.arange(n_classes)).sum(axis=2).astype(np.float64)
-            if "predict_proba" in self.base_outputs:
-                proba = counts / counts.sum(axis=2, keepdims=True)
-                outputs["predict_proba"] = np.where(
-                    certified[..., None], proba, self.base_outputs["predict_proba"][None]
+            C = self.n_classes
+            lab = self.y_fit[idx]  # (R, m, kk) encoded classes
+            onehot = lab[..., None] == np.arange(C)
+            if not self.distance:
+                a_c = (onehot & in_a[..., None]).sum(axis=2)
+                b_c = (onehot & in_b[..., None]).sum(axis=2)
+                one_class = b_c.max(axis=2) == n_b
+                exact_votes = complete & (whole_band | one_class)
+                take_b = np.where(
+                    whole_band[..., None], b_c, r_take[..., None] * (b_c == n_b[..., None])
                 )
+                counts = (a_c + take_b).astype(np.float64)
+                proba = counts / np.maximum(counts.sum(axis=2, keepdims=True), 1.0)
+                labels_ok = exact_votes
+                winner = np.argmax(counts, axis=2)
+                if "predict_proba" not in self.base_outputs:
+                    lo = a_c + np.maximum(0, r_take[..., None] - (n_b[..., None] - b_c))
+                    hi = a_c + np.minimum(r_take[..., None], b_c)
+                    w_r = np.argmax(lo, axis=2)
+                    lo_w = np.take_along_axis(lo, w_r[..., None], axis=2)
+                    before = np.arange(C) < w_r[..., None]
+                    after = np.arange(C) > w_r[..., None]
+                    safe = np.all(
+                        np.where(before, lo_w > hi, True) & np.where(after, lo_w >= hi, True),
+                        axis=2,
+                    )
+                    ranged = complete & safe
+                    winner = np.where(exact_votes, winner, w_r)
+                    labels_ok = exact_votes | ranged
+                certified = labels_ok if "predict_proba" not in self.base_outputs else exact_votes
+            else:
+                sums = np.zeros((*lab.shape[:2], C))
+                for q in range(k):
+                    sums += w[..., q, None] * onehot[..., q, :]
+                total = sums.sum(axis=2, keepdims=True)
+                proba = sums / np.where(total == 0.0, 1.0, total)
+                top2 = np.sort(sums, axis=2)[..., -2:] if C > 1 else None
+                margin_ok = np.ones(ok.shape, dtype=bool)
+                if top2 is not None:
+                    bound = 4.0 * (rel + k * _U) * total[..., 0]
+                    margin_ok = top2[..., 1] - top2[..., 0] > bound
+                winner = np.argmax(sums, axis=2)
+                certified = ok
+                if "predict" in self.base_outputs:
+                    certified = certified & margin_ok
+                if "predict_proba" in self.base_outputs:
+                    certified = certified & smooth
+            if "predict_proba" in self.base_outputs:
+                outputs["predict_proba"] = proba
             if "predict" in self.base_outputs:
-                labels = self.model.classes_[np.argmax(counts, axis=2)]
-                outputs["predict"] = np.where(certified, labels, self.base_outputs["predict"][None])
+                outputs["predict"] = self.model.classes_[winner]
+            return outputs, certified
+        y2 = self.y_fit.reshape((-1, 1)) if self.y_fit.ndim == 1 else self.y_fit
+        vals = y2[idx[..., :k]]  # (R, m, k, 1)
+        if not self.distance:
+            yb = self.y_fit[idx]
+            ref = np.take_along_axis(yb, np.maximum(n_a, 0)[..., None].clip(0, kk - 1), axis=2)
+            same_y = np.all(np.where(in_b, yb == ref, True), axis=2)
+            certified = complete & (whole_band | same_y)
+            pred = np.mean(vals, axis=2)
         else:
-            y2 = self.y_fit.reshape((-1, 1)) if self.y_fit.ndim == 1 else self.y_fit
-            preds = np.repeat(self.base_outputs["predict"][None], R, axis=0)
-            for r in np.flatnonzero(exact & certified.any(axis=1)):
-                full = self.base_neigh.copy()
-                full[certified[r]] = neigh[r, certified[r]]
-                preds[r] = np.mean(y2[full], axis=1).ravel()
-            outputs["predict"] = preds
-        return outputs, exact
+            certified = smooth
+            denom = np.sum(w, axis=2)
+            pred = (np.sum(vals[..., 0] * w, axis=2) / denom)[..., None]
+        outputs["predict"] = pred[..., 0] if self.y_fit.ndim == 1 else pred
+        return outputs, certified
 
 
 def knn_path(
     estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
 ) -> NeighborsPath | None:
-    """Factory: a :class:`NeighborsPath` for uniform-weight Euclidean k-NN models."""
+    """Factory: a :class:`NeighborsPath` for single-output Minkowski k-NN models."""
     cls = type(estimator)
     if cls is KNeighborsClassifier:
         allowed = {"predict", "predict_proba"}
@@ -286,22 +489,21 @@ def knn_path(
         return None
     if not set(base_outputs) <= allowed or not base_outputs:
         return None
-    if estimator.weights != "uniform" or getattr(estimator, "outputs_2d_", False):
+    if estimator.weights not in ("uniform", "distance") or getattr(estimator, "outputs_2d_", False):
         return None
     if np.ndim(getattr(estimator, "_y", None)) != 1:
         return None
-    if getattr(estimator, "effective_metric_", None) != "euclidean":
-        return None
-    if getattr(estimator, "effective_metric_params_", None):
+    p = _metric_power(estimator)
+    if p is None:
         return None
     Y = getattr(estimator, "_fit_X", None)
     if not isinstance(Y, np.ndarray) or Y.dtype != np.float64 or Y.ndim != 2:
         return None
-    if X.dtype != np.float64 or Y.shape[1] != X.shape[1]:
+    if X.dtype != np.float64 or Y.shape[1] != X.shape[1] or X.shape[0] == 0:
         return None
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
         return None
     if not 1 <= estimator.n_neighbors <= Y.shape[0]:
         return None
-    path = NeighborsPath(estimator, X, base_outputs)
+    path = NeighborsPath(estimator, X, base_outputs, p)
     return path if path.agrees_with_model() else None

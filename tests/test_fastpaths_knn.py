@@ -1,0 +1,287 @@
+"""The k-NN fast path gives the model's own outputs, on any data, metric, weight, algorithm.
+
+Two kinds of checks: copy by copy (every answered copy's labels are bitwise the model's
+``predict`` on that permuted copy, probabilities and regression values within 1e-12), and
+end to end against :func:`sklearn.inspection.permutation_importance`. Plus a smoke test of
+the benchmark matrix (tiny sizes, no timing).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.inspection import permutation_importance
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from leap.builtins.methods.permutation._jit import numba_enabled
+from leap.builtins.methods.permutation.method import PermutationMethod
+from leap.builtins.methods.permutation.neighbors import NeighborsPath, knn_path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_X(kind: str, seed: int, n: int = 90, p: int = 30) -> np.ndarray:
+    """Feature matrices of several distributions (see the ids of ``DISTRIBUTIONS``)."""
+    rng = np.random.default_rng(seed)
+    if kind == "bounded":
+        X = np.tanh(rng.normal(0.0, 0.8, size=(n, p)))
+    elif kind == "gauss":
+        X = rng.normal(size=(n, p))
+        X = (X - X.mean(axis=0)) / X.std(axis=0)
+    elif kind == "t2":
+        X = rng.standard_t(2, size=(n, p))
+    elif kind == "discrete":
+        X = rng.integers(0, 3, size=(n, p)).astype(float)
+    elif kind == "duplicates":
+        X = rng.normal(size=(n // 3, p))
+        X = np.vstack([X, X, X[: n - 2 * (n // 3)]])
+    elif kind == "constant":
+        X = rng.normal(size=(n, p))
+        X[:, [1, 4]] = 0.5
+    else:
+        raise ValueError(kind)
+    return X
+
+
+def split(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows and held-out query rows (alternate rows)."""
+    return X[::2], X[1::2]
+
+
+DISTRIBUTIONS = ["bounded", "gauss", "t2", "discrete", "duplicates", "constant"]
+
+
+def make_y(X: np.ndarray, seed: int, task: str) -> np.ndarray:
+    rng = np.random.default_rng(seed + 100)
+    s = np.tanh(X[:, 0]) - np.tanh(X[:, 2]) + rng.normal(0.0, 0.5, len(X))
+    if task == "reg":
+        return s
+    if task == "binary":
+        return (s > np.median(s)).astype(int)
+    return np.searchsorted(np.quantile(s, [1 / 3, 2 / 3]), s)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """scikit-learn's k-NN with one OpenMP thread: its thread team per call is slow on a
+    busy machine, and the outputs do not depend on it."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def kernels(request, monkeypatch):
+    """Run a test with the compiled kernels and with their NumPy twins."""
+    if request.param == "numpy":
+        monkeypatch.setenv("LEAP_DISABLE_NUMBA", "1")
+    elif not numba_enabled():
+        pytest.skip("numba is not installed")
+    return request.param
+
+
+def assert_copies_match(model, X, groups=None, n_repeats=4, seed=0, methods=None):
+    """Every copy the path answers equals the model's own outputs on that copy."""
+    if methods is None:
+        methods = ["predict", "predict_proba"] if hasattr(model, "classes_") else ["predict"]
+    base = {name: getattr(model, name)(X) for name in methods}
+    path = knn_path(model, X, base)
+    assert isinstance(path, NeighborsPath)
+    rng = np.random.default_rng(seed)
+    orders = np.stack([rng.permutation(len(X)) for _ in range(n_repeats)])
+    if groups is None:
+        groups = [[0], [1], [2], [X.shape[1] - 1], [0, 3], list(range(X.shape[1]))]
+    mine: dict[str, list] = {name: [] for name in methods}
+    copies = []
+    for cols in groups:
+        cols = np.asarray(cols)
+        outs, exact = path.outputs(cols, orders)
+        for r in np.flatnonzero(exact):
+            Xp = X.copy()
+            Xp[:, cols] = X[orders[r]][:, cols]
+            copies.append(Xp)
+            for name in methods:
+                mine[name].append(outs[name][r])
+    answered = len(copies)
+    if answered:  # one model call for all copies: a row's output does not depend on the others
+        stacked = np.vstack(copies)
+        for name in methods:
+            theirs = getattr(model, name)(stacked)
+            ours = np.concatenate(mine[name])
+            if name == "predict" and hasattr(model, "classes_"):
+                np.testing.assert_array_equal(ours, theirs)
+            else:
+                assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    return path, answered
+
+
+@pytest.mark.parametrize("kind", DISTRIBUTIONS)
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        lambda: KNeighborsClassifier(5),
+        lambda: KNeighborsClassifier(4, weights="distance"),
+        lambda: KNeighborsRegressor(5),
+        lambda: KNeighborsRegressor(3, weights="distance"),
+    ],
+    ids=["clf-uniform", "clf-distance", "reg-uniform", "reg-distance"],
+)
+def test_copies_equal_the_models_outputs_on_every_distribution(kind, make_model, kernels):
+    model = make_model()
+    task = "reg" if isinstance(model, KNeighborsRegressor) else "multi"
+    for seed in range(2):
+        X_fit, X = split(make_X(kind, seed, n=180))
+        model.fit(X_fit, make_y(X_fit, seed, task))
+        _, answered = assert_copies_match(model, X, seed=seed)
+        # Exact duplicates, and exact ties under distance weights, are the model's to break.
+        assert (
+            answered > 0
+            or kind == "duplicates"
+            or (kind, model.weights)
+            == (
+                "discrete",
+                "distance",
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("metric", "p"),
+    [("euclidean", 2), ("manhattan", 2), ("minkowski", 1), ("minkowski", 3), ("minkowski", 1.5)],
+)
+@pytest.mark.parametrize("algorithm", ["brute", "kd_tree", "ball_tree"])
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_metrics_weights_and_algorithms(metric, p, algorithm, weights):
+    X_fit, X = split(make_X("gauss", 3, n=140, p=12))
+    for model, task in [
+        (KNeighborsClassifier(3, metric=metric, p=p, algorithm=algorithm, weights=weights), "bi"),
+        (KNeighborsRegressor(4, metric=metric, p=p, algorithm=algorithm, weights=weights), "reg"),
+    ]:
+        model.fit(X_fit, make_y(X_fit, 3, "binary" if task == "bi" else "reg"))
+        _, answered = assert_copies_match(model, X, n_repeats=3)
+        assert answered > 0
+
+
+@pytest.mark.parametrize("k", [1, 2, 7])
+@pytest.mark.parametrize("methods", [["predict"], ["predict_proba"], ["predict", "predict_proba"]])
+def test_classifier_k_and_response_methods_on_tied_data(k, methods, kernels):
+    X_fit, X = split(make_X("discrete", 5, n=160, p=12))
+    model = KNeighborsClassifier(k).fit(X_fit, make_y(X_fit, 5, "multi"))
+    assert_copies_match(model, X, methods=methods)
+
+
+def test_ties_and_near_ties_are_answered_by_the_model():
+    X_fit, X = split(make_X("discrete", 7, n=160, p=12))
+    model = KNeighborsClassifier(4).fit(X_fit, make_y(X_fit, 7, "binary"))
+    path, answered = assert_copies_match(model, X)
+    assert path.rows_by_model > 0 and answered > 0
+
+
+def test_a_copy_the_model_would_do_faster_is_handed_over():
+    X = make_X("gauss", 8, n=120, p=6)
+    X[:, 0] *= 1000.0  # permuting it moves every distance far beyond the kept candidates
+    model = KNeighborsClassifier(5).fit(X, make_y(X, 8, "binary"))
+    path = knn_path(model, X, {"predict": model.predict(X)})
+    orders = np.stack([np.random.default_rng(s).permutation(len(X)) for s in range(3)])
+    _, exact = path.outputs(np.array([0]), orders)
+    assert not exact.any()  # the runner evaluates these copies with the model
+
+
+@pytest.mark.parametrize("kind", ["gauss", "t2", "discrete", "duplicates"])
+@pytest.mark.parametrize("scoring", [None, "neg_log_loss", "roc_auc"])
+def test_classifier_importances_equal_scikit_learns(kind, scoring):
+    full = make_X(kind, 11, n=160)
+    X_fit, X = split(full)
+    y_fit, y = split(make_y(full, 11, "binary"))
+    for weights in ["uniform", "distance"]:
+        model = make_pipeline(StandardScaler(), KNeighborsClassifier(5, weights=weights))
+        model.fit(X_fit, y_fit)
+        for seed in range(2):
+            kwargs = dict(scoring=scoring, n_repeats=3, random_state=seed)
+            expected = permutation_importance(model, X, y, **kwargs).importances
+            (got,) = PermutationMethod().compute(model, X, y, **kwargs).values()
+            assert_allclose(got.importances, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["bounded", "t2", "discrete", "constant"])
+def test_regressor_importances_equal_scikit_learns(kind):
+    full = make_X(kind, 12, n=160)
+    X_fit, X = split(full)
+    y_fit, y = split(make_y(full, 12, "reg"))
+    for weights in ["uniform", "distance"]:
+        model = KNeighborsRegressor(4, weights=weights, p=1 if kind == "t2" else 2).fit(
+            X_fit, y_fit
+        )
+        kwargs = dict(scoring="r2", n_repeats=3, random_state=1)
+        expected = permutation_importance(model, X, y, **kwargs).importances
+        got = PermutationMethod().compute(model, X, y, **kwargs)["r2"].importances
+        assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        KNeighborsClassifier(3, metric="chebyshev"),
+        KNeighborsClassifier(3, weights=lambda d: np.ones_like(d)),
+        KNeighborsClassifier(3, metric="minkowski", p=2, metric_params={"w": np.ones(4)}),
+    ],
+    ids=["chebyshev", "callable-weights", "weighted-minkowski"],
+)
+def test_unsupported_models_get_no_path(model):
+    X = make_X("gauss", 13, n=40, p=4)
+    y = make_y(X, 13, "binary")
+    model.fit(X, y)
+    assert knn_path(model, X, {"predict": model.predict(X)}) is None
+    expected = permutation_importance(model, X, y, n_repeats=2, random_state=0).importances
+    (got,) = PermutationMethod().compute(model, X, y, n_repeats=2, random_state=0).values()
+    assert_allclose(got.importances, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not numba_enabled(), reason="numba is not installed")
+def test_compiled_and_numpy_kernels_agree(monkeypatch):
+    X = make_X("t2", 14, n=100, p=10)
+    model = KNeighborsClassifier(5).fit(X, make_y(X, 14, "multi"))
+    base = {"predict": model.predict(X), "predict_proba": model.predict_proba(X)}
+    orders = np.stack([np.random.default_rng(s).permutation(len(X)) for s in range(4)])
+    compiled, exact_c = knn_path(model, X, base).outputs(np.array([0]), orders)
+    monkeypatch.setenv("LEAP_DISABLE_NUMBA", "1")
+    plain, exact_p = knn_path(model, X, base).outputs(np.array([0]), orders)
+    assert np.array_equal(exact_c, exact_p) and exact_c.any()
+    for name in base:
+        assert np.array_equal(compiled[name][exact_c], plain[name][exact_c])
+
+
+@pytest.mark.slow
+def test_benchmark_matrix_runs(tmp_path):
+    out = tmp_path / "bench.md"
+    cmd = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "bench_permutation.py"),
+        "--rows", "60", "--no-memory", "--output", str(out),
+        "--select", "knn-distance-reg/t2", "logreg-acc-binary/demo", "wrapped-logreg/*",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    table = out.read_text(encoding="utf-8").splitlines()
+    assert table[1].startswith("| workload | model |")
+    rows = [line for line in table[3:] if line.startswith("| ")]
+    assert [r.split(" | ")[0][2:] for r in rows] == [
+        "knn-distance-reg/t2",
+        "logreg-acc-binary/demo",
+        "wrapped-logreg/gauss",
+    ]
+    for r in rows:
+        assert float(r.split(" | ")[8]) <= 1e-12  # max abs diff
+    listed = subprocess.run(
+        [*cmd[:2], "--list"], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    names = listed.stdout.split()
+    assert len(names) == len(set(names)) and "knn-uniform-clf/discrete" in names
