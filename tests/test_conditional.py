@@ -162,3 +162,17 @@ def test_side_by_side_with_hidimstat_cfi(proxy_forest):
     # its permutations, not over rows, so its small p-values for weak features are not
     # comparable; see docs/interpreting.md.)
     assert reference.pvalues_[0] < 1e-6 and ours.p_value[0] < 1e-6
+
+
+def test_overlapping_groups_and_too_few_rows():
+    from leap.errors import LeapError
+
+    X, y = _proxy_data(6, 300)
+    model = LinearRegression().fit(X, y)
+    # Overlapping groups (as the "sensor" grouping has): each copy moves only its group.
+    groups = [[0, 1], [1, 2], [2, 3]]
+    (scores,) = ConditionalMethod().compute(model, X, y, groups=groups, n_repeats=3).values()
+    assert scores.importances.shape == (3, 3)
+    assert scores.importances.mean(axis=1)[0] > scores.importances.mean(axis=1)[2]
+    with pytest.raises(LeapError, match="at least 10 rows"):
+        ConditionalMethod().compute(model, X[:6], y[:6])

@@ -138,6 +138,13 @@ class ConditionalMethod:
         n_used = resolve_max_samples(max_samples, n_samples)
         schedule = make_schedule(seed, n_samples, n_repeats, n_used)
         column_groups = check_groups(groups, n_features)
+        if n_samples < 2 * self.cv:
+            from leap.errors import LeapError
+
+            raise LeapError(
+                f"the conditional method needs at least {2 * self.cv} rows for its "
+                f"{self.cv}-fold residual models, got {n_samples}"
+            )
         residuals = self.residuals(values, column_groups, seed=seed)
 
         rows = schedule.rows
