@@ -139,7 +139,9 @@ class ModelLoader(Protocol):
 
     A loader may declare ``options``: the keywords its ``load`` accepts besides the path;
     the only one the engine passes today is ``trusted`` (types a user trusts in a file,
-    for loaders that check the types they build, such as leap-skops').
+    for loaders that check the types they build, such as leap-skops'). A loader that reads
+    files beside the model defines ``companion_files(path) -> list[Path]``, so that a
+    SHA-256-verified private copy of the model gets them too.
     """
 
     name: str

@@ -64,7 +64,9 @@ class Engine(PluginHost):
                     f"the {component.name!r} loader runs whatever the file holds"
                 )
             options["trusted"] = tuple(trust)
-        with _verified_copy(path, expect_sha256) as source:
+        companions = getattr(component, "companion_files", None)
+        beside = list(companions(path)) if companions is not None else []
+        with _verified_copy(path, expect_sha256, beside) as source:
             model = guarded(
                 lambda: component.load(source, **options), f"loader {component.name!r}", path
             )
@@ -294,8 +296,14 @@ def _with_inference(
 
 
 @contextlib.contextmanager
-def _verified_copy(path: Path, expect_sha256: str | None) -> Iterator[Path]:
-    """``path`` itself, or (with a digest) a private copy of the bytes that were hashed."""
+def _verified_copy(
+    path: Path, expect_sha256: str | None, companions: Sequence[Path] = ()
+) -> Iterator[Path]:
+    """``path`` itself, or (with a digest) a private copy of the bytes that were hashed.
+
+    ``companions`` (files a loader reads beside the model, which bind themselves to the
+    model's content, such as leap-lightgbm's class sidecar) are copied along unhashed.
+    """
     if expect_sha256 is None:
         yield path
         return
@@ -312,6 +320,9 @@ def _verified_copy(path: Path, expect_sha256: str | None) -> Iterator[Path]:
                 f"{path} has SHA-256 {digest}, not the expected {expected}; refusing to load "
                 "it (loading a pickle runs code from the file)"
             )
+        for extra in companions:
+            if Path(extra).is_file():
+                shutil.copyfile(extra, folder / Path(extra).name)
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)

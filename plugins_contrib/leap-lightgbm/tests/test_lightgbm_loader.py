@@ -134,3 +134,16 @@ def test_early_stopping_and_categorical_columns_survive_the_text_format(tmp_path
     loaded = LightGBMLoader().load(save_model(stopped, tmp_path / "stopped.txt"))
     np.testing.assert_array_equal(loaded.predict_proba(frame), stopped.predict_proba(frame))
     np.testing.assert_array_equal(loaded.predict(frame), stopped.predict(frame))
+
+
+def test_a_verified_copy_keeps_the_classes_of_its_sidecar(tmp_path):
+    """--expect-sha256 loads a private copy; the sidecar goes along, so 1..3 stay 1..3."""
+    import hashlib
+
+    model = lgb.LGBMClassifier(**FIT).fit(X, STEPS)
+    path = save_model(model, tmp_path / "model.txt")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the sidecar was found: no fallback warning
+        loaded = leap.Engine().load_model(path, expect_sha256=digest)
+    np.testing.assert_array_equal(loaded.classes_, [1, 2, 3])

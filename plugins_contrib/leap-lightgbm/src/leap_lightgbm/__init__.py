@@ -143,6 +143,10 @@ class LightGBMLoader:
     def __init__(self, classes: Sequence[Any] | None = None) -> None:
         self.classes = None if classes is None else list(classes)
 
+    def companion_files(self, path: Path) -> list[Path]:
+        """The sidecar of ``path``: LEAP copies it along when it loads a verified copy."""
+        return [sidecar_path(path)]
+
     def load(self, path: Path) -> Any:
         """Return the fitted scikit-learn wrapper of the LightGBM model in ``path``."""
         import lightgbm as lgb
