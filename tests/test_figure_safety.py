@@ -117,6 +117,19 @@ def test_titles_and_names_are_drawn_literally(name, title, tmp_path):
         _assert_plain(fig, r"$\frac{$ $ ↔")  # a row label (sensor, dim, pair)
 
 
+@pytest.mark.parametrize("name", list(RENDERERS))
+def test_undrawable_characters_become_replacement_characters(name, tmp_path):
+    """Control characters (NUL, ESC, tabs) in names and titles: no glyph warning, no crash."""
+    import warnings
+
+    result = _result(sensors=("A\x00", "B\x1b[31m", "C\tD"), dims=("x\r", "y"), spread=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph 0 missing from font" would be an error
+        fig = RENDERERS[name].render(result, tmp_path / "f.svg", title="T\x00\x7f")
+    shown = "".join(t.get_text() for t in _texts(fig))
+    assert "\ufffd" in shown and not any(c in shown for c in "\x00\x1b\t\r\x7f")
+
+
 def test_returned_figures_are_plain_too(engine):
     """A figure handed back (no path) is already plain: a user's savefig cannot parse it."""
     fig = engine.render(_result(), None, renderer="heatmap", title=r"$\frac{$")

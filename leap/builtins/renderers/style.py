@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -43,6 +44,11 @@ MAX_FIGURE_INCHES = 40.0
 MAX_IMAGE_PIXELS = 3.5e6
 #: Tick and row labels longer than this are cut, with an ellipsis (the CSV has the name).
 MAX_LABEL_CHARS = 60
+#: Any one text of a figure (a title, say) is cut to this many characters.
+MAX_TEXT_CHARS = 1000
+#: Characters no font draws: control characters (but newlines) and lone surrogates, which
+#: make FreeType raise.
+_UNDRAWABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 #: Settings of every save: TrueType fonts in PDF and PostScript, SVG text as text, no TeX.
 SAVE_RC = {
     "pdf.fonttype": 42,
@@ -132,20 +138,37 @@ def plain_text(fig: Figure) -> Figure:
 
     Covers titles, axis labels, tick labels, legends, colour bars and annotations, and
     number formatters (which would otherwise write ``$...$`` when the user's settings ask
-    for mathtext).
+    for mathtext). Characters no font can draw become U+FFFD (tabs become spaces), and a
+    text longer than :data:`MAX_TEXT_CHARS` is cut.
     """
     from matplotlib.text import Text
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FixedFormatter, FuncFormatter, ScalarFormatter
 
-    for ax in fig.axes:
+    # Every axes, with the secondary ones (channel heatmap block names) that fig.axes omits.
+    for ax in fig.findobj(lambda artist: hasattr(artist, "xaxis") and hasattr(artist, "yaxis")):
         for axis in (ax.xaxis, ax.yaxis):
-            for formatter in (axis.get_major_formatter(), axis.get_minor_formatter()):
+            for formatter, use in (
+                (axis.get_major_formatter(), axis.set_major_formatter),
+                (axis.get_minor_formatter(), axis.set_minor_formatter),
+            ):
                 if isinstance(formatter, ScalarFormatter):
                     formatter.set_useMathText(False)
+                elif isinstance(formatter, FixedFormatter | FuncFormatter):
+                    # Named tick labels are written into their Text at each draw.
+                    use(FuncFormatter(lambda x, pos, named=formatter: drawable(named(x, pos))))
     for text in fig.findobj(Text):
         text.set_usetex(False)
         text.set_parse_math(False)
+        shown = text.get_text()
+        if shown and drawable(shown) != shown:
+            text.set_text(drawable(shown))
     return fig
+
+
+def drawable(text: object, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` with what no font can draw replaced, cut to ``limit`` characters."""
+    text = _UNDRAWABLE.sub("\ufffd", str(text).replace("\t", " "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def shorten(label: str, limit: int = MAX_LABEL_CHARS) -> str:
