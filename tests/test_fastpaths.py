@@ -84,8 +84,8 @@ def _blobs(seed=0, n=80, p=5):
         (LogisticRegression(), "roc_auc", None),  # scores of probabilities: no shortcut
         (KNeighborsClassifier(5), "roc_auc", NeighborsPath),
         (make_pipeline(RobustScaler(), KNeighborsClassifier(3)), None, NeighborsPath),
-        (KNeighborsClassifier(5, weights="distance"), None, None),
-        (KNeighborsClassifier(5, metric="manhattan"), None, None),
+        (KNeighborsClassifier(5, weights="distance"), None, NeighborsPath),
+        (KNeighborsClassifier(5, metric="manhattan"), None, NeighborsPath),
         (RandomForestClassifier(10, random_state=0), "neg_log_loss", TreePath),
         (SVC(), None, None),
     ],
