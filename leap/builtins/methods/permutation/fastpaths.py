@@ -17,6 +17,7 @@ base_outputs)`` attribute, called with the scaled input and a :class:`Projection
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -68,6 +69,47 @@ def quietly(method: Callable, *args: Any) -> Any:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         return method(*args)
+
+
+class OneBlasThread:
+    """Context manager: BLAS runs single-threaded while any fast-path call is inside it.
+
+    Fast paths run in LEAP's own worker threads and make many small matrix products; a
+    multi-threaded BLAS spins up its team for each of them, which on a busy machine costs
+    ten times the product itself. The limit is process-wide (that is how BLAS libraries
+    work), so it is reference-counted: the first thread in sets it, the last one out
+    restores the original. Outputs do not change: each product is computed either way
+    within the bounds the fast paths certify.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._controller: Any = None
+        self._limiter: Any = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                if self._controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
 
 
 def order_certified(values: np.ndarray, halfwidth: np.ndarray) -> np.ndarray:

@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from leap.builtins.methods.permutation.fastpaths import Projection, order_certified, quietly
+from leap.builtins.methods.permutation.fastpaths import (
+    OneBlasThread,
+    Projection,
+    order_certified,
+    quietly,
+)
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
 #: Lipschitz constant of each hidden activation, and whether it is computed exactly.
@@ -47,6 +52,7 @@ class MLPPath:
         from sklearn.neural_network._base import ACTIVATIONS
 
         self.X = X
+        self.one_thread = OneBlasThread()
         self.coefs = [np.asarray(W, dtype=np.float64) for W in model.coefs_]
         self.abs_coefs = [np.abs(W) for W in self.coefs]
         self.intercepts = [np.asarray(b, dtype=np.float64) for b in model.intercepts_]
@@ -82,30 +88,46 @@ class MLPPath:
                 + 2.0 * gamma_k * np.abs(b1)
             )
         self.used = np.any(self.W_in != 0, axis=1)
+        self.row_err_max = self.row_err.max(axis=1)
+        self.Z1_max = np.abs(self.Z1).max(axis=1)
+        self.W_in_max = np.abs(self.W_in).max(axis=1)
+        self.stacked = [None] + [np.hstack([W, np.abs(W)]) for W in self.coefs[1:]]
+        self.col_sums = [None] + [np.abs(W).sum(axis=0) for W in self.coefs[1:]]
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """A column whose first-layer weights are all zero adds exact zeros."""
         return not bool(np.any(self.used[cols]))
 
-    def _forward(self, Z: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Output activations and their bounds from first-layer ``Z`` (rows, units) ± ``E``."""
+    def _forward(self, Z: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Outputs and their bounds from first-layer ``Z`` (rows, units), each within ``e``.
+
+        ``e`` is one bound per row for all of its units; it stays a per-row number through
+        the hidden layers, which keeps the bound to one extra matrix product per layer.
+        """
         n_layers = len(self.coefs)
         lip, exact = _LIPSCHITZ[self.hidden_name]
+        nonnegative = self.hidden_name in ("relu", "logistic")
+        E = e[:, None]
         for i in range(1, n_layers):
-            # A relu unit certainly below 0 is exactly 0 in both computations.
-            dead = (Z + E < 0) if self.hidden_name == "relu" else None
+            # A row whose relu units are all certainly below 0 is exactly 0 in both
+            # computations, so the next layer gets exactly its bias.
+            idle = (Z.max(axis=1) + e < 0) if self.hidden_name == "relu" else None
             self.hidden(Z)  # in place, scikit-learn's own function
-            E = lip * E if exact else lip * E + 4.0 * _U * (np.abs(Z) + 1.0)
-            if dead is not None:
-                E[dead] = 0.0
-            # A row whose units are all exactly 0 gets exactly the bias next: no error.
-            idle = ~np.any(E > 0, axis=1) & ~np.any(Z != 0, axis=1)
-            W, absW, b = self.coefs[i], self.abs_coefs[i], self.intercepts[i]
-            gamma = 2.0 * (W.shape[0] + 4) * _U
-            E = ((1.0 + gamma) * E + gamma * np.abs(Z)) @ absW + gamma * np.abs(b)
-            Z = Z @ W + b
-            E += 2.0 * _U * np.abs(Z)
-            E[idle] = 0.0
+            e = lip * e if exact else lip * e + 8.0 * _U  # |tanh|, |logistic| <= 1
+            W, b = self.coefs[i], self.intercepts[i]
+            k = W.shape[1]
+            gamma = 2.0 * (W.shape[0] + 6) * _U
+            if nonnegative:
+                both = Z @ self.stacked[i]  # a @ [W, |W|] in one product (a >= 0)
+                z, size = both[:, :k] + b, both[:, k:]
+            else:
+                z, size = Z @ W + b, np.abs(Z) @ self.abs_coefs[i]
+            E = e[:, None] * ((1.0 + gamma) * self.col_sums[i]) + gamma * (size + np.abs(b))
+            if idle is not None:
+                E[idle] = 0.0
+            Z = z
+            if i < n_layers - 1:
+                e = E.max(axis=1)
         self.output(Z)
         name = self.output_name
         if name == "logistic":
@@ -117,8 +139,10 @@ class MLPPath:
     def _rows(self, cols: np.ndarray, diff: np.ndarray, rows: np.ndarray):
         """Outputs and bounds of ``rows`` whose ``cols`` moved by ``diff`` (rows, g)."""
         Z = self.Z1[rows] + diff @ self.W_in[cols]
-        E = self.row_err[rows] + self._growth(cols) + 2.0 * _U * np.abs(Z)
-        return self._forward(Z, E)
+        reach = (2.0 * self.col_max[cols]) @ self.W_in_max[cols]  # bound on |Z - Z1|
+        e = self.row_err_max[rows] + (self._growth(cols).max() + 2.0 * _U * reach)
+        e += 2.0 * _U * self.Z1_max[rows]
+        return self._forward(Z, e)
 
     def _growth(self, cols: np.ndarray) -> np.ndarray:
         """Extra first-layer error (per unit) when ``cols`` take other rows' values."""
@@ -136,6 +160,12 @@ class MLPPath:
         self, cols: np.ndarray, orders: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Outputs of each copy, and whether every changed row was certified."""
+        with self.one_thread:
+            return self._outputs(cols, orders)
+
+    def _outputs(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         old = self.X[:, cols]
         new = old[orders]  # (R, m, g)
         changed = np.any(new.view(np.uint64) != old.view(np.uint64)[None], axis=2)
@@ -239,7 +269,7 @@ def _build(
         return None
     path = MLPPath(estimator, X, base_outputs, projection)
     # The model's own outputs on the unpermuted rows must lie within the bound.
-    out, err = path._forward(path.Z1.copy(), path.row_err + 2.0 * _U * np.abs(path.Z1))
+    out, err = path._forward(path.Z1.copy(), path.row_err_max + 2.0 * _U * path.Z1_max)
     if cls is MLPRegressor:
         base = np.asarray(base_outputs["predict"], dtype=np.float64).reshape(out.shape)
         return path if np.all(np.abs(base - out) <= err) else None

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from leap.builtins.methods.permutation.fastpaths import order_certified, quietly
+from leap.builtins.methods.permutation.fastpaths import OneBlasThread, order_certified, quietly
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
 _BLOCK_ELEMENTS = 2**16  # (rows × support vectors) per block of kernel values
@@ -45,6 +45,7 @@ class KernelPath:
         intercept: np.ndarray,
     ) -> None:
         self.X = X
+        self.one_thread = OneBlasThread()
         self.S = np.ascontiguousarray(model.support_vectors_, dtype=np.float64)
         self.kernel = model.kernel
         self.gamma = float(model._gamma)
@@ -184,6 +185,12 @@ class KernelPath:
         self, cols: np.ndarray, orders: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Outputs of each copy, and whether every changed row was certified."""
+        with self.one_thread:
+            return self._outputs(cols, orders)
+
+    def _outputs(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         dec, err, changed = self._decisions(cols, orders)
         outs: dict[str, np.ndarray] = {}
         exact = np.ones(orders.shape[0], dtype=bool)
