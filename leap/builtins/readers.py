@@ -48,9 +48,9 @@ class NpyReader:
 
     Columns are named by width: ``layout features + label + participant`` (the original
     LEAP file; any object array is read this way), ``layout features + label``, or
-    ``x0 … x{n-2}, label`` otherwise. Object
-    arrays are decoded with a restricted unpickler that only accepts numpy arrays of
-    plain Python and numpy scalars, so no code from the file can run.
+    ``x0 … x{n-2}, label`` otherwise. The header is checked before anything is allocated
+    (:func:`read_npy_stream`); object arrays are decoded by
+    :mod:`leap.builtins.safe_pickle`, which accepts plain values only and never unpickles.
     """
 
     name = "npy"
