@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.linear_model._ridge import _RidgeClassifierMixin
 
-from leap.builtins.methods.permutation.fastpaths import quietly
+from leap.builtins.methods.permutation.fastpaths import OneBlasThread, quietly
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
 _BLOCK_BYTES = 2**18  # size of one (copies × rows × columns) array when columns are batched
@@ -40,6 +40,7 @@ class LinearLabels:
         base_labels: np.ndarray,
     ) -> None:
         self.X = X
+        self.one_thread = OneBlasThread()
         self.coef = coef  # (n_classes or 1, n_features)
         self.decision = decision  # (n_rows, n_classes or 1), the model's own values
         self.classes = classes
@@ -59,6 +60,12 @@ class LinearLabels:
         self, cols: np.ndarray, orders: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Labels of each copy, and whether every changed row was certified."""
+        with self.one_thread:
+            return self._outputs(cols, orders)
+
+    def _outputs(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         old = self.X[:, cols]  # (m, g)
         new = old[orders]  # (R, m, g)
         changed = np.any(new.view(np.uint64) != old.view(np.uint64)[None], axis=2)
@@ -87,11 +94,17 @@ class LinearLabels:
         self, groups: list[np.ndarray], orders: np.ndarray
     ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
         """:meth:`outputs` of many groups; single columns in blocks, in one pass each."""
+        with self.one_thread:
+            return self._outputs_many(groups, orders)
+
+    def _outputs_many(
+        self, groups: list[np.ndarray], orders: np.ndarray
+    ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
         answers: list = [None] * len(groups)
         single = [i for i, cols in enumerate(groups) if len(cols) == 1]
         for i, cols in enumerate(groups):
             if len(cols) != 1:
-                answers[i] = self.outputs(cols, orders)
+                answers[i] = self._outputs(cols, orders)
         n_copies, m = orders.shape
         width = max(1, _BLOCK_BYTES // (8 * n_copies * m * self.coef.shape[0]))
         for start in range(0, len(single), width):
@@ -105,7 +118,7 @@ class LinearLabels:
     def _block(self, cols: np.ndarray, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels (copies, rows, columns) when each of ``cols`` is permuted alone."""
         if self.coef.shape[0] != 1:
-            answers = [self.outputs(np.array([c]), orders) for c in cols]
+            answers = [self._outputs(np.array([c]), orders) for c in cols]
             labels = np.stack([out["predict"] for out, _ in answers], axis=2)
             return labels, np.stack([exact for _, exact in answers], axis=1)
         # Binary: the bound of the module docstring with |x_new|, |x_old| <= max |x_c|, so
