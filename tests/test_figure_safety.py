@@ -430,3 +430,24 @@ def test_report_tables_are_capped_with_a_note():
     page = HtmlReport().render(result, None, figures={})
     assert page.count("<tr") == MAX_TABLE_ROWS + 1 + page.count('<tr><td class="name">')
     assert f"first {MAX_TABLE_ROWS:,} of {n:,} rows" in page
+
+
+def test_heatmap_applies_only_where_there_are_sensor_pairs():
+    from leap.data.grouping import sensor_grouping
+
+    layout = SensorLayout(sensors=("A", "B"), dims=("x",))
+    grouping = sensor_grouping(layout)
+    sensors_only = grouping.annotate(ImportanceResult(np.ones((2, 2)), list(grouping.names)))
+    heatmap = SensorPairHeatmap()
+    assert heatmap.applies(_result())
+    assert not heatmap.applies(sensors_only)
+    assert not heatmap.applies(ImportanceResult(np.ones((2, 1)), ["a", "b"]))
+
+
+def test_a_single_wide_sensor_is_cut_to_its_largest_channels():
+    from leap.builtins.renderers.channel_heatmap import channel_matrix, largest_blocks
+
+    result = _numbered(1, 130)  # one sensor, 130 channels: no whole sensor fits
+    matrix, note = largest_blocks(channel_matrix(result), MAX_CHANNELS)
+    assert matrix.shape == (MAX_CHANNELS, MAX_CHANNELS)
+    assert note.startswith(f"{MAX_CHANNELS} of 130 channels shown")

@@ -54,6 +54,10 @@ class SensorPairHeatmap:
     suffixes = FIGURE_SUFFIXES
     options = ("aggregate",)
 
+    def applies(self, result: ImportanceResult) -> bool:
+        """Results with sensor pairs (channel pairs or grouped sensor pairs) have a matrix."""
+        return any(len(s) == 2 for s in result.row_sensors) or "sensor_pair" in result.groups
+
     def render(
         self,
         result: ImportanceResult,
