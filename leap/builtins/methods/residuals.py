@@ -173,11 +173,15 @@ class ResidualShift:
         if m == 0 or Z.shape[0] % m:
             raise ValueError(f"{Z.shape[0]} rows are not whole copies of {m} rows")
         p = self.n_features
+        copies = Z.shape[0] // m
         X = Z[:, :p].copy()
-        shown = Z[:, p:].reshape(Z.shape[0] // m, m, -1)
-        shift = shown - self.residuals  # zero except in the permuted groups' columns
-        for k in np.flatnonzero(np.any(shift != 0.0, axis=(0, 1))):
-            X[:, self.targets[k]] += shift[:, :, k].ravel()
+        shown = Z[:, p:]
+        changed = np.zeros(shown.shape[1], dtype=bool)
+        for c in range(copies):  # per copy: a 2-D compare, much faster than one 3-D one
+            changed |= (shown[c * m : (c + 1) * m] != self.residuals).any(axis=0)
+        for k in np.flatnonzero(changed):  # the permuted groups' columns only
+            shift = shown[:, k].reshape(copies, m) - self.residuals[:, k]
+            X[:, self.targets[k]] += shift.ravel()
         if self.columns is not None:
             import pandas as pd
 
