@@ -45,8 +45,10 @@ from leap.builtins.methods.permutation.trees import PathIndex
 
 _LEAF = -1
 
-#: Cap on the bytes of one stacked matrix of re-predicted rows.
-MAX_STACK_BYTES = 8 * 2**20
+#: Cap on the bytes of one stacked matrix of re-predicted rows. Tree walks jump between
+#: rows, so a matrix that stays in the CPU caches predicts fastest: measured on
+#: HistGradientBoosting (435 columns), 400 rows per call run 3x faster than 4,000.
+MAX_STACK_BYTES = 2 * 2**20
 
 #: LightGBM treats ``|x| <= 1e-35`` as zero (a possible missing value).
 _ZERO = 1e-35
