@@ -71,10 +71,10 @@ REFUSED_OPCODES = {
 MAX_NUMBER_LENGTH = 64
 #: dtype names numpy's pickles use for plain data: kind and size (chars for U).
 _DTYPE_NAME = re.compile(r"([biufcUS])([0-9]{1,6})|O[48]")
-_SCALAR_TYPES = (bool, int, float, str, bytes, type(None), np.generic)
 _CODES = [bytes([i]) for i in range(256)]
 _BINFLOAT = struct.Struct(">d")
 _UINT32 = struct.Struct("<I").unpack_from
+_FLOAT_RUN = np.dtype([("op", "u1"), ("v", ">f8")])  # BINFLOAT opcodes side by side
 #: Scalars decoded without numpy's buffer machinery: the same values, bit for bit.
 _FAST_SCALARS = {
     np.dtype("<f8"): (struct.Struct("<d").unpack, np.float64),
@@ -232,6 +232,15 @@ class _Machine:
             byte = data[pos]
             # Inlined: BINFLOAT (the cells of a LEAP file), and the memo traffic of numpy
             # scalars; each falls back to the general path when its checks would fail.
+            if byte == 0x47 and pos + 18 <= size and data[pos + 9] == 0x47:
+                # a run of BINFLOATs (numpy writes up to 1000 per APPENDS): decode at once
+                window = min((size - pos) // 9, 4096)
+                codes = np.frombuffer(data, np.uint8, count=window * 9, offset=pos)[::9]
+                ends = np.flatnonzero(codes != 0x47)
+                run = int(ends[0]) if len(ends) else window
+                stack.extend(np.frombuffer(data, _FLOAT_RUN, count=run, offset=pos)["v"].tolist())
+                self.pos = pos + 9 * run
+                continue
             if byte == 0x47 and pos + 9 <= size:
                 push(binfloat(data, pos + 1)[0])
                 self.pos = pos + 9
@@ -661,16 +670,25 @@ class _Machine:
                 f"the object array's pickle lists {len(raw)} cells where the shape "
                 f"{self.shape} needs {math.prod(shape)}"
             )
-        for i, cell in enumerate(raw):
-            if not isinstance(cell, _SCALAR_TYPES) or isinstance(cell, np.ndarray):
-                raise UnsafePickleError(
-                    f"the object array's cell {i} holds a {_kind(cell)}; only numbers, text "
-                    f"and bytes are accepted"
-                )
+        # The distinct cell types first (a C-speed pass), then the first bad cell if any.
+        bad_types = {t for t in set(map(type, raw)) if not _is_scalar_type(t)}
+        if bad_types:
+            i = next(i for i, cell in enumerate(raw) if type(cell) in bad_types)
+            raise UnsafePickleError(
+                f"the object array's cell {i} holds a {_kind(raw[i])}; only numbers, text "
+                f"and bytes are accepted"
+            )
         flat = np.empty(len(raw), dtype=object)
         flat[:] = raw
         # numpy lists object cells in C (logical) order whatever the memory order
         return flat.reshape(shape)
+
+
+def _is_scalar_type(kind: type) -> bool:
+    """Whether cells of this exact type are plain values (numpy scalars included)."""
+    if kind in (bool, int, float, str, bytes, type(None)):
+        return True
+    return issubclass(kind, np.generic) and kind is not np.void and kind is not np.object_
 
 
 def _kind(value: Any) -> str:
