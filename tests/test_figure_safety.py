@@ -451,3 +451,31 @@ def test_a_single_wide_sensor_is_cut_to_its_largest_channels():
     matrix, note = largest_blocks(channel_matrix(result), MAX_CHANNELS)
     assert matrix.shape == (MAX_CHANNELS, MAX_CHANNELS)
     assert note.startswith(f"{MAX_CHANNELS} of 130 channels shown")
+
+
+@pytest.mark.slow
+def test_cli_analyze_with_mathtext_sensor_and_dim_names(tmp_path, small_data):
+    """Every figure and the report of one run, with names matplotlib would parse."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+
+    joblib.dump(
+        LogisticRegression(max_iter=500).fit(small_data.X, small_data.y), tmp_path / "model.pkl"
+    )
+    np.save(tmp_path / "features.npy", small_data.to_leap_array(), allow_pickle=True)
+    Engine(load_entry_points=False).add_commands(cli)
+    out = tmp_path / "out"
+    args = ["analyze", str(tmp_path / "model.pkl"), str(tmp_path / "features.npy")]
+    args += ["--sensors", r"$\frac{$,$x$,S_$", "--dims", r"$,\alpha$"]
+    args += ["-o", str(out / "imp.csv"), "--groups", "sensor_pair,sensor", "--per-participant"]
+    args += ["--figures", "all", "--heatmap", str(out / "imp.pdf"), "--report", str(out / "r.html")]
+    args += ["--n-repeats", "2", "--title", r"$\frac{$"]
+    run = CliRunner().invoke(cli, args)
+    assert run.exit_code == 0, run.output
+    pdfs = sorted(out.glob("*.pdf"))
+    assert pdfs
+    for pdf in pdfs:
+        data = pdf.read_bytes()
+        assert b"/FontFile2" in data and b"/Type3" not in data, pdf.name
+    page = (out / "r.html").read_text(encoding="utf-8")
+    assert r"$\frac{$" in page and "<img" in page
