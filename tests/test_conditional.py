@@ -176,3 +176,41 @@ def test_overlapping_groups_and_too_few_rows():
     assert scores.importances.mean(axis=1)[0] > scores.importances.mean(axis=1)[2]
     with pytest.raises(LeapError, match="at least 10 rows"):
         ConditionalMethod().compute(model, X[:6], y[:6])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_linear_fast_path_gives_the_models_own_results(seed, n_classes):
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from leap.builtins.methods.permutation.linear import LinearLabels
+    from leap.builtins.methods.residuals import linear_shift_path
+
+    X, y = make_classification(
+        300, 8, n_informative=4, n_redundant=2, n_classes=n_classes, random_state=seed
+    )
+    models = (
+        LogisticRegression(max_iter=500),
+        make_pipeline(StandardScaler(), LogisticRegression(C=0.1)),
+        RidgeClassifier(),
+    )
+    for model in models:
+        model.fit(X[:150], y[:150])
+        residuals = np.random.default_rng(seed).normal(size=(150, 8))
+        shift = ResidualShift(model, 8, np.arange(8), residuals)
+        base = {"predict": model.predict(X[150:])}
+        assert isinstance(linear_shift_path(model, X[150:], shift, base), LinearLabels)
+        for groups in (None, [[0, 1], [2, 3, 4], [5], [6, 7]]):
+            for scoring in (None, "balanced_accuracy"):
+                fast, slow = (
+                    ConditionalMethod(fast_paths=flag)
+                    .compute(model, X[150:], y[150:], groups=groups, scoring=scoring,
+                             n_repeats=4, random_state=seed)["score" if scoring is None
+                                                            else scoring]
+                    for flag in (True, False)
+                )  # fmt: skip
+                np.testing.assert_array_equal(fast.importances, slow.importances)
+                np.testing.assert_array_equal(fast.row_differences, slow.row_differences)

@@ -64,6 +64,9 @@ class ConditionalMethod:
     max_batch_bytes : int or None
         Cap on the bytes of stacked copies per model call (default
         :data:`MAX_BATCH_BYTES`).
+    fast_paths : bool
+        Use the certified linear-label fast path where it applies (linear classifiers
+        scored on labels); ``False`` hands every copy to the model.
     """
 
     name = "conditional"
@@ -74,6 +77,7 @@ class ConditionalMethod:
         alphas: Sequence[float] = DEFAULT_ALPHAS,
         cv: int = DEFAULT_FOLDS,
         max_batch_bytes: int | None = None,
+        fast_paths: bool = True,
     ) -> None:
         if int(cv) < 2:
             raise ValueError(f"cv must be at least 2, got {cv}")
@@ -81,6 +85,7 @@ class ConditionalMethod:
         self.alphas = tuple(float(a) for a in alphas)
         self.cv = int(cv)
         self.max_batch_bytes = max_batch_bytes
+        self.fast_paths = bool(fast_paths)
 
     def compute(
         self,
@@ -168,7 +173,7 @@ class ConditionalMethod:
             capacity=copies_per_batch(Z.shape[0], row_nbytes(Z),
                                       self.max_batch_bytes or MAX_BATCH_BYTES),
         )  # fmt: skip
-        plan_copies(ctx, estimator, scoring)
+        plan_copies(ctx, estimator, scoring, fast=self.fast_paths)
         blocks, start = [], n_features
         for cols in column_groups:
             blocks.append(np.arange(start, start + cols.size, dtype=np.intp))

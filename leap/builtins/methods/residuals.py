@@ -212,11 +212,62 @@ class ResidualShift:
         return respond
 
 
-def plan_copies(ctx: Any, estimator: Any, scoring: Any) -> None:
+def linear_shift_path(estimator: Any, X: np.ndarray, shift: ResidualShift, base: Any) -> Any:
+    """The permutation method's certified linear-label fast path, for conditional copies.
+
+    A conditional copy changes a linear classifier's decision by ``Σ w_j a_j Δr_j`` over the
+    group's columns, where ``Δr`` is the shown residual minus the row's own and ``a_j`` the
+    per-column factor of the pipeline's standard scalers: the same update the fast path
+    makes for a permuted column. So the path is built on ``[X_scaled | residuals × a]``
+    with the coefficients repeated for the residual columns, the model's own decisions and
+    labels. Its rounding bound covers the extra roundings of ``x + Δr`` and the scaling
+    (a few units in the last place of terms its bound already sums, against ``2(n + 4)``
+    of them), and copies it cannot certify go to the model. ``None`` unless the model is
+    a linear classifier (possibly after ``StandardScaler`` steps) read through ``predict``.
+    """
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from leap.builtins.methods.permutation.fastpaths import reduce_model
+    from leap.builtins.methods.permutation.linear import LinearLabels, linear_labels
+
+    if set(base) != {"predict"}:
+        return None
+    factor = np.ones(X.shape[1])
+    if type(estimator) is Pipeline:
+        for _, step in estimator.steps[:-1]:
+            if step is None or (isinstance(step, str) and step == "passthrough"):
+                continue
+            if type(step) is not StandardScaler:
+                return None
+            if step.with_std:
+                factor = factor / step.scale_
+    reduced = reduce_model(estimator, X)
+    if reduced is None:
+        return None
+    core, Xt = reduced
+    checked = linear_labels(core, Xt, base)
+    if checked is None:
+        return None
+    W = checked.coef
+    intercept = np.broadcast_to(np.asarray(core.intercept_, dtype=np.float64), (W.shape[0],))
+    scaled = shift.residuals * factor[shift.targets]
+    return LinearLabels(
+        np.hstack([Xt, scaled]),
+        np.hstack([W, W[:, shift.targets]]),
+        intercept,
+        checked.decision,
+        checked.classes,
+        checked.base_labels,
+    )
+
+
+def plan_copies(ctx: Any, estimator: Any, scoring: Any, fast: bool = True) -> None:
     """Replay recognised scorers on batched outputs, as the ``permutation`` method does.
 
-    The model-aware fast paths are not built: a conditional copy is not a row
-    permutation of the data they were certified for.
+    Of the model-aware fast paths only the linear-label one applies (see
+    :func:`linear_shift_path`); the others are certified for row permutations of a
+    column, which a conditional copy is not.
     """
     from sklearn.metrics import accuracy_score
 
@@ -257,6 +308,10 @@ def plan_copies(ctx: Any, estimator: Any, scoring: Any) -> None:
         if counter is not None and labels.ndim == 1:
             if same_score(counter(labels[np.newaxis])[0], ctx.sub_score):
                 ctx.accuracy = counter
+    shift = ctx.estimator
+    if fast and all(isinstance(v, np.ndarray) for v in base.values()):
+        X = np.ascontiguousarray(ctx.X[:, : shift.n_features])
+        ctx.fast = linear_shift_path(estimator, X, shift, base)
     share_rows(ctx, base)
 
 
