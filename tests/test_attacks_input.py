@@ -631,6 +631,9 @@ def _catalogue() -> dict[str, Attack]:
             r"100 rows × 2 columns.*LEAP_MAX_CELLS",
             env={"LEAP_MAX_CELLS": "150"},
         ),
+        "parquet with a repeated column name": Attack(
+            ".parquet", lambda path: _duplicate_parquet(path), r"duplicate column names: a"
+        ),
         "parquet that is not one": Attack(
             ".parquet", b"PAR1" + b"\0" * 40 + b"PAR1", r"not a readable Parquet"
         ),
@@ -687,6 +690,14 @@ def _wide_text_bomb(path: Path) -> None:
         with archive.open("y.npy", "w", force_zip64=True) as member:
             member.write(npy_header("<U100000", (10_000,)))
             member.write(b"\0" * 2**20)  # the rest (4 GB) never needs to be written
+
+
+def _duplicate_parquet(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table([[1.0, 2.0], [3.0, 4.0], [0, 1]], names=["a", "a", "label"])
+    pq.write_table(table, path)
 
 
 def _duplicate_members(path: Path) -> None:
