@@ -26,8 +26,11 @@ The copies reuse the ``permutation`` method's machinery: the runner permutes res
 columns appended to the data, and the model is called through :class:`ResidualShift`, which
 adds what changed onto the group's own columns. So copies are batched into few model calls,
 recognised scorers are replayed, groups run in parallel, and per-row differences feed the
-tests of :mod:`leap.data.stats`. The model-aware fast paths (trees, k-NN, linear) do not
-apply: they assume a copy's values are a row permutation of the column's.
+tests of :mod:`leap.data.stats`. Of the model-aware fast paths, the certified linear-label
+one applies (linear classifiers, possibly after standard scalers: a conditional copy moves
+their decision by the same kind of update as a permuted column does); the others (trees,
+k-NN, boosting, SVM, MLP) assume a copy's values are a row permutation of the column's,
+so those models are called on batched copies.
 """
 
 from __future__ import annotations
