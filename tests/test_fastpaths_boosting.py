@@ -15,7 +15,7 @@ import joblib
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import (
     GradientBoostingClassifier,
     GradientBoostingRegressor,
@@ -283,3 +283,48 @@ def test_xgboost_categorical_splits_are_repredicted():
     path = _path(native_booster_path, model, X, None)
     assert isinstance(path, RepredictPath) and path.table.special.any()
     assert_parity(model, X, y, seeds=(0,))
+
+
+# --- the cost model of the general path -------------------------------------------------
+
+
+def test_pool_pays_only_for_long_jobs():
+    from leap.builtins.methods.permutation.runner import POOL_OVERHEAD_SECONDS, pool_pays
+
+    assert not pool_pays(0.001, 50, 2)
+    assert not pool_pays(1.0, 100, 1)
+    assert pool_pays(4 * POOL_OVERHEAD_SECONDS, 2, 2)
+
+
+class _Hidden(ClassifierMixin, BaseEstimator):
+    """A model no fast path knows: it hides its inner estimator."""
+
+    def __init__(self, inner=None):
+        self.inner = inner
+
+    def fit(self, X, y):
+        self.model_ = clone(self.inner).fit(X, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+
+def test_small_jobs_run_in_this_thread(monkeypatch):
+    from leap.builtins.methods.permutation import runner
+
+    preferred = []
+    original = runner.Parallel
+
+    def recording(*args, **kwargs):
+        preferred.append(kwargs.get("prefer"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "Parallel", recording)
+    X, y = _data(11)
+    model = _Hidden(LogisticRegression()).fit(X, y)  # no fast path: the general path
+    assert_parity(model, X, y, "accuracy", seeds=(0,), n_jobs=2)
+    assert preferred == ["threads"]
+    with joblib.parallel_config(backend="threading"):
+        assert_parity(model, X, y, "accuracy", seeds=(0,), n_jobs=2)
