@@ -322,7 +322,7 @@ class PluginHost:
             seen.add((dist, ep.name))
             version = ep.dist.version if ep.dist is not None else ""
             origin = PluginOrigin(f"{dist}:{ep.name}", dist, version)
-            self._load(ep.name, origin, lambda _name, ep=ep: ep.load())
+            self._load(ep.name, origin, _loader_of(ep))
 
     def _fail(self, origin: PluginOrigin, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {one_line(exc)}"
@@ -376,7 +376,10 @@ class PluginHost:
                 continue
             for component in found:
                 registry.add(Registered(component, origin))
-            every_extension += [CommandExtension(*e, origin) for e in extensions]
+            every_extension += [
+                CommandExtension(command, params, wrap, origin)
+                for command, params, wrap in extensions
+            ]
         if every_extension:
             _apply_extensions(registry, every_extension)
         return registry
@@ -473,6 +476,15 @@ def distribution_version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _loader_of(ep: metadata.EntryPoint) -> Callable[[str], Any]:
+    """``ep.load`` in the shape the plugin host calls loaders: ``load(name)``."""
+
+    def load(_name: str) -> Any:
+        return ep.load()
+
+    return load
 
 
 def _dist_name(ep: metadata.EntryPoint) -> str:

@@ -130,7 +130,7 @@ def analyze(engine: Engine, config: AnalysisConfig) -> ImportanceResult:
             grouped = grouping.annotate(grouped)
             _refuse_undefined(grouped, config)
             first.groups[grouping.name] = results[grouping.name] = grouped
-        if config.per_participant:
+        if config.per_participant and matrix.participants is not None:
             spreads = compute_spreads(
                 engine,
                 estimator,

@@ -180,7 +180,8 @@ def _label(model: Any, matrix: FeatureMatrix, scoring: Any) -> str:
 def _scoring(model: Any, scoring: Any, y: np.ndarray | None) -> str:
     checks.check_scoring(model, scoring, y)
     if scoring is None:
-        default = {"classifier": "accuracy", "regressor": "r2"}.get(checks.model_task(model))
+        task = checks.model_task(model)
+        default = {"classifier": "accuracy", "regressor": "r2"}.get(task) if task else None
         return f"the model's own score() of {type(model).__name__}" + (
             f" ({default})" if default else ""
         )

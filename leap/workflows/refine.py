@@ -245,6 +245,8 @@ class RefineResult:
         x = rows["n_sensors"].to_numpy()
         _curve_with_band(ax, x, rows, "sensors")
         chosen = self.chosen_sensors
+        if chosen is None:
+            return
         _mark_choice(
             ax,
             chosen["n_sensors"],
@@ -646,7 +648,7 @@ def _folds(
     elif isinstance(cv, int | np.integer) and not isinstance(cv, bool):
         if cv < 2:
             raise RefineError(f"cv needs at least 2 folds, got {cv}")
-        if participants is not None:
+        if participants is not None and n_groups is not None:
             if n_groups < 2:
                 raise RefineError("grouped cross-validation needs at least 2 participants")
             n = min(int(cv), n_groups)
@@ -733,7 +735,7 @@ def write_matrix(
             if matrix.participants is not None:
                 arrays["participants"] = _plain(matrix.participants)
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub: allow_pickle
         else:
             full_layout = layout is not None and names == list(layout.feature_names)
             if full_layout and matrix.participants is not None:

@@ -128,7 +128,7 @@ def resolve_groups(
             f"groups must be None, {', '.join(map(repr, BUILTIN_GROUPINGS))}, a mapping or a "
             f"list of index lists; got {groups!r}"
         )
-    if grouping.name == "sensor":
+    if grouping.name == "sensor" and layout is not None:
         column_sensors = tuple((p.sensor_a, p.sensor_b) for p in layout.pairs)
         return FeatureGroups(grouping.names, grouping.indices, "all_sensors", column_sensors)
     return FeatureGroups(grouping.names, grouping.indices)
@@ -250,10 +250,11 @@ def _pooled(results: list[ImportanceResult]) -> ImportanceResult:
     if len(results) == 1:
         return results[0]
     baselines = [r.baseline_score for r in results]
+    known = [b for b in baselines if b is not None]
     return dataclasses.replace(
         results[0],
         importances=np.hstack([r.importances for r in results]),
-        baseline_score=None if None in baselines else float(np.mean(baselines)),
+        baseline_score=float(np.mean(known)) if len(known) == len(baselines) else None,
     )
 
 
