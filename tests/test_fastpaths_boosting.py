@@ -328,3 +328,12 @@ def test_small_jobs_run_in_this_thread(monkeypatch):
     assert preferred == ["threads"]
     with joblib.parallel_config(backend="threading"):
         assert_parity(model, X, y, "accuracy", seeds=(0,), n_jobs=2)
+
+
+def test_lightgbm_linear_trees_are_left_to_the_model():
+    lightgbm = _lightgbm()
+    X, y = _data(12, task="regression")
+    model = lightgbm.LGBMRegressor(n_estimators=5, linear_tree=True, verbose=-1, n_jobs=1)
+    model.fit(X, y)
+    assert _path(native_booster_path, model, X, None) is None  # leaves read other columns
+    assert_parity(model, X, y, seeds=(0,))

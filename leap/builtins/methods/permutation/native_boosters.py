@@ -143,6 +143,8 @@ def _lightgbm_path(estimator, X, base_outputs):
         return None
     if dump.get("pandas_categorical"):
         return None
+    if '"leaf_coeff"' in json.dumps(dump["tree_info"]) or booster.params.get("linear_tree"):
+        return None  # linear leaves read features the path does not test
     trees = [_lightgbm_tree(info["tree_structure"]) for info in dump["tree_info"]]
     if not trees:
         return None
