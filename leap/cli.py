@@ -98,6 +98,9 @@ def print_top(result: Any, k: int) -> None:
         cell = format_number(row["importance_mean"], "+.4f")
         if repeats:
             cell += f" ± {format_number(row['importance_std'], '.4f')}"
+        q_value = row.get("q_value", float("nan"))
+        if q_value == q_value:
+            cell += f"  q {q_value:.3g}"
         click.echo(f"  {int(row['rank']):>3}  {row['feature']:<{width}}  {cell}")
 
 
