@@ -109,7 +109,7 @@ class OneBlasThread:
         return {}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__()
+        self.__init__()  # type: ignore[misc]  # a fresh, unlimited state after unpickling
 
 
 def order_certified(values: np.ndarray, halfwidth: np.ndarray) -> np.ndarray:
