@@ -446,6 +446,22 @@ def _catalogue() -> dict[str, Attack]:
         "lists nested 30,000 deep as a cell": Attack(
             ".npy", obj_npy((1, 8), obj_array((1, 8), deep_list, *good_cells(7))), r"list"
         ),
+        "a 300,000-deep tuple as a scalar's dtype (hashing it would overflow the C stack)": Attack(
+            ".npy",
+            obj_npy(
+                (1, 300_000),
+                b"\x80\x02"
+                + glob("numpy._core.multiarray", "scalar")
+                + b"("
+                + b"(" * 300_000
+                + b"t" * 300_000
+                + raw(b"\0" * 8)
+                + b"t"
+                + REDUCE
+                + STOP,
+            ),
+            r"makes a scalar without a dtype",
+        ),
         "dict keyed by a deep tuple": Attack(
             ".npy",
             obj_npy((1, 8), b"\x80\x02}" + b"(" * 2000 + b"t" * 2000 + NONE + b"s."),

@@ -274,7 +274,8 @@ class _Machine:
                     and len(args) == 2
                     and type(args[1]) is bytes
                     and len(args[1]) == 8
-                    and args[0] in _FAST_SCALARS
+                    and isinstance(args[0], np.dtype)  # before hashing: a deep tuple would
+                    and args[0] in _FAST_SCALARS  # recurse in C (a SIGSEGV, found in review)
                 ):
                     fmt, make = _FAST_SCALARS[args[0]]
                     stack[-2:] = [make(fmt(args[1])[0])]
