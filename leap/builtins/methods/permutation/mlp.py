@@ -36,7 +36,7 @@ _U = np.finfo(np.float64).eps / 2  # unit roundoff
 #: Lipschitz constant of each hidden activation, and whether it is computed exactly.
 _LIPSCHITZ = {"identity": (1.0, True), "relu": (1.0, True), "tanh": (1.0, False)}
 _LIPSCHITZ["logistic"] = (0.25, False)
-_BLOCK_ELEMENTS = 2**17  # (rows × hidden units) per block
+_BLOCK_ELEMENTS = 2**15  # (rows × hidden units) per block
 
 
 class MLPPath:
@@ -89,6 +89,7 @@ class MLPPath:
             )
         self.used = np.any(self.W_in != 0, axis=1)
         self.row_err_max = self.row_err.max(axis=1)
+        del self.row_err  # only its row maxima are used
         self.Z1_max = np.abs(self.Z1).max(axis=1)
         self.W_in_max = np.abs(self.W_in).max(axis=1)
         self.stacked = [None] + [np.hstack([W, np.abs(W)]) for W in self.coefs[1:]]

@@ -30,7 +30,7 @@ import numpy as np
 from leap.builtins.methods.permutation.fastpaths import OneBlasThread, order_certified, quietly
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
-_BLOCK_ELEMENTS = 2**16  # (rows × support vectors) per block of kernel values
+_BLOCK_ELEMENTS = 2**14  # (rows × support vectors) per block of kernel values
 
 
 class KernelPath:
@@ -61,23 +61,23 @@ class KernelPath:
         )
         self.base = {name: np.asarray(out) for name, out in base_outputs.items()}
         n, p = X.shape
-        self.abs_S = np.abs(self.S)
         self.col_max = np.abs(X).max(axis=0) if n else np.zeros(p)
+        # Largest |s_kc| per column: Σ_c (|x_c| + s_max_c)² (or Σ_c |x_c| s_max_c) bounds the
+        # terms of every support vector's squared distance (dot product) at once, with no
+        # (rows × support vectors) array besides Q itself.
+        self.s_max = np.abs(self.S).max(axis=0)
+        self.Q = X @ self.S.T
         if self.kernel == "rbf":
-            sq_x = np.einsum("ij,ij->i", X, X)
-            sq_s = np.einsum("ij,ij->i", self.S, self.S)
-            self.Q = sq_x[:, None] + sq_s[None, :] - 2.0 * (X @ self.S.T)
-            # Σ_c (|x_c| + |s_c|)² bounds every computed squared distance's terms.
-            abs_x = np.abs(X)
-            reach = (
-                (abs_x**2).sum(1)[:, None]
-                + (self.abs_S**2).sum(1)[None]
-                + 2.0 * (abs_x @ self.abs_S.T)
+            self.Q *= -2.0
+            self.Q += np.einsum("ij,ij->i", X, X)[:, None]
+            self.Q += np.einsum("ij,ij->i", self.S, self.S)[None, :]
+            self.reach = (
+                np.einsum("ij,ij->i", X, X)
+                + 2.0 * (np.abs(X) @ self.s_max)
+                + float(self.s_max @ self.s_max)
             )
         else:
-            self.Q = X @ self.S.T
-            reach = np.abs(X) @ self.abs_S.T
-        self.reach = reach.max(axis=1) if reach.size else np.zeros(n)  # per row
+            self.reach = np.abs(X) @ self.s_max  # per row
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """A column that is zero in every support vector cannot change a dot product."""
@@ -128,9 +128,10 @@ class KernelPath:
         n_pairs, n_sv = self.A.shape
         g = len(cols)
         Sg = self.S[:, cols]  # (n_sv, g)
-        growth = ((self.col_max[cols][None, :] + self.abs_S[:, cols]) ** 2).sum(axis=1).max()
+        top = self.col_max[cols] + self.s_max[cols]
+        growth = float(top @ top)
         if self.kernel != "rbf":
-            growth = (self.col_max[cols][None, :] * self.abs_S[:, cols]).sum(axis=1).max()
+            growth = float(self.col_max[cols] @ self.s_max[cols])
         dec = np.zeros((R, m, n_pairs))
         err = np.zeros((R, m, n_pairs))
         step = max(1, _BLOCK_ELEMENTS // max(1, n_sv))
