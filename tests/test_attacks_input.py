@@ -12,6 +12,7 @@ length bombs, lying headers.
 from __future__ import annotations
 
 import fractions
+import functools
 import io
 import pickle
 import re
@@ -946,3 +947,98 @@ def test_the_cap_message_in_the_safety_doc_is_the_real_one(tmp_path: Path) -> No
     with pytest.raises(LeapError) as caught:
         Engine(load_entry_points=False).read_matrix(path)
     assert shown == f"leap: error: {caught.value}".replace(str(tmp_path) + "/", "")
+
+
+# -- deep structures in every argument slot -------------------------------------------------
+DEPTH = 200_000
+
+
+@functools.cache
+def _deep(kind: str) -> bytes:
+    if kind == "tuple":
+        return b"(" * DEPTH + b"t" * DEPTH
+    return b"]" * DEPTH + b"a" * (DEPTH - 1)  # lists, each appended into the one before
+
+
+@functools.cache
+def _filler() -> bytes:
+    return b"".join(good_cells(DEPTH - 3))
+
+
+@functools.cache
+def _template(slot: str, deep: bytes) -> bytes:
+    """A valid (1, DEPTH) object-array pickle with one argument replaced by ``deep``."""
+
+    def put(name: str, normal: bytes) -> bytes:
+        return deep if name == slot else normal
+
+    dtype_state = tup(
+        put("dtype.state.0", num(3)),
+        put("dtype.state.1", text("|")),
+        put("dtype.state.2", NONE),
+        NONE,
+        NONE,
+        put("dtype.state.5", num(-1)),
+        num(-1),
+        put("dtype.state.7", num(63)),
+    )
+    dtype = (
+        put("dtype.func", glob("numpy", "dtype"))
+        + tup(put("dtype.name", text("O8")), put("dtype.align", FALSE), TRUE)
+        + REDUCE
+        + dtype_state
+        + BUILD
+    )
+    f8 = glob("numpy", "dtype") + tup(text("f8"), FALSE, TRUE) + REDUCE
+    f8 += tup(num(3), text("<"), NONE, NONE, NONE, num(-1), num(-1), num(0)) + BUILD
+    scalar = glob("numpy._core.multiarray", "scalar")
+    scalar += tup(put("scalar.dtype", f8), put("scalar.bytes", raw(b"\0" * 8))) + REDUCE
+    key = b"}" + put("dict.key", text("k")) + NONE + b"s" + b"0"  # a dict built, then popped
+    module = put("global.module", text("numpy")) + put("global.name", text("ndarray")) + b"\x93"
+    encode = glob("_codecs", "encode") + tup(put("encode.arg", text("x")), text("latin1"))
+    encode += REDUCE
+    cells = lst(scalar, encode, put("cell", flt(1.0)), _filler())
+    head = put("reduce.func", glob(*REC))
+    head += tup(
+        put("reconstruct.cls", module),
+        put("reconstruct.shape", tup(num(0))),
+        put("reconstruct.typecode", raw(b"b")),
+    )
+    head += REDUCE
+    state = tup(
+        put("array.state.0", num(1)),
+        put("array.state.shape", tup(num(1), num(DEPTH))),
+        put("array.state.dtype", dtype),
+        put("array.state.fortran", FALSE),
+        put("array.state.cells", cells),
+    )
+    return b"\x80\x04" + key + head + state + BUILD + STOP
+
+
+SLOTS = [
+    "reduce.func", "reconstruct.cls", "reconstruct.shape", "reconstruct.typecode",
+    "dtype.func", "dtype.name", "dtype.align", "dtype.state.0", "dtype.state.1",
+    "dtype.state.2", "dtype.state.5", "dtype.state.7", "scalar.dtype", "scalar.bytes",
+    "dict.key", "global.module", "global.name", "encode.arg", "array.state.0",
+    "array.state.shape", "array.state.dtype", "array.state.fortran", "array.state.cells",
+    "cell",
+]  # fmt: skip
+
+
+def test_the_slot_template_is_valid() -> None:
+    from leap.builtins.safe_pickle import load_object_array
+
+    array = load_object_array(_template("", b""), shape=(1, DEPTH))
+    assert array[0, 0] == 0.0 and array[0, 1] == b"x" and array[0, 2] == 1.0
+
+
+@pytest.mark.slow  # 200,000 levels: hashing 100,000 is still fine on an 8 MB stack
+@pytest.mark.parametrize("kind", ["tuple", "list"])
+@pytest.mark.parametrize("slot", SLOTS)
+def test_a_deep_structure_in_any_slot_is_one_line(slot: str, kind: str) -> None:
+    """No check hashes, compares or prints a nested value: each would recurse in C."""
+    from leap.builtins.safe_pickle import load_object_array
+
+    with pytest.raises(LeapError) as caught:
+        load_object_array(_template(slot, _deep(kind)), shape=(1, DEPTH))
+    _assert_one_line(str(caught.value), r"object array")
