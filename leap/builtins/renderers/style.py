@@ -111,8 +111,11 @@ def draw_matrix(ax: Axes, values: np.ndarray, cmap: Any, norm: Any) -> Any:
     larger figure gets a mesh of cells instead, whose cost grows with the cells only. Both
     artists have ``get_array()``, ``cmap`` and ``norm``.
     """
+    from matplotlib.figure import Figure
+
     data = np.ma.masked_invalid(np.asarray(values, dtype=np.float64))
-    width, height = ax.get_figure().get_size_inches()
+    figure = ax.get_figure(root=True)
+    width, height = figure.get_size_inches() if isinstance(figure, Figure) else (0.0, 0.0)
     if width * height * DPI**2 <= MAX_IMAGE_PIXELS:
         return ax.imshow(data, cmap=cmap, norm=norm)
     n_rows, n_cols = data.shape
@@ -145,7 +148,7 @@ def plain_text(fig: Figure) -> Figure:
     from matplotlib.ticker import FixedFormatter, FuncFormatter, ScalarFormatter
 
     # Every axes, with the secondary ones (channel heatmap block names) that fig.axes omits.
-    for ax in fig.findobj(lambda artist: hasattr(artist, "xaxis") and hasattr(artist, "yaxis")):
+    for ax in [*fig.axes, *(child for parent in fig.axes for child in parent.child_axes)]:
         for axis in (ax.xaxis, ax.yaxis):
             for formatter, use in (
                 (axis.get_major_formatter(), axis.set_major_formatter),
