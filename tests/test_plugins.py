@@ -21,8 +21,8 @@ from plugin_packages import (
 
 import leap
 from leap import Engine, hookimpl
-from leap.plugin_manager import LeapPluginWarning
 from leap.errors import PluginError
+from leap.plugin_manager import LeapPluginWarning
 
 
 class _Model:
@@ -95,7 +95,7 @@ def test_compound_suffix(tmp_path):
 
 
 def test_unknown_names_list_the_available_ones(engine):
-    with pytest.raises(PluginError, match="no method named 'nope'; available: (.*, )?permutation"):
+    with pytest.raises(PluginError, match=r"no method named 'nope'; available: (.*, )?permutation"):
         engine.methods.get("nope")
 
 
