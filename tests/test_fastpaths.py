@@ -27,10 +27,10 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeRegressor
 
 import leap.builtins.methods.permutation as permutation
-from leap.builtins.methods.permutation import PermutationMethod
 from leap.builtins.methods.permutation._jit import numba_enabled
 from leap.builtins.methods.permutation.copies import CopyStack, copies_per_batch
 from leap.builtins.methods.permutation.linear import LinearLabels
+from leap.builtins.methods.permutation.method import PermutationMethod
 from leap.builtins.methods.permutation.neighbors import NeighborsPath, knn_path
 from leap.builtins.methods.permutation.trees import TreePath, tree_path
 
