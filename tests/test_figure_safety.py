@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from matplotlib.image import imread
 from matplotlib.text import Text
 
@@ -479,3 +481,26 @@ def test_cli_analyze_with_mathtext_sensor_and_dim_names(tmp_path, small_data):
         assert b"/FontFile2" in data and b"/Type3" not in data, pdf.name
     page = (out / "r.html").read_text(encoding="utf-8")
     assert r"$\frac{$" in page and "<img" in page
+
+
+_NAME = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=".|"),
+    min_size=1,
+    max_size=40,
+).filter(str.strip)
+
+
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(title=st.text(max_size=200), sensors=st.lists(_NAME, min_size=2, max_size=3, unique=True))
+def test_any_title_and_sensor_names_draw(title, sensors):
+    """Any text (control characters, surrogates in titles, markup) draws; names stay plain."""
+    import warnings
+
+    result = _result(sensors=sensors, dims=("x", "y"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Glyph … missing from font(s)"
+        for renderer in (SensorPairHeatmap(), TopBars()):
+            fig = renderer.render(result, None, title=title)
+            assert figure_bytes(fig, "png", dpi=40)[:4] == b"\x89PNG"
+            assert all(not t.get_parse_math() for t in _texts(fig))
