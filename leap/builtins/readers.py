@@ -16,16 +16,18 @@ import os
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from leap.builtins.safe_pickle import UnsafePickleError, load_object_array
 from leap.components import FeatureMatrix
 from leap.data.layout import SensorLayout
 from leap.errors import ConfigError, InputFileError, MatrixError, one_line
 from leap.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PARTICIPANT_COLUMN = "participant"
 LABEL_COLUMN = "label"
@@ -65,6 +67,8 @@ class NpyReader:
         participant: str | None,
         max_cells: int | None = None,
     ) -> FeatureMatrix:
+        import pandas as pd
+
         array = load_npy(path, max_cells=max_cells)
         if array.ndim != 2:
             raise MatrixError(f"{path} holds a {array.ndim}-d array; a 2-d matrix is needed")
@@ -112,6 +116,8 @@ class NpzReader:
         participant: str | None,
         max_cells: int | None = None,
     ) -> FeatureMatrix:
+        import pandas as pd
+
         limit = max_cells_limit(max_cells)
         try:
             with zipfile.ZipFile(path) as archive:
@@ -229,6 +235,8 @@ class CsvReader:
         header: bool | None = None,
         max_cells: int | None = None,
     ) -> FeatureMatrix:
+        import pandas as pd
+
         limit = max_cells_limit(max_cells)
         _refuse_nul_bytes(path)
         first = _csv_first_row(path)
@@ -246,7 +254,7 @@ class CsvReader:
                 encoding="utf-8",
                 header=None if header is False else 0,
                 nrows=max_rows + 1,
-                **_EXACT_FLOATS,
+                **_exact_floats(),
             )
         except pd.errors.EmptyDataError:
             raise InputFileError(f"{path} is empty") from None
@@ -326,9 +334,12 @@ def _refuse_duplicate_names(path: Path, names: list[str]) -> None:
         seen[name] = i
 
 
-# pandas < 3 parses floats with a fast routine that can miss the nearest float64 by one
-# unit; "round_trip" gives the exact number (pandas 3 is exact by default).
-_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+def _exact_floats() -> dict[str, str]:
+    """pandas < 3 parses floats with a fast routine that can miss the nearest float64 by one
+    unit; "round_trip" gives the exact number (pandas 3 is exact by default)."""
+    import pandas as pd
+
+    return {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
 def _check_csv_complete(path: Path, frame: pd.DataFrame) -> None:
@@ -366,6 +377,7 @@ class ParquetReader:
         participant: str | None,
         max_cells: int | None = None,
     ) -> FeatureMatrix:
+        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -627,6 +639,8 @@ def _label_column(columns: list[str], label: str | int, path: Path) -> str:
 
 
 def _numeric(features: pd.DataFrame, path: Path) -> np.ndarray:
+    import pandas as pd
+
     for col in features.columns:
         series = features[col]
         if series.dtype.kind in "biuf" or (
@@ -664,6 +678,8 @@ _NUMERIC_KINDS = {"floating", "integer", "mixed-integer-float", "boolean", "empt
 
 def _is_number_like(value: Any) -> bool:
     """A real number, a missing value (reported later) or a string holding a number."""
+    import pandas as pd
+
     if isinstance(value, bool | int | float | np.bool_ | np.integer | np.floating):
         return True
     if isinstance(value, str):
@@ -676,6 +692,8 @@ def _is_number_like(value: Any) -> bool:
 
 
 def _label_values(values: np.ndarray, path: Path, name: str) -> np.ndarray:
+    import pandas as pd
+
     if values.dtype == object:
         lengths = [len(v) if isinstance(v, str | bytes) else 0 for v in values]
         longest = int(np.argmax(lengths)) if lengths else 0
