@@ -59,6 +59,18 @@ def input_options(command: Any) -> Any:
             "very bytes that are loaded).",
         ),
         click.option(
+            "--header/--no-header",
+            default=None,
+            help="CSV: the first row names the columns (--header), or is data (--no-header).  "
+            "[default: a header, refused when it looks like data]",
+        ),
+        click.option(
+            "--max-cells",
+            type=click.IntRange(min=1),
+            help="Refuse matrices with more rows × columns than this.  "
+            "[default: $LEAP_MAX_CELLS, else 100,000,000]",
+        ),
+        click.option(
             "--trust",
             metavar="TYPE",
             multiple=True,

@@ -153,7 +153,12 @@ class ModelLoader(Protocol):
 
 @runtime_checkable
 class MatrixReader(Protocol):
-    """Reads a feature matrix and its label (and participant ids) from a file."""
+    """Reads a feature matrix and its label (and participant ids) from a file.
+
+    A reader may declare ``options``, the keywords its ``read`` accepts besides these:
+    ``header`` (``False``: the first row is data) and ``max_cells`` (a cap on rows ×
+    columns); the engine passes them only to readers that declare them.
+    """
 
     name: str
     suffixes: tuple[str, ...]

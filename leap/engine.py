@@ -80,13 +80,34 @@ class Engine(PluginHost):
         reader: str | None = None,
         layout: SensorLayout | None = None,
         participant: str | None = None,
+        *,
+        header: bool | None = None,
+        max_cells: int | None = None,
     ) -> FeatureMatrix:
-        """Read a feature matrix with the named reader, or the one claiming the suffix."""
+        """Read a feature matrix with the named reader, or the one claiming the suffix.
+
+        ``header`` (CSV: ``False`` reads the first row as data) and ``max_cells`` (a cap
+        on rows × columns, default ``LEAP_MAX_CELLS``) go to readers that declare them
+        among their ``options``; asking a reader for one it does not declare is an error.
+        """
         path = existing_file(path, "feature matrix")
         component = self.readers.select(path, reader)
         layout = layout or SensorLayout()
+        options = {
+            k: v for k, v in {"header": header, "max_cells": max_cells}.items() if v is not None
+        }
+        declared = set(getattr(component, "options", ()))
+        for key in options:
+            if key not in declared:
+                flag = "--no-header/--header" if key == "header" else "--max-cells"
+                raise ConfigError(
+                    f"reader {component.name!r} has no {key} option ({flag} is for readers "
+                    f"that declare it: {', '.join(_declaring(self, key)) or 'none'})"
+                )
         return guarded(
-            lambda: component.read(path, label=label, layout=layout, participant=participant),
+            lambda: component.read(
+                path, label=label, layout=layout, participant=participant, **options
+            ),
             f"reader {component.name!r}",
             path,
         )
@@ -270,6 +291,10 @@ class Engine(PluginHost):
         """Whether the named renderer has something to draw for ``result``."""
         check = getattr(self.renderers.get(renderer), "applies", None)
         return True if check is None else bool(check(result))
+
+
+def _declaring(engine: Engine, option: str) -> list[str]:
+    return [e.name for e in engine.readers if option in getattr(e.component, "options", ())]
 
 
 def _with_inference(

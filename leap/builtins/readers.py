@@ -57,6 +57,7 @@ class NpyReader:
 
     name = "npy"
     suffixes = (".npy",)
+    options = ("max_cells",)
 
     def read(
         self,
@@ -106,6 +107,7 @@ class NpzReader:
 
     name = "npz"
     suffixes = (".npz",)
+    options = ("max_cells",)
 
     def read(
         self,
@@ -224,6 +226,7 @@ class CsvReader:
 
     name = "csv"
     suffixes = (".csv",)
+    options = ("header", "max_cells")
 
     def read(
         self,
@@ -367,6 +370,7 @@ class ParquetReader:
 
     name = "parquet"
     suffixes = (".parquet", ".pq")
+    options = ("max_cells",)
 
     def read(
         self,

@@ -87,7 +87,13 @@ def analyze(engine: Engine, config: AnalysisConfig) -> ImportanceResult:
         config.model_path, config.loader, config.expect_sha256, trust=config.trust
     )
     matrix = engine.read_matrix(
-        config.feature_matrix, config.label, config.reader, config.layout, config.participant
+        config.feature_matrix,
+        config.label,
+        config.reader,
+        config.layout,
+        config.participant,
+        header=config.header,
+        max_cells=config.max_cells,
     )
     checks.check_pair(estimator, matrix, config.layout, config.scoring)
     if config.per_participant and matrix.participants is None:

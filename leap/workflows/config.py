@@ -44,6 +44,11 @@ class AnalysisConfig(BaseModel):
     heatmap_aggregate: Aggregate = "sum_positive"
     top_k: int = Field(default=20, ge=1)
     report_path: Path | None = None
+    #: CSV header: None (the first row names the columns, refused if it looks like data),
+    #: False (no header row), True (a header whatever it looks like).
+    header: bool | None = None
+    #: Cap on rows × columns read (default: LEAP_MAX_CELLS, else the readers' default).
+    max_cells: int | None = Field(default=None, ge=1)
     #: Types a type-checking loader (leap-skops) may accept in the model file.
     trust: list[str] = Field(default_factory=list)
     #: Other files the run reads (a config or group file): no output may replace them.

@@ -85,6 +85,8 @@ def diagnose(
     participant: str | None = None,
     expect_sha256: str | None = None,
     trust: tuple[str, ...] = (),
+    header: bool | None = None,
+    max_cells: int | None = None,
     engine: Engine | None = None,
 ) -> Diagnosis:
     """Check that ``model_path`` and ``feature_matrix`` can be analysed together.
@@ -110,7 +112,7 @@ def diagnose(
 
     def read() -> str:
         matrix = loaded["matrix"] = engine.read_matrix(
-            feature_matrix, label, reader, layout, participant
+            feature_matrix, label, reader, layout, participant, header=header, max_cells=max_cells
         )
         return f"{feature_matrix}: {_describe_matrix(matrix)}"
 

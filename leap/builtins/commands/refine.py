@@ -141,6 +141,8 @@ def refine(
     dims: str | None,
     expect_sha256: str | None,
     trust: tuple[str, ...],
+    header: bool | None,
+    max_cells: int | None,
     quiet: bool,
 ) -> None:
     """Find how few features and sensors MODEL needs on MATRIX, without leakage.
@@ -167,7 +169,15 @@ def refine(
     layout = layout_from(sensors, dims) or SensorLayout()
     engine = get_engine()
     estimator = engine.load_model(model, loader, expect_sha256=expect_sha256, trust=trust)
-    data = engine.read_matrix(matrix, parse_label(label) or "label", reader, layout, participant)
+    data = engine.read_matrix(
+        matrix,
+        parse_label(label) or "label",
+        reader,
+        layout,
+        participant,
+        header=header,
+        max_cells=max_cells,
+    )
     result = run_refine(
         estimator,
         data.X,
