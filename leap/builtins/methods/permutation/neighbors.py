@@ -173,6 +173,35 @@ def _lower_numpy(b, M, delta, p):
     return np.maximum(b - M, tri)
 
 
+def _band_votes(bd, lab, v, e4, k, C):
+    """Class votes of rows whose k-th distance has a band of near-equal points.
+
+    Returns ``(votes, exact, ranged, winner)``: ``votes`` are exact where ``exact`` (the band
+    is taken whole or has one class); ``ranged``: no choice from the band changes the
+    winning class ``winner`` (ties to the first class, as scikit-learn).
+    """
+    in_a = bd < (v - e4)[:, None]
+    in_b = ~in_a & (bd <= (v + e4)[:, None])
+    onehot = lab[..., None] == np.arange(C)
+    a_c = (onehot & in_a[..., None]).sum(axis=1)
+    b_c = (onehot & in_b[..., None]).sum(axis=1)
+    n_b = in_b.sum(axis=1)
+    r_take = k - in_a.sum(axis=1)
+    whole = n_b == r_take
+    one_class = b_c.max(axis=1) == n_b
+    exact = whole | one_class
+    take_b = np.where(whole[:, None], b_c, r_take[:, None] * (b_c == n_b[:, None]))
+    votes = a_c + take_b
+    lo = a_c + np.maximum(0, r_take[:, None] - (n_b[:, None] - b_c))
+    hi = a_c + np.minimum(r_take[:, None], b_c)
+    winner = np.argmax(lo, axis=1)
+    lo_w = lo[np.arange(len(lo)), winner][:, None]
+    cls = np.arange(C)[None, :]
+    before, after = cls < winner[:, None], cls > winner[:, None]
+    ranged = np.all(np.where(before, lo_w > hi, True) & np.where(after, lo_w >= hi, True), axis=1)
+    return votes, exact, ranged, winner
+
+
 def _metric_power(estimator: Any) -> float | None:
     """The Minkowski ``p`` of a fitted k-NN model, or ``None`` for other metrics."""
     metric = getattr(estimator, "effective_metric_", None)
@@ -192,7 +221,8 @@ def _metric_power(estimator: Any) -> float | None:
 class NeighborsPath:
     """Outputs of a k-NN model (Minkowski metric, uniform or distance weights) on copies."""
 
-    #: A copy in which more than this share of the rows would need the model goes whole.
+    #: A copy in which more than this share of the rows would likely need the model goes to
+    #: the model whole, without a scan.
     MODEL_SHARE = 0.5
 
     def __init__(
@@ -215,6 +245,15 @@ class NeighborsPath:
         m, n_f = X.shape
         n_t = Y.shape[0]
         self.c_err = 8.0 * (n_f + 8) * _U
+        # Small integer features (p = 1 or 2): every distance is computed exactly, in any
+        # order, so a row's outputs cannot depend on the other rows of a call.
+        big = max(float(np.abs(X).max(initial=0.0)), float(np.abs(Y).max(initial=0.0)))
+        self.integral = bool(
+            self.p in (1.0, 2.0)
+            and n_f * (2.0 * big + 1.0) ** 2 < 2.0**50
+            and np.array_equal(X, np.round(X))
+            and np.array_equal(Y, np.round(Y))
+        )
         self.y_min = Y.min(axis=0)
         self.y_max = Y.max(axis=0)
         if self.p == 2.0:
@@ -330,33 +369,86 @@ class NeighborsPath:
             self.cand_idx, self.cand_d, self.Y, X, cols, new, todo, self.p, M, delta, E,
             self.Y.shape[0], best_d, best_i, status,
         )  # fmt: skip
+        for r in range(R):  # kept candidates ran out: rescore those rows against all points
+            over = np.flatnonzero(status[r] == 3)
+            if over.size:
+                self._rescore(r, over, cols, new, best_d, best_i, status)
         scale = None
         if self.p == 2.0:  # squared norm of each permuted row
             scale = self.x_norm[None] + (new * new).sum(axis=2) - (old * old).sum(axis=1)[None]
         outputs, certified = self._certify(best_d, best_i, status == 1, E, scale)
+        # Rows not certified (ties, near-ties, near-duplicates) are the model's own outputs.
+        # With exact arithmetic (small integer features) a row's output does not depend on
+        # the other rows of a call, so those rows alone are asked; otherwise a Gram-matrix
+        # distance's last bits may depend on the call's shape, so the model gets the whole
+        # copy, as scikit-learn would. Copies handed over by the cost estimate go whole too.
         need = todo & ~certified
-        answered = ~whole & (need.sum(axis=1) <= self.MODEL_SHARE * m)
-        need &= answered[:, None]
+        full = whole & changed.any(axis=1)
+        if not self.integral:
+            full |= need.any(axis=1)
+            need[full] = False
+        answered = np.ones(R, dtype=bool)
         for name in outputs:
             base = self.base_outputs[name]
             keep = ~todo
             shape = (R, m) + (1,) * (base.ndim - 1)
             outputs[name] = np.where(keep.reshape(shape), base[None], outputs[name])
-        if need.any():
-            self._ask_model(cols, new, need, outputs)
+        if need.any() or full.any():
+            self._ask_model(cols, new, need, full, outputs)
         return outputs, answered
 
-    def _ask_model(self, cols, new, need, outputs) -> None:
-        """The model's own outputs for the rows ``need`` (all copies in one call)."""
+    def _ask_model(self, cols, new, need, full, outputs) -> None:
+        """The model's own outputs for the rows ``need`` and the whole copies ``full``.
+
+        With one OpenMP thread, as scikit-learn's ``permutation_importance`` workers run
+        (joblib limits each worker's threads), and one call at a time: LEAP's threads already
+        share the cores, and a thread team per small call costs more than the call on a busy
+        machine. The thread count matters for exact ties: scikit-learn's brute-force
+        neighbour search splits the training points between threads for small queries and
+        then breaks exact ties differently; with one thread a row's neighbours do not depend
+        on the other rows of the call.
+        """
         r_idx, i_idx = np.nonzero(need)
-        rows = self.X[i_idx].copy()
-        rows[:, cols] = new[r_idx, i_idx]
-        # One OpenMP thread, one call at a time: LEAP's threads already share the cores,
-        # and a thread team per small call costs more than the call on a busy machine.
+        m = self.X.shape[0]
         with self._lock, self._one_thread():
-            self.rows_by_model += rows.shape[0]
-            for name in outputs:
-                outputs[name][r_idx, i_idx] = quietly(getattr(self.model, name), rows)
+            for r in np.flatnonzero(full):
+                copy = self.X.copy()
+                copy[:, cols] = new[r]
+                self.rows_by_model += m
+                for name in outputs:
+                    outputs[name][r] = quietly(getattr(self.model, name), copy)
+            for start in range(0, r_idx.size, m):
+                r_s, i_s = r_idx[start : start + m], i_idx[start : start + m]
+                rows = self.X[i_s].copy()
+                rows[:, cols] = new[r_s, i_s]
+                self.rows_by_model += rows.shape[0]
+                for name in outputs:
+                    outputs[name][r_s, i_s] = quietly(getattr(self.model, name), rows)
+
+    def _rescore(self, r, rows, cols, new, best_d, best_i, status) -> None:
+        """The ``kk`` nearest of all training points for ``rows`` of copy ``r`` (status 1)."""
+        n_t = self.Y.shape[0]
+        kk = best_d.shape[2]
+        step = max(1, _CHUNK_BYTES // (8 * n_t))
+        block = compiled(_reduced_block) or _reduced_block_numpy
+        for start in range(0, rows.size, step):
+            part = rows[start : start + step]
+            Xr = self.X[part].copy()
+            Xr[:, cols] = new[r, part]
+            if self.p == 2.0:
+                xn = np.einsum("ij,ij->i", Xr, Xr)
+                d = xn[:, None] + self.y_norm[None, :] - 2.0 * (Xr @ self.Y.T)
+            else:
+                d = np.empty((part.size, n_t))
+                block(Xr, self.Y, self.p, d)
+            top = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < n_t else None
+            if top is None:
+                top = np.broadcast_to(np.arange(n_t), d.shape)
+            top_d = np.take_along_axis(d, top, axis=1)
+            order = np.argsort(top_d, axis=1, kind="stable")
+            best_d[r, part] = np.take_along_axis(top_d, order, axis=1)
+            best_i[r, part] = np.take_along_axis(top, order, axis=1)
+        status[r, rows] = 1
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -375,12 +467,8 @@ class NeighborsPath:
         v = best_d[..., k - 1]
         e4 = 4.0 * E
         complete = scanned & ((kk >= n_t) | (best_d[..., kk - 1] > v + e4))
-        in_a = best_d < (v - e4)[..., None]
-        in_b = ~in_a & (best_d <= (v + e4)[..., None])
-        n_a = in_a.sum(axis=2)
-        n_b = in_b.sum(axis=2)
-        r_take = k - n_a
-        whole_band = n_b == r_take
+        # The whole band is chosen when no point after the k-th is within 4E of it.
+        whole_band = (best_d[..., k] > v + e4) if kk > k else np.ones(v.shape, dtype=bool)
         idx = np.where(scanned[..., None], best_i, 0)
         outputs: dict[str, np.ndarray] = {}
         if self.distance:
@@ -412,32 +500,22 @@ class NeighborsPath:
             lab = self.y_fit[idx]  # (R, m, kk) encoded classes
             onehot = lab[..., None] == np.arange(C)
             if not self.distance:
-                a_c = (onehot & in_a[..., None]).sum(axis=2)
-                b_c = (onehot & in_b[..., None]).sum(axis=2)
-                one_class = b_c.max(axis=2) == n_b
-                exact_votes = complete & (whole_band | one_class)
-                take_b = np.where(
-                    whole_band[..., None], b_c, r_take[..., None] * (b_c == n_b[..., None])
-                )
-                counts = (a_c + take_b).astype(np.float64)
-                proba = counts / np.maximum(counts.sum(axis=2, keepdims=True), 1.0)
-                labels_ok = exact_votes
+                counts = onehot[..., :k, :].sum(axis=2)
                 winner = np.argmax(counts, axis=2)
-                if "predict_proba" not in self.base_outputs:
-                    lo = a_c + np.maximum(0, r_take[..., None] - (n_b[..., None] - b_c))
-                    hi = a_c + np.minimum(r_take[..., None], b_c)
-                    w_r = np.argmax(lo, axis=2)
-                    lo_w = np.take_along_axis(lo, w_r[..., None], axis=2)
-                    before = np.arange(C) < w_r[..., None]
-                    after = np.arange(C) > w_r[..., None]
-                    safe = np.all(
-                        np.where(before, lo_w > hi, True) & np.where(after, lo_w >= hi, True),
-                        axis=2,
+                certified = complete & whole_band
+                banded = np.nonzero(complete & ~whole_band)
+                if banded[0].size:
+                    votes, exact_votes, ranged, w_r = _band_votes(
+                        best_d[banded], lab[banded], v[banded], e4[banded], k, C
                     )
-                    ranged = complete & safe
-                    winner = np.where(exact_votes, winner, w_r)
-                    labels_ok = exact_votes | ranged
-                certified = labels_ok if "predict_proba" not in self.base_outputs else exact_votes
+                    counts[banded] = votes
+                    winner[banded] = np.where(exact_votes, np.argmax(votes, axis=1), w_r)
+                    ok_b = exact_votes
+                    if "predict_proba" not in self.base_outputs:
+                        ok_b = exact_votes | ranged
+                    certified[banded] = ok_b
+                counts = counts.astype(np.float64)
+                proba = counts / np.maximum(counts.sum(axis=2, keepdims=True), 1.0)
             else:
                 sums = np.zeros((*lab.shape[:2], C))
                 for q in range(k):
@@ -463,10 +541,14 @@ class NeighborsPath:
         y2 = self.y_fit.reshape((-1, 1)) if self.y_fit.ndim == 1 else self.y_fit
         vals = y2[idx[..., :k]]  # (R, m, k, 1)
         if not self.distance:
-            yb = self.y_fit[idx]
-            ref = np.take_along_axis(yb, np.maximum(n_a, 0)[..., None].clip(0, kk - 1), axis=2)
-            same_y = np.all(np.where(in_b, yb == ref, True), axis=2)
-            certified = complete & (whole_band | same_y)
+            certified = complete & whole_band
+            banded = np.nonzero(complete & ~whole_band)
+            if banded[0].size:  # a band of points that all share one target value
+                bd, yb = best_d[banded], self.y_fit[idx[banded]]
+                vb, eb = v[banded][:, None], e4[banded][:, None]
+                in_b = (bd >= vb - eb) & (bd <= vb + eb)
+                ref = yb[np.arange(len(yb)), np.argmax(in_b, axis=1)][:, None]
+                certified[banded] = np.all(np.where(in_b, yb == ref, True), axis=1)
             pred = np.mean(vals, axis=2)
         else:
             certified = smooth
