@@ -26,12 +26,13 @@ from sklearn.preprocessing import RobustScaler, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeRegressor
 
-import leap.builtins.methods.permutation as permutation
+import leap.builtins.methods.permutation.method as permutation
 from leap.builtins.methods.permutation._jit import numba_enabled
 from leap.builtins.methods.permutation.copies import CopyStack, copies_per_batch
 from leap.builtins.methods.permutation.linear import LinearLabels
 from leap.builtins.methods.permutation.method import PermutationMethod
 from leap.builtins.methods.permutation.neighbors import NeighborsPath, knn_path
+from leap.builtins.methods.permutation.svm import KernelPath
 from leap.builtins.methods.permutation.trees import TreePath, tree_path
 
 
@@ -87,7 +88,7 @@ def _blobs(seed=0, n=80, p=5):
         (KNeighborsClassifier(5, weights="distance"), None, NeighborsPath),
         (KNeighborsClassifier(5, metric="manhattan"), None, NeighborsPath),
         (RandomForestClassifier(10, random_state=0), "neg_log_loss", TreePath),
-        (SVC(), None, None),
+        (SVC(), None, KernelPath),
     ],
     ids=lambda v: type(v).__name__ if not isinstance(v, str | None | type) else str(v),
 )
