@@ -23,7 +23,7 @@ HEAVY = ("matplotlib", "sklearn", "pandas", "numba", "scipy", "pyarrow")
 #: The layers, lowest first: a module may import from its own layer or the ones before it.
 LAYERS = (
     ("leap.errors",),
-    ("leap.data",),
+    ("leap.data", "leap.figures"),
     ("leap.components", "leap.hookspecs", "leap.checks"),
     ("leap.plugin_manager",),
     ("leap.engine",),

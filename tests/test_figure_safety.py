@@ -38,9 +38,9 @@ from leap.builtins.renderers.compare import (
 from leap.builtins.renderers.heatmap import MAX_HEATMAP_SENSORS, SensorPairHeatmap
 from leap.builtins.renderers.report import MAX_TABLE_ROWS, HtmlReport
 from leap.builtins.renderers.spread import ParticipantSpreadPlot
-from leap.builtins.renderers.style import MAX_FIGURE_INCHES, figure_bytes, save_figure
 from leap.cli import cli
 from leap.errors import LeapError
+from leap.figures import MAX_FIGURE_INCHES, figure_bytes, save_figure
 from leap.workflows.participants import ParticipantSpread
 
 REPO = Path(__file__).resolve().parents[1]
@@ -287,7 +287,7 @@ def test_cli_with_garbage_mplbackend_warns_in_one_line(tmp_path):
 def test_a_valid_mplbackend_is_kept():
     run = _python(
         """
-        from leap.builtins.renderers.style import load_matplotlib
+        from leap.figures import load_matplotlib
         print(load_matplotlib().get_backend())
         """,
         MPLBACKEND="svg",
@@ -302,7 +302,7 @@ def test_renderer_modules_import_no_heavy_library():
         import sys
         import leap
         before = set(sys.modules)
-        import leap.builtins.renderers.style
+        import leap.figures
         import leap.builtins.renderers.heatmap
         import leap.builtins.renderers.channel_heatmap
         import leap.builtins.renderers.bars

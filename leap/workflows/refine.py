@@ -20,12 +20,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from matplotlib.figure import Figure
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, StratifiedKFold
@@ -36,7 +35,11 @@ from leap.components import FeatureMatrix
 from leap.data.files import atomic_path
 from leap.data.layout import SensorLayout
 from leap.errors import LeapError
+from leap.figures import new_figure, plain_text, save_figure
 from leap.workflows.selection import SelectByImportance, resolve_scoring, sensor_columns
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CURVE_TOP_K = "top_k"
 CURVE_SENSORS = "sensors"
@@ -192,7 +195,7 @@ class RefineResult:
         """
         sensors = self.curve[self.curve["curve"] == CURVE_SENSORS]
         n_panels = 2 if not sensors.empty else 1
-        fig = Figure(figsize=(6.4 * n_panels, 4.8), layout="constrained")
+        fig = new_figure(6.4 * n_panels, 4.8)
         axes = fig.subplots(1, n_panels, squeeze=False)[0]
         self._plot_top_k(axes[0])
         if n_panels == 2:
@@ -207,9 +210,8 @@ class RefineResult:
             suffix = path.suffix.lower()
             if suffix not in (".png", ".svg", ".pdf"):
                 raise RefineError(f"the plot is written as .png, .svg or .pdf, not {path.name}")
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=suffix.lstrip("."), dpi=150)
-        return fig
+            save_figure(plain_text(fig), path, dpi=150)
+        return plain_text(fig)
 
     def _plot_top_k(self, ax: Any) -> None:
         rows = self.curve[self.curve["curve"] == CURVE_TOP_K]

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from leap.builtins.renderers.style import (
+from leap.data.layout import CHANNEL_SEPARATOR, PAIR_SEPARATOR
+from leap.errors import LeapError
+from leap.figures import (
     FIGURE_SUFFIXES,
     new_figure,
     plain_text,
     save_figure,
     shorten,
 )
-from leap.data.layout import CHANNEL_SEPARATOR, PAIR_SEPARATOR
-from leap.errors import LeapError
 from leap.hookspecs import hookimpl
 
 if TYPE_CHECKING:

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from leap.builtins.renderers.heatmap import color_scale, hatch_unmeasurable, value_label
-from leap.builtins.renderers.style import (
+from leap.data.layout import CHANNEL_SEPARATOR
+from leap.errors import ResultFormatError
+from leap.figures import (
     FIGURE_SUFFIXES,
     draw_matrix,
     new_figure,
@@ -22,8 +24,6 @@ from leap.builtins.renderers.style import (
     save_figure,
     shorten,
 )
-from leap.data.layout import CHANNEL_SEPARATOR
-from leap.errors import ResultFormatError
 from leap.hookspecs import hookimpl
 
 if TYPE_CHECKING:

@@ -24,17 +24,17 @@ from leap.builtins.renderers.heatmap import (
     color_scale,
     largest_sensors,
 )
-from leap.builtins.renderers.style import (
+from leap.data.aggregates import AGGREGATIONS
+from leap.data.files import atomic_path
+from leap.data.formatting import format_number
+from leap.errors import LeapError
+from leap.figures import (
     draw_matrix,
     new_figure,
     plain_text,
     save_figure,
     shorten,
 )
-from leap.data.aggregates import AGGREGATIONS
-from leap.data.files import atomic_path
-from leap.data.formatting import format_number
-from leap.errors import LeapError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from leap.builtins.renderers.style import (
+from leap.data.aggregates import AGGREGATIONS
+from leap.data.formatting import format_number
+from leap.figures import (
     FIGURE_SUFFIXES,
     draw_matrix,
     new_figure,
@@ -19,8 +21,6 @@ from leap.builtins.renderers.style import (
     save_figure,
     shorten,
 )
-from leap.data.aggregates import AGGREGATIONS
-from leap.data.formatting import format_number
 from leap.hookspecs import hookimpl
 
 if TYPE_CHECKING:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from leap.builtins.renderers.bars import LEVEL_TITLES, pretty_name
-from leap.builtins.renderers.style import figure_bytes
 from leap.data.aggregates import AGGREGATIONS
 from leap.data.files import atomic_path
 from leap.data.formatting import format_number
+from leap.figures import figure_bytes
 from leap.hookspecs import hookimpl
 
 if TYPE_CHECKING:

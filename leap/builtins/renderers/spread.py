@@ -18,8 +18,8 @@ from leap.builtins.renderers.bars import (
     style_rows_axis,
     top_rows,
 )
-from leap.builtins.renderers.style import FIGURE_SUFFIXES, plain_text, save_figure
 from leap.errors import LeapError
+from leap.figures import FIGURE_SUFFIXES, plain_text, save_figure
 from leap.hookspecs import hookimpl
 
 if TYPE_CHECKING:
