@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workloads import N_REPEATS, WORKLOADS, Workload, check_names, held_out
 
-from leap.builtins.methods.permutation import PermutationMethod
+from leap.builtins.methods.permutation.method import PermutationMethod
 
 COLUMNS = (
     "workload",

@@ -32,7 +32,7 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
-from leap.builtins.methods.permutation import PermutationMethod, metric_name
+from leap.builtins.methods.permutation.method import PermutationMethod, metric_name
 from leap.errors import LeapError
 
 N_REPEATS = 4
