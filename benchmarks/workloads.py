@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.decomposition import PCA
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     GradientBoostingClassifier,
@@ -32,7 +33,7 @@ from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC, LinearSVC
+from sklearn.svm import SVC, SVR, LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 
 N_FEATURES = 435
@@ -271,6 +272,18 @@ WORKLOADS: list[Workload] = [
         1500,
         3,
     ),
+    *across(
+        ["t2"],
+        "mlp100-pca",
+        lambda: make_pipeline(
+            StandardScaler(), PCA(40), MLPClassifier((100,), max_iter=300, random_state=0)
+        ),
+        "multiclass",
+        "accuracy",
+        1500,
+        3,
+    ),
+    *across(["gauss"], "svr-rbf", lambda: SVR(), "regression", "r2", 600, 10),
     # forests
     *across(
         ["demo", "gauss"],
