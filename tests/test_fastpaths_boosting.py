@@ -339,3 +339,22 @@ def test_lightgbm_linear_trees_are_left_to_the_model():
     model.fit(X, y)
     assert _path(native_booster_path, model, X, None) is None  # leaves read other columns
     assert_parity(model, X, y, seeds=(0,))
+
+
+def test_hist_categorical_splits_are_walked_and_cover_every_changed_row(kernels):
+    rng = np.random.default_rng(13)
+    X = rng.integers(0, 6, size=(150, 6)).astype(float)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    y = ((X[:, 0] == 2) | (X[:, 1] > 3) | (X[:, 2] == 5)).astype(int)
+    model = HGB(max_iter=10, categorical_features=[0, 2, 4], random_state=0).fit(X, y)
+    path = _path(boosting_path, model, X, "roc_auc")
+    assert path.refine and np.any(path.table.cat_row >= 0)
+    orders = np.stack([np.random.default_rng(r).permutation(X.shape[0]) for r in range(3)])
+    for j in range(X.shape[1]):
+        affected = path.affected(np.array([j]), orders)
+        for r, order in enumerate(orders):
+            Xp = X.copy()
+            Xp[:, j] = X[order, j]
+            moved = (model.predict_proba(Xp) != model.predict_proba(X)).any(axis=1)
+            assert not np.any(moved & ~affected[r])
+    assert_parity(model, X, y, "roc_auc")

@@ -80,6 +80,19 @@ class TreeTable:
     float32: bool = False
     nan_special: bool = False
     zero_special: bool = False
+    cat_row: np.ndarray | None = None
+    left_bits: np.ndarray | None = None
+    known_bits: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # Categorical splits LEAP decides (HistGradientBoosting): per node the row of its
+        # bitsets (-1: not decided), a code in the left bitset goes left, a known code right.
+        if self.cat_row is None:
+            self.cat_row = np.full(self.left.shape[0], -1, dtype=np.int64)
+        if self.left_bits is None:
+            self.left_bits = np.zeros((1, 8), dtype=np.uint32)
+        if self.known_bits is None:
+            self.known_bits = np.zeros((1, 8), dtype=np.uint32)
 
     @classmethod
     def concatenate(cls, parts: list[dict[str, np.ndarray]], **flags: bool) -> TreeTable:
@@ -118,6 +131,7 @@ class TreeTable:
 def _affected(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
     pair_rows, pair_trees, leaves, strict, nan_special, zero_special, refine, affected,
+    cat_row, left_bits, known_bits,
 ):  # fmt: skip
     """Loop kernel: ``affected[r, i]`` when row ``i``'s leaf may move in copy ``r``.
 
@@ -139,12 +153,23 @@ def _affected(
             node = roots[t]
             undecided = False
             while left[node] != -1:
-                if special[node]:
-                    undecided = True
-                    break
                 f = feature[node]
                 q = slot[f]
                 x = Xw[i, f] if q < 0 else new[r, i, q]
+                if special[node] and not (cat_row[node] >= 0 and x != x):
+                    b = cat_row[node]
+                    if b < 0 or not (0 <= x < 256) or int(x) != x:
+                        undecided = True
+                        break
+                    c = int(x)
+                    if (left_bits[b, c >> 5] >> (c & 31)) & 1:
+                        node = left[node]
+                    elif (known_bits[b, c >> 5] >> (c & 31)) & 1:
+                        node = right[node]
+                    else:
+                        undecided = True
+                        break
+                    continue
                 if x != x:
                     if nan_special:
                         undecided = True
@@ -175,11 +200,24 @@ def _walk_nodes(table: TreeTable, Xw: np.ndarray, rows: np.ndarray, trees: np.nd
         n = node[active]
         x = values(active, table.feature[n]).astype(np.float64)
         nan = np.isnan(x)
-        stop = table.special[n] | (nan & table.nan_special)
+        b = table.cat_row[n]
+        decided = b >= 0
+        with np.errstate(invalid="ignore"):
+            code_ok = decided & ~nan & (x >= 0) & (x < 256)
+        code_ok &= np.where(code_ok, x, 0) == np.floor(np.where(code_ok, x, 0))
+        codes = np.where(code_ok, x, 0).astype(np.int64)
+        rows_b = np.where(decided, b, 0)
+        bit = np.uint32(1) << (codes & 31).astype(np.uint32)
+        in_left = (table.left_bits[rows_b, codes >> 5] & bit) != 0
+        in_known = (table.known_bits[rows_b, codes >> 5] & bit) != 0
+        categorical = table.special[n]
+        stop = categorical & ~(decided & (nan | (code_ok & (in_left | in_known))))
+        stop |= nan & table.nan_special
         if table.zero_special:
             stop |= np.abs(x) <= _ZERO
         with np.errstate(invalid="ignore"):
             go_left = x < table.threshold[n] if table.strict else x <= table.threshold[n]
+        go_left = np.where(categorical, in_left, go_left)
         go_left = np.where(nan, table.nan_left[n], go_left)
         node[active] = np.where(go_left, table.left[n], table.right[n])
         undecided[active[stop]] = True
@@ -191,10 +229,12 @@ def _walk_nodes(table: TreeTable, Xw: np.ndarray, rows: np.ndarray, trees: np.nd
 def _affected_numpy(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
     pair_rows, pair_trees, leaves, strict, nan_special, zero_special, refine, affected,
+    cat_row, left_bits, known_bits,
 ):  # fmt: skip
     table = TreeTable(
         left, right, feature, threshold, nan_left, special, roots,
         bool(strict), Xw.dtype == np.float32, bool(nan_special), bool(zero_special),
+        cat_row, left_bits, known_bits,
     )  # fmt: skip
     for r in range(changed.shape[0]):
         keep = changed[r, pair_rows]
@@ -397,7 +437,7 @@ class RepredictPath:
         kernel(
             t.left, t.right, t.feature, t.threshold, t.nan_left, t.special, t.roots, Xw,
             slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_special,
-            t.zero_special, self.refine, affected,
+            t.zero_special, self.refine, affected, t.cat_row, t.left_bits, t.known_bits,
         )  # fmt: skip
         return affected
 
@@ -642,7 +682,22 @@ def _hist_path(
                     "special": nodes["is_categorical"],
                 }
             )
-        return TreeTable.concatenate(parts)
+        table = TreeTable.concatenate(parts)
+        # Categorical splits: the node's left bitset, and the known categories of its column.
+        left_bits, known_bits = [np.zeros((1, 8), np.uint32)], [np.zeros((1, 8), np.uint32)]
+        n_bits = 1
+        for p, start in zip(predictors, table.roots, strict=True):
+            nodes = p.nodes
+            cat = np.flatnonzero(nodes["is_categorical"].astype(bool) & ~nodes["is_leaf"])
+            if cat.size == 0:
+                continue
+            left_bits.append(np.asarray(p.raw_left_cat_bitsets)[nodes["bitset_idx"][cat]])
+            known_bits.append(np.asarray(known)[np.asarray(f_idx_map)[nodes["feature_idx"][cat]]])
+            table.cat_row[start + cat] = n_bits + np.arange(cat.size)
+            n_bits += cat.size
+        table.left_bits = np.ascontiguousarray(np.concatenate(left_bits), dtype=np.uint32)
+        table.known_bits = np.ascontiguousarray(np.concatenate(known_bits), dtype=np.uint32)
+        return table
 
     def leaves(table):
         Xf = np.ascontiguousarray(encoded)
