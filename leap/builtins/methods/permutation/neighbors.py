@@ -236,12 +236,18 @@ class NeighborsPath:
         self.k = int(model.n_neighbors)
         self.classifier = isinstance(model, KNeighborsClassifier)
         self.distance = model.weights == "distance"
-        self.base_outputs = {name: np.asarray(v) for name, v in base_outputs.items()}
+        self._one_thread = OneThread()
+        self._lock = threading.Lock()
+        # Rows a permutation leaves unchanged keep the model's outputs computed with one
+        # OpenMP thread, as every other row here (see _ask_model): with exact ties the
+        # model's own answer depends on its thread count.
+        with self._one_thread():
+            self.base_outputs = {
+                name: np.asarray(quietly(getattr(model, name), X)) for name in base_outputs
+            }
         self.y_fit = np.asarray(model._y)
         self.n_classes = len(model.classes_) if self.classifier else 0
         self.rows_by_model = 0  # rows evaluated by the model itself (for tests and docs)
-        self._one_thread = OneThread()
-        self._lock = threading.Lock()
         m, n_f = X.shape
         n_t = Y.shape[0]
         self.c_err = 8.0 * (n_f + 8) * _U
@@ -376,6 +382,19 @@ class NeighborsPath:
         scale = None
         if self.p == 2.0:  # squared norm of each permuted row
             scale = self.x_norm[None] + (new * new).sum(axis=2) - (old * old).sum(axis=1)[None]
+        if self.p == 2.0:
+            # Certification compares points within the kk-th distance of the permuted row
+            # (every other point is farther by more than the global bound): their norms are
+            # at most (|x'| + that distance)², far below the largest training norm on
+            # heavy-tailed data, and bound the rounding.
+            with np.errstate(invalid="ignore"):
+                reach_norm = (
+                    np.sqrt(np.maximum(scale, 0.0)) + np.sqrt(np.maximum(best_d[..., -1], 0.0))
+                ) ** 2
+            local = self.c_err * (
+                2.0 * self.x_norm[None, :] + (new * new).sum(axis=2) + 2.0 * reach_norm
+            )
+            E = np.where(np.isfinite(local), np.minimum(E, local), E)
         outputs, certified = self._certify(best_d, best_i, status == 1, E, scale)
         # Rows not certified (ties, near-ties, near-duplicates) are the model's own outputs.
         # With exact arithmetic (small integer features) a row's output does not depend on
