@@ -50,8 +50,9 @@ _LEAF = -1
 #: (435 columns: 400 rows per call ran 3x faster than 4,000).
 MAX_STACK_BYTES = 2 * 2**20
 
-#: The cap for GradientBoosting, which walks all rows tree by tree with a fixed cost per
-#: tree and call (300 trees: 1,600 rows per call ran 1.7x faster per row than 400).
+#: The cap for GradientBoosting and XGBoost, which walk all rows tree by tree with a fixed
+#: cost per tree and call (300 trees: 1,600 rows per call ran 1.5-1.7x faster per row than
+#: 400).
 MAX_STACK_BYTES_PER_TREE_MODELS = 8 * 2**20
 
 #: LightGBM treats ``|x| <= 1e-35`` as zero (a possible missing value).

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from leap.builtins.methods.permutation.boosting import (
+    MAX_STACK_BYTES_PER_TREE_MODELS,
     RepredictPath,
     TreeTable,
     build_path,
@@ -94,7 +95,10 @@ def _xgboost_path(estimator, X, base_outputs):
         local = np.asarray(local).reshape(X.shape[0], -1)
         return local.astype(np.int64) + table.roots[np.newaxis]
 
-    return build_path(estimator, X, base_outputs, make_table, leaves, serial=True)
+    return build_path(
+        estimator, X, base_outputs, make_table, leaves, serial=True,
+        max_stack_bytes=MAX_STACK_BYTES_PER_TREE_MODELS,
+    )  # fmt: skip
 
 
 def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, int]]:
