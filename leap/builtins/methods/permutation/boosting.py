@@ -35,7 +35,7 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -81,22 +81,26 @@ class TreeTable:
     float32: bool = False
     nan_special: bool = False
     zero_special: bool = False
-    cat_row: np.ndarray | None = None
-    left_bits: np.ndarray | None = None
-    known_bits: np.ndarray | None = None
+    cat_row: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    left_bits: np.ndarray = field(default_factory=lambda: np.zeros((1, 8), dtype=np.uint32))
+    known_bits: np.ndarray = field(default_factory=lambda: np.zeros((1, 8), dtype=np.uint32))
 
     def __post_init__(self) -> None:
         # Categorical splits LEAP decides (HistGradientBoosting): per node the row of its
         # bitsets (-1: not decided), a code in the left bitset goes left, a known code right.
-        if self.cat_row is None:
+        if self.cat_row.shape[0] != self.left.shape[0]:
             self.cat_row = np.full(self.left.shape[0], -1, dtype=np.int64)
-        if self.left_bits is None:
-            self.left_bits = np.zeros((1, 8), dtype=np.uint32)
-        if self.known_bits is None:
-            self.known_bits = np.zeros((1, 8), dtype=np.uint32)
 
     @classmethod
-    def concatenate(cls, parts: list[dict[str, np.ndarray]], **flags: bool) -> TreeTable:
+    def concatenate(
+        cls,
+        parts: list[dict[str, np.ndarray]],
+        *,
+        strict: bool = False,
+        float32: bool = False,
+        nan_special: bool = False,
+        zero_special: bool = False,
+    ) -> TreeTable:
         """One table from per-tree arrays numbered locally (children ``-1`` at leaves)."""
         sizes = np.array([len(p["left"]) for p in parts], dtype=np.int64)
         roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -121,7 +125,10 @@ class TreeTable:
             nan_left=joined("nan_left", np.bool_),
             special=joined("special", np.bool_) & ~leaf,
             roots=roots,
-            **flags,
+            strict=strict,
+            float32=float32,
+            nan_special=nan_special,
+            zero_special=zero_special,
         )
 
     def walk_values(self, X: np.ndarray) -> np.ndarray:
