@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.metrics import check_scoring
 from sklearn.utils import check_array
 
+from leap.builtins.methods.permutation.batched import build_batched
 from leap.builtins.methods.permutation.boosting import boosting_path
 from leap.builtins.methods.permutation.copies import MAX_BATCH_BYTES, copies_per_batch, row_nbytes
 from leap.builtins.methods.permutation.fastpaths import FastPath, FastPathFactory, build_fast_path
@@ -203,6 +204,10 @@ class PermutationMethod:
             if counter is not None and labels.ndim == 1:
                 if same_score(counter(labels[np.newaxis])[0], ctx.sub_score):
                     ctx.accuracy = counter
+        if ctx.accuracy is None:
+            batched = build_batched(ctx.scorer, plan, ctx.estimator, ctx.y, ctx.sample_weight)
+            if batched is not None and batched.agrees(base[batched.method], ctx.sub_score):
+                ctx.batched = batched
         if all(isinstance(v, np.ndarray) for v in base.values()):
             ctx.fast = build_fast_path(self.fast_paths, ctx.estimator, ctx.X, base)
         share_rows(ctx, base)  # per-row differences for the tests, when the score allows

@@ -23,6 +23,7 @@ import pandas as pd
 from joblib import Parallel, delayed, effective_n_jobs
 from tqdm.auto import tqdm
 
+from leap.builtins.methods.permutation.batched import BatchedScorer
 from leap.builtins.methods.permutation.copies import CopyStack, WorkingCopy
 from leap.builtins.methods.permutation.fastpaths import FastPath
 from leap.builtins.methods.permutation.scoring import AccuracyCounter, ScorerPlan, score_outputs
@@ -42,6 +43,7 @@ class Context:
     plan: ScorerPlan | None = None
     fast: FastPath | None = None
     accuracy: AccuracyCounter | None = None
+    batched: BatchedScorer | None = None  # other recognised metrics, many copies at once
     constant: np.ndarray | None = None  # per column: bitwise constant over the used rows
     capacity: int = 1
 
@@ -184,6 +186,10 @@ class _Replayer:
             values = ctx.accuracy.scores(labels)  # floats (with per-row shares when asked)
             for (slot, r, _), value in zip(self.ready, values, strict=True):
                 scores[slot][r] = value
+        elif ctx.batched is not None:
+            values = ctx.batched.scores([out for _, _, out in self.ready], ctx)
+            for (slot, r, _), value in zip(self.ready, values, strict=True):
+                scores[slot][r] = value
         else:
             assert ctx.plan is not None  # replayed scorers only
             for slot, r, out in self.ready:
@@ -226,6 +232,36 @@ def _run_replay(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, li
         (index, group_scores) for (index, _, _), group_scores in zip(items, scores, strict=True)
     ]
     return results, declined
+
+
+def _fast_path_pays(
+    ctx: Context, work: list[Item], results: list, declined: dict[int, list[int]]
+) -> tuple[bool, list[Item]]:
+    """Time a group through the fast path and one through the model; keep the faster.
+
+    Both answers are exact, so the choice changes only the time. The copies the fast path
+    declines cost a model call each, and count against it. A fast path slower on its first
+    group (which may pay a compilation) is timed once more before it is given up.
+    """
+    n_repeats = ctx.orders.shape[0]
+
+    def timed(context: Context, items: list[Item]) -> tuple[float, int]:
+        start = time.perf_counter()
+        done, refused = run_task(context, items)
+        elapsed = time.perf_counter() - start
+        _fill(results, done)
+        for index, r in refused:
+            declined.setdefault(index, []).append(r)
+        return elapsed, len(refused)
+
+    fast, refused = timed(ctx, work[:1])
+    model, _ = timed(replace(ctx, fast=None), work[1:2])
+    fast += model * refused / max(1, n_repeats)
+    if fast <= model:
+        return True, work[2:]
+    again, refused = timed(ctx, work[2:3])
+    again += model * refused / max(1, n_repeats)
+    return again <= model, work[3:]
 
 
 def _chunks(items: list, n_chunks: int) -> list[list]:
@@ -289,9 +325,16 @@ def run_all(
             work.append((index, cols, range(n_repeats)))
     n_workers = max(1, effective_n_jobs(n_jobs))
     declined: dict[int, list[int]] = {}
-    threads = ctx.fast is not None or n_workers == 1
     with tqdm(total=n_groups, disable=not progress, desc="permuting", unit="col") as bar:
         bar.update(n_groups - len(work))
+        if ctx.fast is not None and len(work) >= FAST_PATH_TRIAL_GROUPS:
+            # Cost model of the fast path itself: on data where it cannot prune (heavy
+            # tails, ties) it may cost more than the model; then the model answers the rest.
+            pays, work = _fast_path_pays(ctx, work, results, declined)
+            bar.update(n_groups - len(work) - bar.n)
+            if not pays:
+                ctx = replace(ctx, fast=None)
+        threads = ctx.fast is not None or n_workers == 1
         if not threads and work and _default_process_pool():
             # Cost model: time one group here; the pool is used only where it pays.
             start = time.perf_counter()

@@ -265,7 +265,8 @@ def _r2(y: Any, out: Mapping[str, Any], w: Any) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     w = np.ones(y.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
     total = np.sum(w * (y - np.average(y, weights=w)) ** 2)
-    return 1.0 - _errors(y, out, 2) * w.sum() / total
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant y: no shares (checked)
+        return 1.0 - _errors(y, out, 2) * w.sum() / total
 
 
 #: Metric → per-row shares ``f(y, outputs, sample_weight)`` (before the scorer's sign).
@@ -394,6 +395,8 @@ def share_rows(ctx: Any, base: Mapping[str, Any]) -> bool:
     ctx.sub_score = RowScore(ctx.sub_score, shares)
     if ctx.accuracy is not None:
         ctx.accuracy.row_shares = True
+    if getattr(ctx, "batched", None) is not None:
+        ctx.batched.row_shares = True
     return True
 
 

@@ -1,0 +1,136 @@
+"""Batched scorers (R², errors, log loss, Brier, ROC AUC, average precision) equal
+scikit-learn's permutation importance in every repeat."""
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+
+from leap.builtins.methods.permutation import batched
+from leap.builtins.methods.permutation.method import PermutationMethod
+
+REGRESSION = [
+    "r2",
+    "neg_mean_squared_error",
+    "neg_mean_absolute_error",
+    "neg_root_mean_squared_error",
+    None,
+]
+BINARY = ["neg_log_loss", "neg_brier_score", "roc_auc", "average_precision"]
+
+
+def _leap(model, X, y, scoring, seed, sample_weight=None, n_repeats=4):
+    scores = PermutationMethod().compute(
+        model,
+        X,
+        y,
+        scoring=scoring,
+        n_repeats=n_repeats,
+        random_state=seed,
+        sample_weight=sample_weight,
+    )
+    return next(iter(scores.values()))
+
+
+def _check(model, X, y, scoring, seed, sample_weight=None, expect_batched=True, n_repeats=4):
+    used = []
+    original = batched.BatchedScorer.scores
+
+    def spy(self, outputs, ctx):
+        values = original(self, outputs, ctx)
+        used.append(not self.failed)
+        return values
+
+    batched.BatchedScorer.scores = spy
+    try:
+        ours = _leap(model, X, y, scoring, seed, sample_weight, n_repeats)
+    finally:
+        batched.BatchedScorer.scores = original
+    ref = permutation_importance(
+        model,
+        X,
+        y,
+        scoring=scoring,
+        n_repeats=n_repeats,
+        random_state=seed,
+        sample_weight=sample_weight,
+    )
+    np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-12)
+    if expect_batched:
+        assert used and all(used)
+
+
+def _data(seed, n=120, p=6, discrete=False):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    if discrete:
+        X = np.round(X)
+        X[n // 2 :] = X[: n - n // 2]  # duplicated rows: ties in the outputs
+    return X
+
+
+@pytest.mark.parametrize("scoring", REGRESSION)
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_regression(scoring, seed, weighted):
+    X = _data(seed)
+    rng = np.random.default_rng(seed + 10)
+    y = X @ rng.normal(size=X.shape[1]) + rng.normal(size=X.shape[0])
+    w = rng.uniform(0.5, 2.0, size=y.shape[0]) if weighted else None
+    for model in (Ridge(alpha=1.0), LinearRegression()):
+        model.fit(X, y)
+        _check(model, X, y, scoring, seed, w, expect_batched=scoring is not None or not weighted)
+
+
+def test_regression_forest_and_constant_target():
+    X = _data(3, discrete=True)
+    y = X[:, 0] * 2 + X[:, 1]
+    model = RandomForestRegressor(n_estimators=5, random_state=0).fit(X, y)
+    for scoring in REGRESSION[:4]:
+        _check(model, X, y, scoring, 3)
+    constant = np.full(X.shape[0], 1.5)
+    model = Ridge().fit(X, y)  # predictions vary, the target does not: R² is 0
+    _check(model, X, constant, "r2", 4)
+
+
+@pytest.mark.parametrize("scoring", BINARY)
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("discrete", [False, True])
+def test_binary(scoring, seed, weighted, discrete):
+    X = _data(seed, discrete=discrete)
+    rng = np.random.default_rng(seed + 20)
+    y = (X[:, 0] + X[:, 1] + rng.normal(size=X.shape[0]) > 0).astype(int)
+    w = rng.uniform(0.5, 2.0, size=y.shape[0]) if weighted else None
+    for model in (
+        LogisticRegression(max_iter=500),
+        RandomForestClassifier(n_estimators=5, random_state=seed),
+    ):
+        model.fit(X, y)
+        _check(model, X, y, scoring, seed, w)
+
+
+def test_string_labels_and_saturated_probabilities():
+    X = _data(5)
+    y = np.where(X[:, 0] > 0, "walk", "run")
+    model = LogisticRegression(C=1e6, max_iter=2000).fit(X * 50, y)  # probabilities 0 and 1
+    for scoring in ["neg_log_loss", "roc_auc"]:
+        _check(model, X * 50, y, scoring, 5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multiclass_log_loss(seed, weighted):
+    X = _data(seed, discrete=seed == 1)
+    rng = np.random.default_rng(seed + 30)
+    y = np.digitize(X[:, 0] + X[:, 1] + 0.5 * rng.normal(size=X.shape[0]), [-0.7, 0.7])
+    w = rng.uniform(0.5, 2.0, size=y.shape[0]) if weighted else None
+    for model in (
+        LogisticRegression(max_iter=500),
+        RandomForestClassifier(n_estimators=5, random_state=seed),
+    ):
+        model.fit(X, y)
+        _check(model, X, y, "neg_log_loss", seed, w)
+        _check(model, X, y, "neg_brier_score", seed, w)
+        _check(model, X, y, "roc_auc_ovr", seed, w, expect_batched=False)
