@@ -298,6 +298,11 @@ def _default_process_pool() -> bool:
     return type(backend).__name__ == "LokyBackend"
 
 
+#: With at least this many groups to permute, a fast path is timed against the model on
+#: one group and given up where it is slower (one group's cost, against many saved).
+FAST_PATH_TRIAL_GROUPS = 16
+
+
 def run_all(
     ctx: Context,
     groups: Sequence[np.ndarray],
