@@ -134,3 +134,35 @@ def test_multiclass_log_loss(seed, weighted):
         _check(model, X, y, "neg_log_loss", seed, w)
         _check(model, X, y, "neg_brier_score", seed, w)
         _check(model, X, y, "roc_auc_ovr", seed, w, expect_batched=False)
+
+
+class _Float32Proba:
+    """A classifier whose probabilities are float32 (as XGBoost's): left to the scorer."""
+
+    _estimator_type = "classifier"
+
+    def __init__(self, model):
+        self.model = model
+        self.classes_ = model.classes_
+
+    def __sklearn_tags__(self):
+        return self.model.__sklearn_tags__()
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return self.model.predict(X)
+
+    def predict_proba(self, X):
+        return self.model.predict_proba(X).astype(np.float32)
+
+
+def test_float32_probabilities_fall_back():
+    X = _data(7)
+    y = np.digitize(X[:, 0] + X[:, 1], [-0.7, 0.7])
+    model = _Float32Proba(LogisticRegression(max_iter=500).fit(X, y))
+    for scoring in ["neg_log_loss", "neg_brier_score"]:
+        ours = _leap(model, X, y, scoring, 7)
+        ref = permutation_importance(model, X, y, scoring=scoring, n_repeats=4, random_state=7)
+        np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-12)

@@ -154,7 +154,10 @@ class BatchedScorer:
     def agrees(self, outputs: np.ndarray, value: Any) -> bool:
         """Whether the batched value of one copy's ``outputs`` is ``value`` (tolerance)."""
         try:
-            mine = float(self(np.asarray(outputs)[np.newaxis])[0])
+            outputs = np.asarray(outputs)
+            if outputs.dtype != np.float64:  # scikit-learn keeps float32 in float32
+                return False
+            mine = float(self(outputs[np.newaxis])[0])
             theirs = float(value)
         except (TypeError, ValueError, IndexError, FloatingPointError):
             return False
@@ -187,7 +190,9 @@ class BatchedScorer:
             return head + [replay(out) for out in outputs]
         if not outputs:
             return head
-        stacked = np.stack([np.asarray(out[self.method], dtype=np.float64) for out in outputs])
+        stacked = np.stack([np.asarray(out[self.method]) for out in outputs])
+        if stacked.dtype != np.float64:  # as checked: other dtypes are left to the scorer
+            return head + [replay(out) for out in outputs]
         values = [float(v) for v in self(stacked)]
         shares_of = ctx.plan.row_shares if self.row_shares else None
         if shares_of is None:
