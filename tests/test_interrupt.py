@@ -187,7 +187,16 @@ def test_sigint_to_a_running_leap_analyze(run: dict[str, Any]) -> None:
         "--sensors", ",".join(LAYOUT.sensors), "--dims", ",".join(LAYOUT.dims),
     ]  # fmt: skip
     env = {**os.environ, "LEAP_LOAD_PLUGINS": ""}
-    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A shell running the suite in the background (CI may) starts children with SIGINT
+    # ignored, and Python then never turns it into KeyboardInterrupt: give the child the
+    # default disposition a terminal's Ctrl-C meets.
+    process = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120  # a guard against a hung child, not a measurement
         while not started.exists() and process.poll() is None and time.monotonic() < deadline:
