@@ -71,20 +71,21 @@ class DaskMethod:
         y: Any,
         *,
         groups: Sequence[Sequence[int]] | None = None,
-        scoring: Any = None,
-        n_repeats: int = 5,
-        random_state: Any = None,
-        sample_weight: Any = None,
-        max_samples: float | int = 1.0,
         n_jobs: int | None = None,
-        progress: bool = False,
+        **settings: Any,
     ) -> dict[str, MethodScores]:
+        """The built-in permutation method's ``compute``, its copies run by the workers.
+
+        ``settings`` are the other :class:`leap.MethodSettings` fields, passed on as they
+        are; ``n_jobs`` caps the cluster's parallel tasks (default: all its workers).
+        """
         import joblib
 
         if not hasattr(X, "iloc"):
             # The same validation as the local method, done here so the array that reaches
             # the tasks is this very object, which joblib then ships to each worker once.
             X = check_array(X, ensure_all_finite="allow-nan", dtype=None)
+        permutation = get_engine().methods.get("permutation")
         with _client(scheduler_address(self.scheduler), self.timeout) as client:
             _wait_for_a_worker(client, self.timeout)
             with joblib.parallel_config(
@@ -94,23 +95,7 @@ class DaskMethod:
                 scatter=[X, estimator],
                 wait_for_workers_timeout=self.timeout,
             ):
-                return (
-                    get_engine()
-                    .methods.get("permutation")
-                    .compute(
-                        estimator,
-                        X,
-                        y,
-                        groups=groups,
-                        scoring=scoring,
-                        n_repeats=n_repeats,
-                        random_state=random_state,
-                        sample_weight=sample_weight,
-                        max_samples=max_samples,
-                        n_jobs=None,
-                        progress=progress,
-                    )
-                )
+                return permutation.compute(estimator, X, y, groups=groups, n_jobs=None, **settings)
 
 
 def _wait_for_a_worker(client: Any, timeout: float) -> None:
