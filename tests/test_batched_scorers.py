@@ -166,3 +166,22 @@ def test_float32_probabilities_fall_back():
         ours = _leap(model, X, y, scoring, 7)
         ref = permutation_importance(model, X, y, scoring=scoring, n_repeats=4, random_state=7)
         np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("scoring", ["r2", "neg_mean_squared_error", "accuracy"])
+def test_row_differences_are_kept_as_group_means(scoring):
+    X = _data(8)
+    rng = np.random.default_rng(8)
+    w = rng.uniform(0.5, 2.0, size=X.shape[0])
+    if scoring == "accuracy":
+        y = (X[:, 0] > 0).astype(int)
+        model = LogisticRegression(max_iter=500).fit(X, y)
+    else:
+        y = X @ rng.normal(size=X.shape[1])
+        model = Ridge().fit(X, y)
+    X = X.copy()
+    X[:, 3] = 1.0  # a constant column: answered without predicting
+    ours = _leap(model, X, y, scoring, 8, sample_weight=w)
+    assert ours.row_differences is not None
+    means = np.average(ours.row_differences, axis=1, weights=w)
+    np.testing.assert_allclose(means, ours.importances.mean(axis=1), rtol=0, atol=1e-12)

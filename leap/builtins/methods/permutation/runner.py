@@ -26,7 +26,12 @@ from tqdm.auto import tqdm
 from leap.builtins.methods.permutation.batched import BatchedScorer
 from leap.builtins.methods.permutation.copies import CopyStack, WorkingCopy
 from leap.builtins.methods.permutation.fastpaths import FastPath
-from leap.builtins.methods.permutation.scoring import AccuracyCounter, ScorerPlan, score_outputs
+from leap.builtins.methods.permutation.scoring import (
+    AccuracyCounter,
+    ScorerPlan,
+    compact_shares,
+    score_outputs,
+)
 
 
 @dataclass
@@ -277,6 +282,8 @@ def _fill(results: list, done: list[tuple[int, list]]) -> None:
             for r, value in enumerate(group_scores):
                 if value is not None:
                     results[index][r] = value
+        if all(value is not None for value in results[index]):  # complete: keep mean shares
+            results[index] = compact_shares(results[index])
 
 
 #: Seconds a process pool costs before it saves any (waking or starting the workers, and

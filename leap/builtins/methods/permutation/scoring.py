@@ -411,6 +411,12 @@ def row_differences(sub_score: Any, permuted: Sequence[Sequence[Any]]) -> np.nda
         return None
     out = np.empty((len(permuted), base.shape[0]))
     for g, scores in enumerate(permuted):
+        first = scores[0] if scores else None
+        if isinstance(first, MeanRowScore) and all(
+            isinstance(s, MeanRowScore) and s.rows is first.rows for s in scores
+        ):
+            out[g] = base - first.rows  # already the mean over repeats (compact_shares)
+            continue
         total = np.zeros(base.shape[0])
         for score in scores:
             rows = getattr(score, "rows", None)
@@ -419,6 +425,32 @@ def row_differences(sub_score: Any, permuted: Sequence[Sequence[Any]]) -> np.nda
             total += rows
         out[g] = base - total / len(scores)
     return out
+
+
+class MeanRowScore(RowScore):
+    """A copy's score whose ``rows`` are its group's mean shares over repeats (shared)."""
+
+    def __reduce__(self) -> tuple:
+        return (MeanRowScore, (float(self), self.rows))
+
+
+def compact_shares(scores: list) -> list:
+    """A group's scores with one mean of their per-row shares in place of one per repeat.
+
+    Once every repeat is scored, only the mean over repeats is needed
+    (:func:`row_differences`); it is computed here with the same arithmetic, so the extra
+    memory is one row vector per group, not one per copy. Other lists are returned as is.
+    """
+    rows = [getattr(score, "rows", None) for score in scores]
+    if not scores or any(r is None for r in rows) or isinstance(scores[0], MeanRowScore):
+        return scores
+    if any(r is rows[0] for r in rows[1:]):  # the unpermuted score, repeated: no cost
+        return scores
+    total = np.zeros(rows[0].shape[0])
+    for r in rows:
+        total += r
+    mean = total / len(scores)
+    return [MeanRowScore(float(score), mean) for score in scores]
 
 
 def measurable_groups(
