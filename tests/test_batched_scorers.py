@@ -185,3 +185,19 @@ def test_row_differences_are_kept_as_group_means(scoring):
     assert ours.row_differences is not None
     means = np.average(ours.row_differences, axis=1, weights=w)
     np.testing.assert_allclose(means, ours.importances.mean(axis=1), rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_process_workers(monkeypatch):
+    from leap.builtins.methods.permutation import runner
+
+    monkeypatch.setattr(runner, "pool_pays", lambda *args: True)  # force the process pool
+    X = _data(9)
+    y = (X[:, 0] > 0).astype(int)
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    for scoring in ["neg_log_loss", "roc_auc"]:
+        ours = PermutationMethod().compute(
+            model, X, y, scoring=scoring, n_repeats=3, random_state=9, n_jobs=2
+        )[scoring]
+        ref = permutation_importance(model, X, y, scoring=scoring, n_repeats=3, random_state=9)
+        np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-12)
