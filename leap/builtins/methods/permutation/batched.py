@@ -103,6 +103,19 @@ def _roc_auc(t: np.ndarray, scores: np.ndarray, w: np.ndarray | None) -> np.ndar
     return np.array([_roc_auc_one(t, s, w) for s in scores])
 
 
+def _roc_auc_ovr(onehot: np.ndarray, proba: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """One-vs-rest macro ROC AUC: the plain mean of each class's binary AUC."""
+    out = []
+    for p in proba:
+        if not np.allclose(1, p.sum(axis=1)):  # the metric refuses such scores
+            raise ValueError(
+                "Target scores need to be probabilities for multiclass "
+                "roc_auc, i.e. they should sum up to 1.0 over classes"
+            )
+        out.append(np.mean([_roc_auc_one(onehot[:, c], p[:, c], w) for c in range(p.shape[1])]))
+    return np.array(out)
+
+
 def _ap(t: np.ndarray, scores: np.ndarray, w: np.ndarray | None) -> np.ndarray:
     return np.array([_ap_one(t, s, w) for s in scores])
 
@@ -244,7 +257,8 @@ def build_batched(
         func = getattr(scorer, "_score_func", None)
         sign = float(getattr(scorer, "_sign", 0))
         kwargs = getattr(scorer, "_kwargs", {"unknown": True})
-    if kwargs or len(plan.methods) != 1 or sign not in (1.0, -1.0):
+    ovr = func is roc_auc_score and kwargs == {"multi_class": "ovr"}
+    if (kwargs and not ovr) or len(plan.methods) != 1 or sign not in (1.0, -1.0):
         return None
     method = plan.methods[0]
     try:
@@ -283,6 +297,11 @@ def build_batched(
             return None  # its default pos_label cannot be inferred from string labels
         onehot = (y_arr[:, np.newaxis] == classes[np.newaxis, :]).astype(np.float64)
         return build("pair" if classes.size == 2 else "all", _brier, onehot)
+    if ovr:
+        if method != "predict_proba" or classes.size < 3:
+            return None
+        onehot = (y_arr[:, np.newaxis] == classes[np.newaxis, :]).astype(np.float64)
+        return build("all", _roc_auc_ovr, onehot)
     if classes.size != 2:
         return None
     positive = (y_arr == classes[-1]).astype(np.float64)

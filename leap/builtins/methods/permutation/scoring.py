@@ -441,8 +441,9 @@ def compact_shares(scores: list) -> list:
     (:func:`row_differences`); it is computed here with the same arithmetic, so the extra
     memory is one row vector per group, not one per copy. Other lists are returned as is.
     """
-    rows = [getattr(score, "rows", None) for score in scores]
-    if not scores or any(r is None for r in rows) or isinstance(scores[0], MeanRowScore):
+    found = [getattr(score, "rows", None) for score in scores]
+    rows = [r for r in found if r is not None]
+    if not scores or len(rows) != len(scores) or isinstance(scores[0], MeanRowScore):
         return scores
     if any(r is rows[0] for r in rows[1:]):  # the unpermuted score, repeated: no cost
         return scores
