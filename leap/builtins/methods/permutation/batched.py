@@ -4,10 +4,10 @@ Replaying a scorer (:func:`.scoring.score_outputs`) calls the scikit-learn metri
 copy; for linear models its input validation costs several times what the outputs do.
 :class:`BatchedScorer` computes the same metrics from the stacked outputs of many copies
 with the metric's own arithmetic: R², mean squared / absolute error and its root, log loss
-(with its clipping to ``[eps, 1 - eps]``), the binary Brier score, binary ROC AUC (sorted
-thresholds with ties, trapezoid) and binary average precision (step sum). It is used only
-when its value equals the scorer's on the undisturbed outputs and on the first copies
-(within :data:`TOLERANCE`); anything else falls back to the replay.
+(with its clipping to ``[eps, 1 - eps]``), the Brier score, binary and one-vs-rest macro
+ROC AUC (sorted thresholds with ties, trapezoid) and binary average precision (step sum).
+It is used only when its value equals the scorer's on the undisturbed outputs and on the
+first copies (within :data:`TOLERANCE`); anything else falls back to the replay.
 """
 
 from __future__ import annotations
