@@ -271,13 +271,11 @@ def plan_copies(ctx: Any, estimator: Any, scoring: Any, fast: bool = True) -> No
     """
     from sklearn.metrics import accuracy_score
 
-    from leap.builtins.methods.permutation.runner import same_score
+    from leap.builtins.methods.permutation.method import replay_plan
     from leap.builtins.methods.permutation.scoring import (
-        AccuracyCounter,
         ScorerPlan,
         mixin_score_metric,
         plan_scorer,
-        score_outputs,
         share_rows,
     )
 
@@ -288,26 +286,9 @@ def plan_copies(ctx: Any, estimator: Any, scoring: Any, fast: bool = True) -> No
         )
     else:
         plan = plan_scorer(ctx.scorer, ctx.estimator)
-    if plan is None:
+    base = replay_plan(ctx, plan, getattr(estimator, "classes_", None))
+    if base is None:
         return
-    base = {name: getattr(ctx.estimator, name)(ctx.X) for name in plan.methods}
-    try:
-        replayed = score_outputs(
-            ctx.scorer, plan, ctx.estimator, ctx.X, ctx.y, ctx.sample_weight, base
-        )
-    except Exception:  # the scorer does more than the plan says: treat it as opaque
-        return
-    if not same_score(replayed, ctx.sub_score):
-        return
-    ctx.plan = plan
-    if plan.plain_accuracy:
-        counter = AccuracyCounter.create(
-            ctx.y, ctx.sample_weight, getattr(estimator, "classes_", None)
-        )
-        labels = np.asarray(base["predict"])
-        if counter is not None and labels.ndim == 1:
-            if same_score(counter(labels[np.newaxis])[0], ctx.sub_score):
-                ctx.accuracy = counter
     shift = ctx.estimator
     if fast and all(isinstance(v, np.ndarray) for v in base.values()):
         X = np.ascontiguousarray(ctx.X[:, : shift.n_features])

@@ -183,34 +183,49 @@ class PermutationMethod:
 
     def _plan(self, ctx: Context) -> None:
         """Decide how copies are scored: replayed outputs (fast path or batches) or opaque."""
-        plan = plan_scorer(ctx.scorer, ctx.estimator)
-        if plan is None:
+        base = replay_plan(ctx, plan_scorer(ctx.scorer, ctx.estimator))
+        if base is None:
             return
-        base = {name: getattr(ctx.estimator, name)(ctx.X) for name in plan.methods}
-        try:
-            replayed = score_outputs(
-                ctx.scorer, plan, ctx.estimator, ctx.X, ctx.y, ctx.sample_weight, base
-            )
-        except Exception:  # the scorer does more than the plan says: treat it as opaque
-            return
-        if not same_score(replayed, ctx.sub_score):
-            return
-        ctx.plan = plan
-        if plan.plain_accuracy:
-            counter = AccuracyCounter.create(
-                ctx.y, ctx.sample_weight, getattr(ctx.estimator, "classes_", None)
-            )
-            labels = np.asarray(base["predict"])
-            if counter is not None and labels.ndim == 1:
-                if same_score(counter(labels[np.newaxis])[0], ctx.sub_score):
-                    ctx.accuracy = counter
-        if ctx.accuracy is None:
-            batched = build_batched(ctx.scorer, plan, ctx.estimator, ctx.y, ctx.sample_weight)
-            if batched is not None and batched.agrees(base[batched.method], ctx.sub_score):
-                ctx.batched = batched
         if all(isinstance(v, np.ndarray) for v in base.values()):
             ctx.fast = build_fast_path(self.fast_paths, ctx.estimator, ctx.X, base)
         share_rows(ctx, base)  # per-row differences for the tests, when the score allows
+
+
+def replay_plan(ctx: Context, plan: Any, classes: Any = None) -> dict[str, np.ndarray] | None:
+    """Adopt ``plan`` for scoring copies from their outputs, where that is exact.
+
+    The scorer replayed on the model's own outputs of the unpermuted rows must give the
+    scorer's own value; then ``ctx.plan`` is set, plain accuracy gets its vectorised
+    counter, and other recognised metrics their batched scorer, each checked the same
+    way. Returns the model's outputs on the unpermuted rows (by response method), or
+    ``None`` when copies must be scored by the scorer itself. ``classes`` defaults to the
+    estimator's.
+    """
+    if plan is None:
+        return None
+    base = {name: getattr(ctx.estimator, name)(ctx.X) for name in plan.methods}
+    try:
+        replayed = score_outputs(
+            ctx.scorer, plan, ctx.estimator, ctx.X, ctx.y, ctx.sample_weight, base
+        )
+    except Exception:  # the scorer does more than the plan says: treat it as opaque
+        return None
+    if not same_score(replayed, ctx.sub_score):
+        return None
+    ctx.plan = plan
+    if plan.plain_accuracy:
+        if classes is None:
+            classes = getattr(ctx.estimator, "classes_", None)
+        counter = AccuracyCounter.create(ctx.y, ctx.sample_weight, classes)
+        labels = np.asarray(base["predict"])
+        if counter is not None and labels.ndim == 1:
+            if same_score(counter(labels[np.newaxis])[0], ctx.sub_score):
+                ctx.accuracy = counter
+    if ctx.accuracy is None:
+        batched = build_batched(ctx.scorer, plan, ctx.estimator, ctx.y, ctx.sample_weight)
+        if batched is not None and batched.agrees(base[batched.method], ctx.sub_score):
+            ctx.batched = batched
+    return base
 
 
 def _check_groups(groups: Sequence[Sequence[int]] | None, n_features: int) -> list[np.ndarray]:
