@@ -210,7 +210,9 @@ class MLPPath:
                 top = np.take_along_axis(out, index[..., None], axis=2)[..., 0]
                 rest = out.copy()
                 np.put_along_axis(rest, index[..., None], -np.inf, axis=2)
-                certain = top - rest.max(axis=2) > 4.0 * err.max(axis=2)
+                # inf - inf (an overflowing activation) is NaN: not certain, the model answers
+                with np.errstate(invalid="ignore"):
+                    certain = top - rest.max(axis=2) > 4.0 * err.max(axis=2)
             labels = self.classes.take(index)
             labels[keep] = np.broadcast_to(self.base["predict"], keep.shape)[keep]
             exact &= np.all(certain | keep, axis=1)
