@@ -71,8 +71,10 @@ class MethodSettings:
         Fraction (at most 1.0) or number of rows drawn for each repeat.
     n_jobs : int or None
         Parallel jobs (``-1``: all cores).
-    progress : bool
-        Show a progress bar.
+    progress : bool or str
+        Show a progress bar; the engine passes what the bar counts as a label
+        (``"features"``, ``"sensor pairs"``, ``"sensors"``, ``"groups"``), which is true
+        as a bool, so methods that only test it keep working.
     """
 
     scoring: Any = None
@@ -81,7 +83,7 @@ class MethodSettings:
     sample_weight: Any = None
     max_samples: float | int = 1.0
     n_jobs: int | None = None
-    progress: bool = False
+    progress: bool | str = False
 
     def replace(self, **changes: Any) -> MethodSettings:
         """A copy with ``changes``; :class:`ConfigError` names an unknown setting."""

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from leap.data.grouping import GroupSpec
     from leap.data.result import ImportanceResult
 
+#: What a progress bar counts, by grouping (single features: "features").
+PROGRESS_UNITS = {"sensor_pair": "sensor pairs", "sensor": "sensors"}
 #: Read model files in chunks of this size while hashing and copying them.
 CHUNK_BYTES = 1 << 20
 
@@ -170,6 +172,9 @@ class Engine(PluginHost):
                 n_features=_n_columns(X),
                 other_names=feature_names,
             )
+        if settings.progress is True:
+            counted = PROGRESS_UNITS.get(grouping.name, "groups") if grouping else "features"
+            settings = settings.replace(progress=counted)
         component = self.methods.get(method)
         scores = component.compute(
             estimator,

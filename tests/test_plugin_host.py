@@ -267,3 +267,22 @@ def test_the_report_shows_the_registered_heatmap(leap_files, small_data):
     page = (out / "report.html").read_text(encoding="utf-8")
     assert base64.b64encode(marker).decode() in page
     assert (out / "imp.png").read_bytes() == marker
+
+
+def test_progress_bars_say_what_they_count(small_data, capsys):
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(small_data.X, small_data.y)
+    engine = Engine(load_entry_points=False)
+    for groups, counted in ((None, "features"), ("sensor_pair", "sensor pairs")):
+        engine.compute(
+            model,
+            small_data.X,
+            small_data.y,
+            layout=SMALL_LAYOUT,
+            groups=groups,
+            n_repeats=2,
+            random_state=0,
+            progress=True,
+        )
+        assert f"permuting {counted}" in capsys.readouterr().err

@@ -103,7 +103,7 @@ class ConditionalMethod:
         sample_weight: Any = None,
         max_samples: float | int = 1.0,
         n_jobs: int | None = None,
-        progress: bool = False,
+        progress: bool | str = False,
     ) -> dict[str, Any]:
         """Conditional importances of each column (or group) of ``X`` for ``estimator``.
 

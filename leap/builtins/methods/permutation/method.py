@@ -103,7 +103,7 @@ class PermutationMethod:
         sample_weight: Any = None,
         max_samples: float | int = 1.0,
         n_jobs: int | None = None,
-        progress: bool = False,
+        progress: bool | str = False,
     ) -> dict[str, MethodScores]:
         """Importances of each column (or group of columns) of ``X`` for ``estimator``.
 
@@ -137,7 +137,7 @@ class PermutationMethod:
         sample_weight: Any,
         max_samples: float | int,
         n_jobs: int | None,
-        progress: bool,
+        progress: bool | str,
     ) -> dict[str, MethodScores]:
         if not hasattr(X, "iloc"):
             X = check_array(X, ensure_all_finite="allow-nan", dtype=None)

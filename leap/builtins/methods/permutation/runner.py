@@ -315,7 +315,7 @@ def run_all(
     groups: Sequence[np.ndarray],
     *,
     n_jobs: int | None,
-    progress: bool,
+    progress: bool | str,
 ) -> list[list]:
     """Scores of every repeat of every group, in group order, computed by joblib workers.
 
@@ -337,7 +337,9 @@ def run_all(
             work.append((index, cols, range(n_repeats)))
     n_workers = max(1, effective_n_jobs(n_jobs))
     declined: dict[int, list[int]] = {}
-    with tqdm(total=n_groups, disable=not progress, desc="permuting", unit="col") as bar:
+    # A label (the engine passes "features", "sensor pairs", ...) says what is counted.
+    unit = progress if isinstance(progress, str) and progress else "columns"
+    with tqdm(total=n_groups, disable=not progress, desc=f"permuting {unit}", unit="") as bar:
         bar.update(n_groups - len(work))
         if ctx.fast is not None and len(work) >= FAST_PATH_TRIAL_GROUPS:
             # Cost model of the fast path itself: on data where it cannot prune (heavy
