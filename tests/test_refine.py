@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -449,3 +450,21 @@ def test_docs_python_snippets_run_in_order(tmp_path, monkeypatch):
         "Left_Wrist|Sacrum",
         "Right_Ankle|Sacrum",
     }
+
+
+def test_the_progress_bar_moves_with_every_fit(data, capsys):
+    """In this process the bar counts model fits, so it moves within a fold."""
+    refine(
+        Ridge(),
+        data.X,
+        data.y.astype(float),
+        k_grid=[1, 2],
+        cv=2,
+        n_repeats=1,
+        sensors=False,
+        progress=True,
+    )
+    err = capsys.readouterr().err
+    # 3 jobs (2 folds, then all data) x (1 ranking + 3 candidates: k = 1, 2 and all) = 12
+    assert "model fits" in err and "12/12" in err
+    assert re.search(r"\b[123]/12\b", err)  # the bar moved inside the first fold

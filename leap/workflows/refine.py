@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, StratifiedKFold
@@ -428,29 +428,36 @@ def refine(
         "random_state": random_state,
     }
     jobs = [(train, test) for train, test in splits] + [(np.arange(n_samples), None)]
-    runs = list(
-        tqdm(
-            Parallel(n_jobs=n_jobs, return_as="generator")(
-                delayed(_run_fold)(
-                    estimator,
-                    X,
-                    y,
-                    participants,
-                    train,
-                    test,
-                    grid=grid,
-                    layout=layout if sensors else None,
-                    scorer=scorer,
-                    settings=settings,
-                )
-                for train, test in jobs
-            ),
-            total=len(jobs),
+    fold_layout = layout if sensors else None
+    common = {"grid": grid, "layout": fold_layout, "scorer": scorer, "settings": settings}
+    if effective_n_jobs(n_jobs) == 1:
+        # In this process the bar moves with every fit, not once per fold.
+        steps = 1 + len(grid) + (2 * (len(layout.sensors) - 1) if fold_layout else 0)
+        runs = []
+        with tqdm(
+            total=len(jobs) * steps,
             disable=not progress,
-            desc="refine (folds, then all data)",
-            unit="fold",
+            desc="refine (model fits: folds, then all data)",
+            unit="fit",
+        ) as bar:
+            for number, (train, test) in enumerate(jobs, start=1):
+                runs.append(
+                    _run_fold(estimator, X, y, participants, train, test, tick=bar.update, **common)
+                )
+                bar.update(number * steps - bar.n)  # a sensor path may end early
+    else:
+        runs = list(
+            tqdm(
+                Parallel(n_jobs=n_jobs, return_as="generator")(
+                    delayed(_run_fold)(estimator, X, y, participants, train, test, **common)
+                    for train, test in jobs
+                ),
+                total=len(jobs),
+                disable=not progress,
+                desc="refine (folds in parallel, then all data)",
+                unit="fold",
+            )
         )
-    )
     folds, full = runs[:-1], runs[-1]
     ranking = [feature_names[j] for j in full["ranking"]]
     curve = _top_k_rows(grid, folds, full["ranking"], layout if matches else None, feature_names)
@@ -502,8 +509,13 @@ def _run_fold(
     layout: SensorLayout | None,
     scorer: Any,
     settings: dict[str, Any],
+    tick: Callable[[int], Any] | None = None,
 ) -> dict[str, Any]:
-    """Rank on ``train`` only; score every candidate on ``test`` (no scores when None)."""
+    """Rank on ``train`` only; score every candidate on ``test`` (no scores when None).
+
+    ``tick(1)`` is called after every model fit, for a progress bar.
+    """
+    advance = tick or (lambda _n: None)
     X_train, y_train = X[train], y[train]
     p_train = None if participants is None else participants[train]
 
@@ -513,9 +525,15 @@ def _run_fold(
         model = clone(estimator).fit(X_train[:, columns], y_train)
         return float(scorer(model, X[test][:, columns], y[test]))
 
+    def scored(columns: list[int]) -> float:
+        value = score(columns)
+        advance(1)
+        return value
+
     selector = SelectByImportance(estimator, **settings).fit(X_train, y_train, p_train)
+    advance(1)
     ranking = selector.ranking_
-    top_k = [score(sorted(ranking[:k])) for k in grid]
+    top_k = [scored(sorted(ranking[:k])) for k in grid]
     out: dict[str, Any] = {"ranking": ranking, "top_k": top_k}
     if layout is not None:
         current = list(layout.sensors)
@@ -525,12 +543,13 @@ def _run_fold(
             sub = SensorLayout(sensors=tuple(current), dims=layout.dims)
             step = SelectByImportance(estimator, groups="sensor", layout=sub, **settings)
             step.fit(X_train[:, columns], y_train, p_train)
+            advance(1)
             current.remove(sub.sensors[step.ranking_[-1]])
             columns = sensor_columns(layout, current)
             if not columns:
                 break
             path.append(tuple(current))
-            scores.append(score(columns))
+            scores.append(scored(columns))
         out.update(sensor_path=path, sensors=scores)
     return out
 
