@@ -117,7 +117,7 @@ class ConditionalMethod:
         from sklearn.metrics import check_scoring
 
         from leap.builtins.methods.permutation.copies import copies_per_batch, row_nbytes
-        from leap.builtins.methods.permutation.method import metric_name
+        from leap.builtins.methods.permutation.method import check_groups, metric_name
         from leap.builtins.methods.permutation.runner import (
             Context,
             constant_columns,
@@ -131,12 +131,7 @@ class ConditionalMethod:
             take_rows,
         )
         from leap.builtins.methods.permutation.scoring import measurable_groups, row_differences
-        from leap.builtins.methods.residuals import (
-            ResidualShift,
-            check_groups,
-            numeric_matrix,
-            plan_copies,
-        )
+        from leap.builtins.methods.residuals import ResidualShift, numeric_matrix, plan_copies
         from leap.components import MethodScores
 
         columns = X.columns if isinstance(X, pd.DataFrame) else None

@@ -14,26 +14,6 @@ import numpy as np
 RESPONSE_METHODS = ("predict", "predict_proba", "decision_function", "predict_log_proba")
 
 
-def check_groups(groups: Sequence[Sequence[int]] | None, n_features: int) -> list[np.ndarray]:
-    """The groups as index arrays (each column alone when ``None``), checked."""
-    from leap.errors import LeapError
-
-    if groups is None:
-        return [np.array([j], dtype=np.intp) for j in range(n_features)]
-    checked = []
-    for i, group in enumerate(groups):
-        cols = list(dict.fromkeys(int(c) for c in group))
-        if not cols:
-            raise LeapError(f"group {i} is empty; give every group at least one column")
-        bad = [c for c in cols if not 0 <= c < n_features]
-        if bad:
-            raise LeapError(
-                f"group {i} names column {bad[0]}, outside 0..{n_features - 1} of the matrix"
-            )
-        checked.append(np.array(cols, dtype=np.intp))
-    return checked
-
-
 def ridge_residuals(
     X: np.ndarray,
     groups: Sequence[np.ndarray],

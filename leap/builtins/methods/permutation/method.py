@@ -145,7 +145,7 @@ class PermutationMethod:
         n_samples, n_features = X.shape
         n_used = resolve_max_samples(max_samples, n_samples)
         schedule = make_schedule(seed, n_samples, n_repeats, n_used)
-        column_groups = _check_groups(groups, n_features)
+        column_groups = check_groups(groups, n_features)
         scorer = check_scoring(estimator, scoring=scoring)
         baseline = weighted_score(scorer, estimator, X, y, sample_weight)
 
@@ -228,7 +228,8 @@ def replay_plan(ctx: Context, plan: Any, classes: Any = None) -> dict[str, np.nd
     return base
 
 
-def _check_groups(groups: Sequence[Sequence[int]] | None, n_features: int) -> list[np.ndarray]:
+def check_groups(groups: Sequence[Sequence[int]] | None, n_features: int) -> list[np.ndarray]:
+    """The groups as index arrays (each column alone when ``None``), checked."""
     if groups is None:
         return [np.array([j], dtype=np.intp) for j in range(n_features)]
     checked = []
