@@ -87,7 +87,8 @@ def make_target(X: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarra
     ``task``: ``"binary"``, ``"multiclass"`` (3 balanced classes) or ``"regression"``.
     """
     Z = X[:, INFORMATIVE]
-    Z = (Z - np.median(Z, axis=0)) / (np.std(Z, axis=0) + 1e-12)
+    Z = (Z - np.nanmedian(Z, axis=0)) / (np.nanstd(Z, axis=0) + 1e-12)
+    Z = np.nan_to_num(Z, nan=0.0)  # a missing value carries no signal
     signal = np.tanh(Z) @ np.linspace(2.0, 0.5, len(INFORMATIVE))
     signal = signal + rng.normal(0.0, 0.5, size=len(signal))
     if task == "regression":
@@ -104,6 +105,9 @@ def held_out(distribution: str, task: str, rows: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     X = DISTRIBUTIONS[distribution](rows, rng)
     y = make_target(X, task, rng)
+    expected = {"binary": 2, "multiclass": 3}.get(task)
+    if expected is not None and len(np.unique(y)) != expected:
+        raise ValueError(f"{distribution}/{task}: the target has {len(np.unique(y))} classes")
     stratify = None if task == "regression" else y
     return train_test_split(X, y, test_size=TEST_SIZE, random_state=seed, stratify=stratify)
 
