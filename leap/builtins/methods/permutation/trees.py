@@ -12,7 +12,9 @@ Exactness: a tree compares the float32 value with the float64 threshold, as scik
 leaf values added in tree order starting from zero, divided by the number of trees (what
 scikit-learn computes with ``n_jobs=1``; with more jobs it adds them in whatever order
 threads finish). The unpermuted outputs are rebuilt this way and compared bitwise with the
-model's before the path is used.
+model's before the path is used. A missing value (NaN) goes to the side the node's
+``missing_go_to_left`` says, as in scikit-learn's ``apply``; on data with missing values
+LEAP's leaves are also compared with the model's own ``apply`` on every row.
 """
 
 from __future__ import annotations
@@ -48,32 +50,36 @@ _TREES = (DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, Ex
 _LEAF = -1
 
 
-def _walk(left, right, feature, threshold, roots, X32, rows, trees, leaves_out):
+def _walk(left, right, feature, threshold, nan_left, roots, X32, rows, trees, leaves_out):
     """Loop kernel: the leaf of each (row, tree) pair."""
     for p in range(rows.shape[0]):
         i = rows[p]
         node = roots[trees[p]]
         while left[node] != -1:
-            if X32[i, feature[node]] <= threshold[node]:
+            x = X32[i, feature[node]]
+            if x != x:
+                node = left[node] if nan_left[node] else right[node]
+            elif x <= threshold[node]:
                 node = left[node]
             else:
                 node = right[node]
         leaves_out[p] = node
 
 
-def _walk_numpy(left, right, feature, threshold, roots, X32, rows, trees, leaves_out):
+def _walk_numpy(left, right, feature, threshold, nan_left, roots, X32, rows, trees, leaves_out):
     node = roots[trees].copy()
     active = np.flatnonzero(left[node] != _LEAF)
     while active.size:
         n = node[active]
-        go_left = X32[rows[active], feature[n]] <= threshold[n]
+        x = X32[rows[active], feature[n]]
+        go_left = np.where(np.isnan(x), nan_left[n], x <= threshold[n])
         node[active] = np.where(go_left, left[n], right[n])
         active = active[left[node[active]] != _LEAF]
     leaves_out[:] = node
 
 
 def _update(
-    left, right, feature, threshold, roots, X32, slot, new, changed,
+    left, right, feature, threshold, nan_left, roots, X32, slot, new, changed,
     pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out, work, moved,
     touched, acc,
 ):  # fmt: skip
@@ -107,7 +113,9 @@ def _update(
                 f = feature[node]
                 q = slot[f]
                 x = X32[i, f] if q < 0 else new[r, i, q]
-                if x <= threshold[node]:
+                if x != x:
+                    node = left[node] if nan_left[node] else right[node]
+                elif x <= threshold[node]:
                     node = left[node]
                 else:
                     node = right[node]
@@ -141,7 +149,7 @@ def _update(
 
 
 def _update_numpy(
-    left, right, feature, threshold, roots, X32, slot, new, changed,
+    left, right, feature, threshold, nan_left, roots, X32, slot, new, changed,
     pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out, work, moved,
     touched, acc,
 ):  # fmt: skip
@@ -162,7 +170,8 @@ def _update_numpy(
             hit = q >= 0
             if hit.any():
                 x[hit] = new[r, rows[active][hit], q[hit]]
-            node[active] = np.where(x <= threshold[n], left[n], right[n])
+            go_left = np.where(np.isnan(x), nan_left[n], x <= threshold[n])
+            node[active] = np.where(go_left, left[n], right[n])
             active = active[left[node[active]] != _LEAF]
         moved = node != leaves[rows, trees]
         if not moved.any():
@@ -291,6 +300,7 @@ class TreePath:
         self.right = np.empty(n_nodes, dtype=np.int64)
         self.feature = np.empty(n_nodes, dtype=np.int64)
         self.threshold = np.empty(n_nodes, dtype=np.float64)
+        self.nan_left = np.zeros(n_nodes, dtype=np.bool_)
         self.values = np.empty((n_nodes, n_out), dtype=np.float64)
         for est, start, size in zip(trees, self.roots, sizes, strict=True):
             tree = est.tree_
@@ -300,6 +310,7 @@ class TreePath:
             self.right[part] = np.where(leaf, _LEAF, tree.children_right + start)
             self.feature[part] = np.where(leaf, 0, tree.feature)
             self.threshold[part] = tree.threshold
+            self.nan_left[part] = np.asarray(tree.missing_go_to_left, dtype=bool)
             self.values[part] = tree.value[:, 0, :n_out]
         m = X.shape[0]
         # Leaf of every (row, tree), and the forest's output summed in tree order.
@@ -310,7 +321,7 @@ class TreePath:
         total = np.zeros((m, n_out))
         for t in range(self.n_trees):
             walk(
-                self.left, self.right, self.feature, self.threshold, self.roots,
+                self.left, self.right, self.feature, self.threshold, self.nan_left, self.roots,
                 self.X32, rows, np.full(m, t, dtype=np.int64), column,
             )  # fmt: skip
             self.leaves[:, t] = column
@@ -362,7 +373,8 @@ class TreePath:
         slot[cols] = np.arange(len(cols))
         out = np.empty((R, m, self.values.shape[1]))
         self._kernel(_update, _update_numpy)(
-            self.left, self.right, self.feature, self.threshold, self.roots, X32, slot, new,
+            self.left, self.right, self.feature, self.threshold, self.nan_left, self.roots,
+            X32, slot, new,
             changed, pair_rows, pair_trees, self.leaves, self.values, self.base_out,
             self.n_trees, self.single, out, self.leaves.copy(),
             np.empty((3, pair_rows.shape[0]), dtype=np.int64), np.zeros(m, dtype=np.bool_),
@@ -383,9 +395,16 @@ def tree_path(
     allowed = {"predict", "predict_proba", "predict_log_proba"} if classifier else {"predict"}
     if not methods or not methods <= allowed or estimator.n_outputs_ != 1:
         return None
-    if X.dtype.kind != "f" or not np.all(np.isfinite(X.astype(np.float32))):
+    if X.dtype.kind != "f" or np.any(np.isinf(X.astype(np.float32))):
         return None
     path = TreePath(estimator, X, methods)
+    if np.isnan(X).any():
+        # Missing values go where each node's ``missing_go_to_left`` says: LEAP's leaves
+        # must be the model's own on every row, not just give the same outputs.
+        own = quietly(estimator.apply, X)
+        own = np.asarray(own).reshape(X.shape[0], -1) + path.roots[np.newaxis]
+        if own.shape != path.leaves.shape or not np.array_equal(own, path.leaves):
+            return None
     reference = estimator
     if not path.single and estimator.n_jobs not in (None, 1):
         # Threads would add the trees in the order they finish; compare with tree order.
