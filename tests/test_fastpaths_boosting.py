@@ -359,3 +359,192 @@ def test_hist_categorical_splits_are_walked_and_cover_every_changed_row(kernels)
             moved = (model.predict_proba(Xp) != model.predict_proba(X)).any(axis=1)
             assert not np.any(moved & ~affected[r])
     assert_parity(model, X, y, "roc_auc")
+
+
+# --- leaf values summed in the model's own order (SumPath) ------------------------------
+
+
+def _distribution(name, rng, n, p):
+    if name == "gauss":
+        return rng.normal(size=(n, p))
+    if name == "t2":
+        return rng.standard_t(2, size=(n, p))
+    return rng.integers(0, 5, size=(n, p)).astype(float)  # discrete: many ties
+
+
+def _target(X, task, rng):
+    signal = X[:, 0] - np.tanh(X[:, 1]) + 0.3 * X[:, 2] + rng.normal(0, 0.3, X.shape[0])
+    if task == "regression":
+        return signal
+    if task == "multiclass":
+        return np.searchsorted(np.quantile(signal, [1 / 3, 2 / 3]), signal)
+    return (signal > np.median(signal)).astype(int)
+
+
+SUM_CASES = [
+    (GB(n_estimators=12, random_state=0), "binary", "gauss", None),
+    (GB(n_estimators=8, random_state=0), "multiclass", "t2", "neg_log_loss"),
+    (GB(n_estimators=8, random_state=0), "multiclass", "discrete", None),
+    (GB(n_estimators=8, init="zero", random_state=0), "multiclass", "gauss", "neg_log_loss"),
+    (GB(n_estimators=8, learning_rate=0.37, random_state=0), "binary", "t2", "roc_auc"),
+    (GradientBoostingRegressor(n_estimators=10, random_state=0), "regression", "t2", "r2"),
+    (GradientBoostingRegressor(n_estimators=6, loss="huber", random_state=0), "regression",
+     "gauss", None),
+    (HGB(max_iter=10, random_state=0), "binary", "t2", None),
+    (HGB(max_iter=8, random_state=0), "multiclass", "discrete", "neg_log_loss"),
+    (HGB(max_iter=8, categorical_features=[0, 2], random_state=0), "multiclass", "discrete",
+     None),
+    (HistGradientBoostingRegressor(max_iter=10, random_state=0), "regression", "gauss", None),
+    (HistGradientBoostingRegressor(max_iter=8, loss="poisson", random_state=0), "poisson",
+     "gauss", None),
+]  # fmt: skip
+
+
+def _sum_case(case, seed=0, nan=0.0, n=110, p=7):
+    model, task, distribution, scoring = case
+    rng = np.random.default_rng(seed)
+    X = _distribution(distribution, rng, n, p)
+    if task == "poisson":
+        y = rng.poisson(np.exp(0.5 * np.tanh(X[:, 0]))).astype(float)
+    else:
+        y = _target(X, task, rng)
+    if nan:
+        X[rng.random(X.shape) < nan] = np.nan
+    return clone(model).fit(X, y), X, y, scoring
+
+
+@pytest.mark.parametrize(
+    "case",
+    SUM_CASES,
+    ids=[f"{type(c[0]).__name__}-{c[1]}-{c[2]}-{c[3]}" for c in SUM_CASES],
+)
+def test_sums_of_leaf_values_are_the_models_outputs(case):
+    """Per copy, every output of the summing path equals the model's, bit for bit."""
+    model, X, y, scoring = _sum_case(case)
+    path = _path(boosting_path, model, X, scoring)
+    assert isinstance(path, boosting.SumPath)
+    orders = np.stack([np.random.default_rng(r).permutation(X.shape[0]) for r in range(3)])
+    for cols in ([0], [1, 2], [3], [0, 4, 6]):
+        outs, exact = path.outputs(np.array(cols), orders)
+        assert exact.all()
+        for r, order in enumerate(orders):
+            Xp = X.copy()
+            Xp[:, cols] = X[order][:, cols]
+            for name, value in outs.items():
+                own = getattr(model, name)(Xp)
+                assert value[r].dtype == own.dtype
+                assert np.array_equal(value[r], own), (name, cols, r)
+    assert_parity(model, X, y, scoring, seeds=(0, 3))
+
+
+@pytest.mark.parametrize("index", [1, 8, 9])
+def test_sums_with_numpy_kernels_and_missing_values(index, kernels):
+    model, X, y, scoring = _sum_case(SUM_CASES[index], seed=5, nan=0.0 if index == 1 else 0.1)
+    path = _path(boosting_path, model, X, scoring)
+    assert isinstance(path, boosting.SumPath)
+    assert_parity(model, X, y, scoring, seeds=(2,))
+
+
+def test_sums_that_do_not_reproduce_the_model_are_not_used(monkeypatch):
+    """A sum one ulp off (a build that fuses the multiply-add, say): the model re-predicts."""
+    model, X, y, scoring = _sum_case(SUM_CASES[1])
+    original = boosting.sum_leaves
+    monkeypatch.setattr(boosting, "sum_leaves", lambda *args: np.nextafter(original(*args), np.inf))
+    path = _path(boosting_path, model, X, scoring)
+    assert isinstance(path, RepredictPath) and not isinstance(path, boosting.SumPath)
+    assert_parity(model, X, y, scoring, seeds=(0,))
+
+
+def test_unknown_categories_and_tied_labels_are_left_to_the_model(kernels):
+    rng = np.random.default_rng(14)
+    X = rng.integers(0, 4, size=(120, 4)).astype(float)
+    y = ((X[:, 0] == 2) | (X[:, 1] > 2)).astype(int)
+    model = HGB(max_iter=8, categorical_features=[0], random_state=0).fit(X, y)
+    X_new = X.copy()
+    X_new[::5, 0] = 7  # a category the model has not seen
+    path = _path(boosting_path, model, X_new, None)
+    assert isinstance(path, boosting.SumPath)
+    assert_parity(model, X_new, y, None, seeds=(0, 1))
+    link = boosting.RawLink(model, "hist", classifier=True)
+    raw = np.array([[0.0], [1e-300], [-0.0]])
+    assert link.tied(raw).tolist() == [True, False, True]
+    multi = boosting.RawLink(model, "gb", classifier=True)
+    assert multi.tied(np.array([[1.0, 1.0, 0.0], [1.0, 2.0, 2.0], [3.0, 2.0, 1.0]])).tolist() == [
+        True,
+        True,
+        False,
+    ]
+
+
+def test_summing_path_answers_group_by_group():
+    """One group's outputs at a time: memory holds one group's copies, not all of them."""
+    model, X, _, scoring = _sum_case(SUM_CASES[1])
+    path = _path(boosting_path, model, X, scoring)
+    orders = np.stack([np.random.default_rng(r).permutation(X.shape[0]) for r in range(2)])
+    answers = path.outputs_many([np.array([0]), np.array([1])], orders)
+    assert not isinstance(answers, list)
+    first, _ = next(iter(answers))
+    assert first["predict_proba"].shape == (2, X.shape[0], 3)
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "scoring"),
+    [
+        (DecisionTreeClassifier(random_state=0), "multiclass", None),
+        (DecisionTreeRegressor(max_depth=6, random_state=0), "regression", "r2"),
+        (RandomForestClassifier(6, random_state=0), "binary", "neg_log_loss"),
+    ],
+)
+def test_trees_on_missing_values_take_the_tree_path(model, task, scoring, kernels):
+    """The tree path sends NaN where ``missing_go_to_left`` says; its leaves are ``apply``'s."""
+    from leap.builtins.methods.permutation.trees import TreePath, tree_path
+
+    X, y = _data(15, nan=0.15, task=task)
+    model = clone(model).fit(X, y)
+    path = _path(tree_path, model, X, scoring)
+    assert isinstance(path, TreePath)
+    assert path.nan_left.any() and not path.nan_left.all()
+    assert_parity(model, X, y, scoring, seeds=(0, 1))
+    X_inf = X.copy()
+    X_inf[0, 0] = np.inf  # the model refuses it; so does the path
+    assert tree_path(model, X_inf, {"predict": np.zeros(X.shape[0])}) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "task", "nan", "scoring"),
+    [
+        ("clf", "binary", 0.1, "roc_auc"),
+        ("clf", "multiclass", 0.1, "neg_log_loss"),
+        ("reg", "regression", 0.0, "r2"),
+    ],
+)
+def test_xgboost_margins_summed_by_leap_are_transformed_by_the_library(kind, task, nan, scoring):
+    """float32 margins summed tree by tree; the wrapper itself turns them into outputs."""
+    xgboost = _xgboost()
+    X, y = _data(16, nan=nan, task=task)
+    cls = xgboost.XGBClassifier if kind == "clf" else xgboost.XGBRegressor
+    model = cls(n_estimators=10, max_depth=4, random_state=0, n_jobs=1).fit(X, y)
+    path = _path(native_booster_path, model, X, scoring)
+    assert isinstance(path, boosting.SumPath) and path.values.dtype == np.float32
+    orders = np.stack([np.random.default_rng(r).permutation(X.shape[0]) for r in range(2)])
+    for cols in ([0], [1, 3]):
+        outs, _ = path.outputs(np.array(cols), orders)
+        for r, order in enumerate(orders):
+            Xp = X.copy()
+            Xp[:, cols] = X[order][:, cols]
+            for name, value in outs.items():
+                assert np.array_equal(value[r], getattr(model, name)(Xp), equal_nan=True)
+    assert_parity(model, X, y, scoring, seeds=(0, 2))
+
+
+def test_xgboost_early_stopping_is_not_summed():
+    """The wrapper predicts with the best iteration's trees: the sums are not certified."""
+    xgboost = _xgboost()
+    X, y = _data(17)
+    model = xgboost.XGBClassifier(
+        n_estimators=40, max_depth=3, early_stopping_rounds=2, random_state=0, n_jobs=1
+    ).fit(X[:80], y[:80], eval_set=[(X[80:], y[80:])], verbose=False)
+    assert model.best_iteration + 1 < model.get_booster().num_boosted_rounds()
+    path = _path(native_booster_path, model, X, None)
+    assert isinstance(path, RepredictPath) and not isinstance(path, boosting.SumPath)
+    assert_parity(model, X, y, None, seeds=(0,))

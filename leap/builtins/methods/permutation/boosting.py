@@ -20,6 +20,16 @@ path tests a permuted column and whose value changed is re-predicted. A split LE
 decide itself (a categorical bitset, a value the library treats as missing) marks the row
 for re-prediction.
 
+Where the model's raw prediction is a plain sum of leaf values, LEAP does not even ask the
+model for the rows whose leaves move (:class:`SumPath`): it adds the leaf values itself in
+the model's own order (GradientBoosting: the init estimator's raw prediction, then
+``learning_rate * value`` stage by stage; HistGradientBoosting: zero plus the baseline,
+then each iteration's leaf value; XGBoost: the intercept, then float32 leaf values tree by
+tree) and hands the sums to the model's own link (its loss object; XGBoost's own transform
+with an empty tree range). The factory certifies, bit for bit on the unpermuted rows, that
+the sums equal the model's raw predictions and that the link gives its outputs; labels
+whose raw predictions tie are left to the model.
+
 Covered here: :class:`~sklearn.ensemble.GradientBoostingClassifier` and
 :class:`~sklearn.ensemble.GradientBoostingRegressor` (binary and multiclass, the default
 or a dummy init estimator), :class:`~sklearn.ensemble.HistGradientBoostingClassifier` and
@@ -607,10 +617,11 @@ def boosting_path(
             local = estimator.apply(X)  # (rows, stages, K) or (rows, stages)
             return _global_leaves(local, table.roots)
 
-        return build_path(
+        path = build_path(
             estimator, X, base_outputs, lambda: sklearn_tree_table(stages), leaves,
             max_stack_bytes=MAX_STACK_BYTES_PER_TREE_MODELS,
         )  # fmt: skip
+        return _gb_sums(estimator, X, path, stages) if path is not None else None
     if cls in hist:
         return _hist_path(estimator, X, base_outputs)
     if cls in forests or cls in trees:
@@ -720,6 +731,371 @@ def _hist_path(
     try:
         walk_input = np.empty_like(encoded)
         walk_input[:, source] = encoded
-        return build_path(estimator, X, base_outputs, make_table, leaves, walk_input)
+        path = build_path(estimator, X, base_outputs, make_table, leaves, walk_input)
     except Exception:
         return None
+    if path is None:
+        return None
+    classifier = hasattr(estimator, "classes_")
+    try:
+        values = np.concatenate([np.asarray(p.nodes["value"], np.float64) for p in predictors])
+        init = np.zeros(estimator.n_trees_per_iteration_, dtype=np.float64)
+        init += np.asarray(estimator._baseline_prediction, dtype=np.float64).ravel()
+        raw = estimator.decision_function(X) if classifier else None
+    except Exception:
+        return path
+    link = RawLink(estimator, "hist", classifier)
+    classes = np.arange(len(predictors)) % init.size
+    return certified_sums(path, values, init, classes, link, raw) or path
+
+
+def _gb_sums(estimator: Any, X: np.ndarray, path: RepredictPath, stages: list) -> RepredictPath:
+    """GradientBoosting: init raw prediction, then ``learning_rate * value`` stage by stage."""
+    classifier = hasattr(estimator, "classes_")
+    try:
+        scale = np.float64(estimator.learning_rate)
+        values = np.concatenate([scale * est.tree_.value.reshape(-1) for est in stages])
+        if any(est.tree_.value.shape[1:] != (1, 1) for est in stages):
+            return path
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            start = np.asarray(estimator._raw_predict_init(X.astype(np.float32)), np.float64)
+            raw = estimator.decision_function(X) if classifier else None
+        if start.shape != (X.shape[0], estimator.estimators_.shape[1]):
+            return path
+        if not np.all(start == start[:1]):
+            return path  # an init estimator whose prediction depends on the row
+    except Exception:
+        return path
+    link = RawLink(estimator, "gb", classifier)
+    classes = np.arange(len(stages)) % start.shape[1]
+    return certified_sums(path, values, start[0], classes, link, raw) or path
+
+
+# --- summing leaf values in the model's own order ---------------------------------------
+
+
+def _moved_sums(
+    left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
+    pair_rows, pair_trees, leaves, strict, nan_special, zero_special, cat_row, left_bits,
+    known_bits, values, init, tree_class, raw_out, moved, undecided,
+):  # fmt: skip
+    """Loop kernel: the raw prediction of every row whose leaf moves in copy ``r``.
+
+    The walk is :func:`_affected`'s. A row whose leaf moves in some tree gets
+    ``raw_out[r, i, k] = init[k] + values[leaf]`` summed tree by tree in the model's order
+    (tree ``t`` adds to class ``tree_class[t]``; in the dtype of ``values``), with the
+    moved leaves in place of the unpermuted ones, and ``moved[r, i]``; a row meeting a
+    split LEAP does not decide gets ``undecided[r, i]`` instead (the model predicts it).
+    """
+    R = changed.shape[0]
+    P = pair_rows.shape[0]
+    n, T = leaves.shape
+    K = init.shape[0]
+    acc = init.copy()
+    row_slot = np.full(n, -1, dtype=np.int64)
+    listed = np.empty(n, dtype=np.int64)
+    buf = np.empty((n, T), dtype=np.int64)
+    for r in range(R):
+        n_listed = 0
+        for p in range(P):
+            i = pair_rows[p]
+            if not changed[r, i] or undecided[r, i]:
+                continue
+            t = pair_trees[p]
+            node = roots[t]
+            undec = False
+            while left[node] != -1:
+                f = feature[node]
+                q = slot[f]
+                x = Xw[i, f] if q < 0 else new[r, i, q]
+                if special[node] and not (cat_row[node] >= 0 and x != x):
+                    b = cat_row[node]
+                    if b < 0 or not (0 <= x < 256) or int(x) != x:
+                        undec = True
+                        break
+                    c = int(x)
+                    if (left_bits[b, c >> 5] >> (c & 31)) & 1:
+                        node = left[node]
+                    elif (known_bits[b, c >> 5] >> (c & 31)) & 1:
+                        node = right[node]
+                    else:
+                        undec = True
+                        break
+                    continue
+                if x != x:
+                    if nan_special:
+                        undec = True
+                        break
+                    node = left[node] if nan_left[node] else right[node]
+                    continue
+                if zero_special and abs(x) <= 1e-35:
+                    undec = True
+                    break
+                if strict:
+                    go_left = x < threshold[node]
+                else:
+                    go_left = x <= threshold[node]
+                node = left[node] if go_left else right[node]
+            if undec:
+                undecided[r, i] = True
+                continue
+            if node != leaves[i, t]:
+                s = row_slot[i]
+                if s < 0:
+                    s = n_listed
+                    row_slot[i] = s
+                    listed[s] = i
+                    n_listed += 1
+                    for u in range(T):
+                        buf[s, u] = leaves[i, u]
+                buf[s, t] = node
+        for s in range(n_listed):
+            i = listed[s]
+            row_slot[i] = -1
+            if undecided[r, i]:
+                continue
+            moved[r, i] = True
+            for k in range(K):
+                acc[k] = init[k]
+            for u in range(T):
+                acc[tree_class[u]] += values[buf[s, u]]
+            for k in range(K):
+                raw_out[r, i, k] = acc[k]
+
+
+def sum_leaves(
+    values: np.ndarray, init: np.ndarray, tree_class: np.ndarray, leaves: np.ndarray
+) -> np.ndarray:
+    """``(n_rows, K)`` raw predictions: ``init[k]`` plus the leaf values of class ``k``'s trees.
+
+    Tree ``t`` adds to class ``tree_class[t]``, after the trees before it, one addition at
+    a time in the dtype of ``values``, as the boosting libraries accumulate them.
+    """
+    K = init.shape[0]
+    contributions = values[leaves]
+    raw = np.empty((leaves.shape[0], K), dtype=values.dtype)
+    for k in range(K):
+        acc = np.full(leaves.shape[0], init[k], dtype=values.dtype)
+        for t in np.flatnonzero(tree_class == k):
+            acc += contributions[:, t]
+        raw[:, k] = acc
+    return raw
+
+
+def _moved_sums_numpy(
+    left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
+    pair_rows, pair_trees, leaves, strict, nan_special, zero_special, cat_row, left_bits,
+    known_bits, values, init, tree_class, raw_out, moved, undecided,
+):  # fmt: skip
+    table = TreeTable(
+        left, right, feature, threshold, nan_left, special, roots,
+        bool(strict), Xw.dtype == np.float32, bool(nan_special), bool(zero_special),
+        cat_row, left_bits, known_bits,
+    )  # fmt: skip
+    for r in range(changed.shape[0]):
+        keep = changed[r, pair_rows]
+        rows, trees = pair_rows[keep], pair_trees[keep]
+        if rows.size == 0:
+            continue
+
+        def values_at(active, f, rows=rows, r=r):
+            x = Xw[rows[active], f]
+            q = slot[f]
+            hit = q >= 0
+            if hit.any():
+                x[hit] = new[r, rows[active][hit], q[hit]]
+            return x
+
+        node, undec = _walk_nodes(table, Xw, rows, trees, values_at)
+        undecided[r, rows[undec]] = True
+        shift = ~undec & (node != leaves[rows, trees])
+        shift &= ~undecided[r, rows]
+        if not shift.any():
+            continue
+        moved_rows = np.unique(rows[shift])
+        position = np.searchsorted(moved_rows, rows[shift])
+        buf = leaves[moved_rows].astype(np.int64)
+        buf[position, trees[shift]] = node[shift]
+        moved[r, moved_rows] = True
+        raw_out[r, moved_rows] = sum_leaves(values, init, tree_class, buf)
+
+
+class RawLink:
+    """The response methods of a scikit-learn booster, from its raw predictions.
+
+    ``kind`` names the model's own code that maps raw predictions to outputs:
+    ``"gb"`` (GradientBoosting) or ``"hist"`` (HistGradientBoosting). Probabilities and
+    regression values go through the model's own loss object; labels are the model's
+    threshold (``>= 0`` for GradientBoosting, ``> 0`` for HistGradientBoosting) or argmax,
+    and a row whose raw predictions tie (a zero, or two equal maxima) is left to the model.
+    """
+
+    def __init__(self, model: Any, kind: str, classifier: bool) -> None:
+        self.model = model
+        self.kind = kind
+        self.classifier = classifier
+
+    def _layout(self, raw: np.ndarray) -> np.ndarray:
+        # the array the model itself hands to its loss: C order (GB), Fortran order (HGB)
+        return np.asfortranarray(raw) if self.kind == "hist" else np.ascontiguousarray(raw)
+
+    def tied(self, raw: np.ndarray) -> np.ndarray:
+        """Rows whose label the model must decide."""
+        if not self.classifier:
+            return np.zeros(raw.shape[0], dtype=bool)
+        if raw.shape[1] == 1:
+            return raw[:, 0] == 0
+        top = raw.max(axis=1, keepdims=True)
+        return (raw == top).sum(axis=1) > 1
+
+    def outputs(self, raw: np.ndarray, methods: list[str]) -> dict[str, np.ndarray]:
+        """The model's outputs of the rows whose raw predictions are ``raw`` (m, K)."""
+        raw = self._layout(raw)
+        K = raw.shape[1]
+        loss = self.model._loss
+        out = {}
+        for name in methods:
+            if name == "decision_function" and self.classifier:
+                out[name] = raw.ravel() if K == 1 else raw.copy()
+            elif name == "predict_proba" and self.classifier:
+                given = raw.ravel() if (K == 1 and self.kind == "gb") else raw
+                out[name] = np.asarray(loss.predict_proba(given))
+            elif name == "predict" and self.classifier:
+                if K == 1:
+                    positive = raw[:, 0] >= 0 if self.kind == "gb" else raw[:, 0] > 0
+                    encoded = positive.astype(int)
+                else:
+                    encoded = np.argmax(raw, axis=1)
+                out[name] = self.model.classes_[encoded]
+            elif name == "predict":
+                values = raw.ravel()
+                out[name] = values.copy() if self.kind == "gb" else loss.link.inverse(values)
+            else:
+                raise ValueError(f"no raw link for {name!r}")
+        return out
+
+
+class SumPath(RepredictPath):
+    """Outputs of permuted copies from leaf values summed in the model's own order.
+
+    A row whose leaf moves in some tree gets its raw prediction re-summed from its leaves
+    (the unpermuted ones, the moved ones in their place), then the model's own link (see
+    :class:`RawLink`). Rows that meet a split LEAP does not decide, or whose raw
+    predictions tie, are re-predicted by the model as in :class:`RepredictPath`. The
+    factory certifies, on the unpermuted rows (all of them, and subsets), that these sums
+    and links give the model's outputs bit for bit.
+    """
+
+    def __init__(
+        self,
+        path: RepredictPath,
+        values: np.ndarray,
+        init: np.ndarray,
+        tree_class: np.ndarray,
+        link: Any,
+        base_raw: np.ndarray,
+    ) -> None:
+        self.__dict__.update(path.__dict__)
+        self.values = np.ascontiguousarray(values)
+        self.init = np.ascontiguousarray(init, dtype=self.values.dtype)
+        self.tree_class = np.ascontiguousarray(tree_class, dtype=np.int64)
+        self.link = link
+        self.base_raw = np.ascontiguousarray(base_raw, dtype=self.values.dtype)
+
+    def outputs(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Outputs of each copy (always certified)."""
+        return self._group_outputs(np.asarray(cols, dtype=np.int64), orders)
+
+    def outputs_many(self, groups, orders):  # type: ignore[override]
+        """Outputs of every copy of every group, one group at a time (a generator)."""
+        for cols in groups:
+            yield self._group_outputs(np.asarray(cols, dtype=np.int64), orders)
+
+    def _group_outputs(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        R, m = orders.shape
+        Xw = self.Xw
+        new = np.ascontiguousarray(Xw[orders[:, :, None], cols[None, None, :]])
+        old = Xw[:, cols]
+        width = {4: np.uint32, 8: np.uint64}[Xw.dtype.itemsize]
+        changed = np.any(new.view(width) != old.view(width)[None], axis=2)
+        pair_rows, pair_trees = self.index.pairs(cols)
+        slot = np.full(Xw.shape[1], -1, dtype=np.int64)
+        slot[cols] = np.arange(len(cols))
+        raw = np.repeat(self.base_raw[np.newaxis], R, axis=0)
+        moved = np.zeros((R, m), dtype=np.bool_)
+        undecided = np.zeros((R, m), dtype=np.bool_)
+        t = self.table
+        kernel = compiled(_moved_sums) or _moved_sums_numpy
+        kernel(
+            t.left, t.right, t.feature, t.threshold, t.nan_left, t.special, t.roots, Xw,
+            slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_special,
+            t.zero_special, t.cat_row, t.left_bits, t.known_bits, self.values, self.init,
+            self.tree_class, raw, moved, undecided,
+        )  # fmt: skip
+        copy_of, row_of = np.nonzero(moved)
+        summed = raw[copy_of, row_of]
+        tied = self.link.tied(summed)
+        if tied.any():
+            undecided[copy_of[tied], row_of[tied]] = True
+            copy_of, row_of, summed = copy_of[~tied], row_of[~tied], summed[~tied]
+        outs = {name: np.repeat(self.base[name][np.newaxis], R, axis=0) for name in self.methods}
+        if row_of.size:
+            with self._lock, self._one_thread():
+                linked = self.link.outputs(summed, self.methods)
+            for name, value in linked.items():
+                outs[name][copy_of, row_of] = value
+        if undecided.any():
+            u_copy, u_row = np.nonzero(undecided)
+            (pred,) = self._predict_rows([(cols, u_copy, u_row)], orders)
+            for name in self.methods:
+                outs[name][u_copy, u_row] = pred[name]
+        return outs, np.ones(R, dtype=bool)
+
+
+def certified_sums(
+    path: RepredictPath,
+    values: np.ndarray,
+    init: np.ndarray,
+    tree_class: np.ndarray,
+    link: Any,
+    raw: Any,
+) -> SumPath | None:
+    """A :class:`SumPath` when sums and link reproduce the model on the unpermuted rows.
+
+    ``link`` has ``tied(raw)`` (rows the model must decide) and ``outputs(raw, methods)``
+    (see :class:`RawLink`). ``raw`` is the model's own raw prediction of every row,
+    ``(n_rows, K)`` (``None`` for models that give none apart from their outputs). Checked
+    bit for bit: LEAP's sums of the model's own leaves against ``raw``; the link of those
+    sums, on all rows and on subsets of them, against the model's outputs.
+    """
+    if not path.refine:
+        return None
+    try:
+        values = np.ascontiguousarray(values)
+        init = np.asarray(init, dtype=values.dtype).reshape(-1)
+        tree_class = np.asarray(tree_class, dtype=np.int64)
+        if tree_class.shape != (path.leaves.shape[1],) or values.shape != path.table.left.shape:
+            return None
+        if tree_class.size and not (0 <= tree_class.min() and tree_class.max() < init.size):
+            return None
+        mine = sum_leaves(values, init, tree_class, path.leaves.astype(np.int64))
+        if raw is not None:
+            raw = np.asarray(raw)
+            if raw.dtype != mine.dtype or not _same_bits(mine, raw.reshape(mine.shape)):
+                return None
+        m = mine.shape[0]
+        for rows in (np.arange(m), np.arange(0, m, 7), np.arange(m - 2, m), np.arange(1)):
+            keep = rows[~link.tied(mine[rows])]
+            if keep.size == 0:
+                continue
+            got = link.outputs(mine[keep], path.methods)
+            if not all(_same_bits(got[k], np.asarray(path.base[k])[keep]) for k in path.methods):
+                return None
+    except Exception:  # a loss or layout this code does not know: the model re-predicts
+        return None
+    return SumPath(path, values, init, tree_class, link, mine)

@@ -11,6 +11,13 @@ for XGBoost). LEAP's re-walk that narrows those rows follows the library's rules
 categorical splits, NaN and (LightGBM) zero values at a split mark the row for
 re-prediction instead.
 
+For XGBoost's ``gbtree`` models LEAP also sums the float32 leaf values itself (the
+intercept, then tree by tree into each tree's class, as XGBoost's CPU predictor does) and
+has the wrapper transform those margins, passed as ``base_margin`` with the empty tree
+range ``(n_rounds, n_rounds)``; certified bit for bit on the unpermuted rows (see
+:class:`~.boosting.SumPath`). LightGBM's predict takes no margins, so it keeps
+re-predicting.
+
 Neither library is imported unless the model's class comes from it.
 """
 
@@ -27,6 +34,7 @@ from leap.builtins.methods.permutation.boosting import (
     RepredictPath,
     TreeTable,
     build_path,
+    certified_sums,
 )
 
 _LEAF = -1
@@ -95,10 +103,68 @@ def _xgboost_path(estimator, X, base_outputs):
         local = np.asarray(local).reshape(X.shape[0], -1)
         return local.astype(np.int64) + table.roots[np.newaxis]
 
-    return build_path(
+    path = build_path(
         estimator, X, base_outputs, make_table, leaves, serial=True,
         max_stack_bytes=MAX_STACK_BYTES_PER_TREE_MODELS,
     )  # fmt: skip
+    if path is None or gbm.get("name") != "gbtree":
+        return path  # DART weighs its trees at prediction: no plain sums
+    return _xgboost_sums(estimator, X, path, gbm["model"]) or path
+
+
+class XGBoostMargins:
+    """XGBoost's own response methods on given margins, with no tree in the prediction.
+
+    The wrapper's ``predict``/``predict_proba`` take ``base_margin`` and an
+    ``iteration_range``; with the empty range ``(n_rounds, n_rounds)`` no tree adds to the
+    margin, so the library applies its own objective transform (and the wrapper its
+    post-processing) to exactly the margins LEAP summed. The input rows are then unread;
+    zeros of the right width are passed.
+    """
+
+    def __init__(self, model: Any, n_rounds: int, n_features: int) -> None:
+        self.model = model
+        self.n_rounds = n_rounds
+        self.n_features = n_features
+
+    def tied(self, raw: np.ndarray) -> np.ndarray:
+        return np.zeros(raw.shape[0], dtype=bool)  # the library decides labels itself
+
+    def outputs(self, raw: np.ndarray, methods: list[str]) -> dict[str, np.ndarray]:
+        margins = raw[:, 0] if raw.shape[1] == 1 else raw
+        m = raw.shape[0]
+        pad = m < 2  # as own_outputs: at least two rows per call
+        if pad:
+            margins = np.concatenate([margins, margins[:1]])
+        zeros = np.zeros((margins.shape[0], self.n_features), dtype=np.float32)
+        span = (self.n_rounds, self.n_rounds)
+        out = {}
+        for name in methods:
+            value = getattr(self.model, name)(zeros, base_margin=margins, iteration_range=span)
+            out[name] = np.asarray(value)[:m]
+        return out
+
+
+def _xgboost_sums(estimator: Any, X: np.ndarray, path: RepredictPath, model: dict):
+    """XGBoost: the intercept, then each tree's float32 leaf value added to its class."""
+    trees = model["trees"]
+    info = np.asarray(model.get("tree_info", []), dtype=np.int64)
+    if info.shape != (len(trees),):
+        return None
+    if any(int(t.get("tree_param", {}).get("size_leaf_vector", "1")) > 1 for t in trees):
+        return None  # vector leaves (multi_output_tree)
+    values = np.concatenate([np.asarray(t["split_conditions"], dtype=np.float32) for t in trees])
+    n_rounds = estimator.get_booster().num_boosted_rounds()
+    # With early stopping the wrapper predicts with fewer trees than the leaves cover: the
+    # margins then differ from LEAP's sums, and the certification declines.
+    span = (n_rounds, n_rounds)
+    init = np.asarray(estimator.predict(X[:2], output_margin=True, iteration_range=span))
+    raw = np.asarray(estimator.predict(X, output_margin=True))
+    init = init.reshape(2, -1)[0]
+    if raw.dtype != np.float32 or init.dtype != np.float32:
+        return None
+    link = XGBoostMargins(estimator, n_rounds, X.shape[1])
+    return certified_sums(path, values, init, info, link, raw.reshape(X.shape[0], -1))
 
 
 def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, int]]:
