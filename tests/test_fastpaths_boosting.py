@@ -548,3 +548,19 @@ def test_xgboost_early_stopping_is_not_summed():
     path = _path(native_booster_path, model, X, None)
     assert isinstance(path, RepredictPath) and not isinstance(path, boosting.SumPath)
     assert_parity(model, X, y, None, seeds=(0,))
+
+
+@pytest.mark.parametrize("objective", ["regression", "huber", "poisson"])
+def test_lightgbm_regression_sums_only_where_the_prediction_is_the_raw_score(objective):
+    lightgbm = _lightgbm()
+    X, y = _data(18, nan=0.1, task="regression")
+    if objective == "poisson":
+        y = np.exp(y / 4)
+    model = lightgbm.LGBMRegressor(
+        n_estimators=12, num_leaves=8, min_child_samples=5, objective=objective, verbose=-1,
+        n_jobs=1,
+    ).fit(X, y)  # fmt: skip
+    path = _path(native_booster_path, model, X, "r2")
+    assert isinstance(path, RepredictPath)
+    assert isinstance(path, boosting.SumPath) == (objective != "poisson")  # exp transform
+    assert_parity(model, X, y, "r2", seeds=(0, 1))

@@ -235,4 +235,36 @@ def _lightgbm_path(estimator, X, base_outputs):
             out[:, t] = lookup[local[:, t].astype(np.int64)] + table.roots[t]
         return out
 
-    return build_path(estimator, X, base_outputs, make_table, leaves, serial=True)
+    path = build_path(estimator, X, base_outputs, make_table, leaves, serial=True)
+    if path is None or hasattr(estimator, "classes_"):
+        return path  # probabilities: LightGBM's transform takes no margins from LEAP
+    return _lightgbm_sums(booster, dump, trees, path) or path
+
+
+class Identity:
+    """A regressor whose prediction is its raw score (LightGBM's ``regression``, ``l1``...)."""
+
+    def tied(self, raw: np.ndarray) -> np.ndarray:
+        return np.zeros(raw.shape[0], dtype=bool)
+
+    def outputs(self, raw: np.ndarray, methods: list[str]) -> dict[str, np.ndarray]:
+        if list(methods) != ["predict"]:
+            raise ValueError("only predict")
+        return {"predict": raw[:, 0].copy()}
+
+
+def _lightgbm_sums(booster: Any, dump: dict, trees: list, path: RepredictPath):
+    """LightGBM regression: float64 leaf values added tree by tree from zero.
+
+    The leaf values are the booster's own doubles (``get_leaf_output``), not the dump's
+    text; a regression objective with a transform (Poisson, gamma, ...) fails the check.
+    """
+    if int(dump.get("num_tree_per_iteration", 1)) != 1:
+        return None
+    values = np.zeros(path.table.left.shape[0], dtype=np.float64)
+    for t, ((_, leaf_node), start) in enumerate(zip(trees, path.table.roots, strict=True)):
+        for leaf, node in leaf_node.items():
+            values[start + node] = booster.get_leaf_output(t, leaf)
+    init = np.zeros(1, dtype=np.float64)
+    tree_class = np.zeros(len(trees), dtype=np.int64)
+    return certified_sums(path, values, init, tree_class, Identity(), None)
