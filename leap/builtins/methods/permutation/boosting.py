@@ -65,8 +65,13 @@ MAX_STACK_BYTES = 2 * 2**20
 #: 400).
 MAX_STACK_BYTES_PER_TREE_MODELS = 8 * 2**20
 
-#: LightGBM treats ``|x| <= 1e-35`` as zero (a possible missing value).
-_ZERO = 1e-35
+#: LightGBM treats ``|x| <= 1e-35f`` as zero (a possible missing value); values up to twice
+#: that are left to the model at a split whose missing values are zeros.
+_ZERO = 2e-35
+
+#: What a NaN does at a split (``TreeTable.nan_rule``): go to the node's missing side, mark
+#: the row for the model, or be read as 0.0 (LightGBM splits without missing values).
+NAN_SIDE, NAN_UNDECIDED, NAN_AS_ZERO = 0, 1, 2
 
 
 @dataclass
@@ -76,8 +81,9 @@ class TreeTable:
     ``left``/``right`` are ``-1`` at leaves; ``nan_left`` says where a NaN goes; at a
     ``special`` node LEAP does not decide the split (the row is re-predicted). ``strict``:
     a value goes left when ``x < threshold`` (else ``x <= threshold``); ``float32``: values
-    are compared as float32; ``nan_special``/``zero_special``: a NaN (a value within
-    ``1e-35`` of zero) at any split marks the row for re-prediction.
+    are compared as float32; ``nan_rule`` (per node): what a NaN does (see ``NAN_SIDE``);
+    ``zero_check`` (per node): a value within ``_ZERO`` of zero marks the row for
+    re-prediction.
     """
 
     left: np.ndarray
@@ -89,8 +95,8 @@ class TreeTable:
     roots: np.ndarray
     strict: bool = False
     float32: bool = False
-    nan_special: bool = False
-    zero_special: bool = False
+    nan_rule: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
+    zero_check: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.bool_))
     cat_row: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     left_bits: np.ndarray = field(default_factory=lambda: np.zeros((1, 8), dtype=np.uint32))
     known_bits: np.ndarray = field(default_factory=lambda: np.zeros((1, 8), dtype=np.uint32))
@@ -98,8 +104,13 @@ class TreeTable:
     def __post_init__(self) -> None:
         # Categorical splits LEAP decides (HistGradientBoosting): per node the row of its
         # bitsets (-1: not decided), a code in the left bitset goes left, a known code right.
-        if self.cat_row.shape[0] != self.left.shape[0]:
-            self.cat_row = np.full(self.left.shape[0], -1, dtype=np.int64)
+        n = self.left.shape[0]
+        if self.cat_row.shape[0] != n:
+            self.cat_row = np.full(n, -1, dtype=np.int64)
+        if self.nan_rule.shape[0] != n:
+            self.nan_rule = np.full(n, NAN_SIDE, dtype=np.int8)
+        if self.zero_check.shape[0] != n:
+            self.zero_check = np.zeros(n, dtype=np.bool_)
 
     @classmethod
     def concatenate(
@@ -108,10 +119,12 @@ class TreeTable:
         *,
         strict: bool = False,
         float32: bool = False,
-        nan_special: bool = False,
-        zero_special: bool = False,
     ) -> TreeTable:
-        """One table from per-tree arrays numbered locally (children ``-1`` at leaves)."""
+        """One table from per-tree arrays numbered locally (children ``-1`` at leaves).
+
+        Optional per-node keys: ``nan_rule``, ``zero_check`` (default: NaN to the missing
+        side, no zero check).
+        """
         sizes = np.array([len(p["left"]) for p in parts], dtype=np.int64)
         roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
@@ -127,6 +140,11 @@ class TreeTable:
         left = joined("left", np.int64, shift=True)
         right = joined("right", np.int64, shift=True)
         leaf = left == _LEAF
+        nan_rule = np.full(left.shape[0], NAN_SIDE, dtype=np.int8)
+        zero_check = np.zeros(left.shape[0], dtype=np.bool_)
+        if parts and "nan_rule" in parts[0]:
+            nan_rule = joined("nan_rule", np.int8)
+            zero_check = joined("zero_check", np.bool_) & ~leaf
         return cls(
             left=left,
             right=right,
@@ -137,8 +155,8 @@ class TreeTable:
             roots=roots,
             strict=strict,
             float32=float32,
-            nan_special=nan_special,
-            zero_special=zero_special,
+            nan_rule=nan_rule,
+            zero_check=zero_check,
         )
 
     def walk_values(self, X: np.ndarray) -> np.ndarray:
@@ -148,7 +166,7 @@ class TreeTable:
 
 def _affected(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
-    pair_rows, pair_trees, leaves, strict, nan_special, zero_special, refine, affected,
+    pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, refine, affected,
     cat_row, left_bits, known_bits,
 ):  # fmt: skip
     """Loop kernel: ``affected[r, i]`` when row ``i``'s leaf may move in copy ``r``.
@@ -189,12 +207,15 @@ def _affected(
                         break
                     continue
                 if x != x:
-                    if nan_special:
+                    rule = nan_rule[node]
+                    if rule == 1:
                         undecided = True
                         break
-                    node = left[node] if nan_left[node] else right[node]
-                    continue
-                if zero_special and abs(x) <= 1e-35:
+                    if rule == 0:
+                        node = left[node] if nan_left[node] else right[node]
+                        continue
+                    x = 0.0
+                if zero_check[node] and abs(x) <= 2e-35:
                     undecided = True
                     break
                 if strict:
@@ -230,9 +251,11 @@ def _walk_nodes(table: TreeTable, Xw: np.ndarray, rows: np.ndarray, trees: np.nd
         in_known = (table.known_bits[rows_b, codes >> 5] & bit) != 0
         categorical = table.special[n]
         stop = categorical & ~(decided & (nan | (code_ok & (in_left | in_known))))
-        stop |= nan & table.nan_special
-        if table.zero_special:
-            stop |= np.abs(x) <= _ZERO
+        rule = table.nan_rule[n]
+        stop |= nan & (rule == NAN_UNDECIDED)
+        x = np.where(nan & (rule == NAN_AS_ZERO), 0.0, x)
+        nan &= rule == NAN_SIDE
+        stop |= table.zero_check[n] & (np.abs(x) <= _ZERO)
         with np.errstate(invalid="ignore"):
             go_left = x < table.threshold[n] if table.strict else x <= table.threshold[n]
         go_left = np.where(categorical, in_left, go_left)
@@ -246,12 +269,12 @@ def _walk_nodes(table: TreeTable, Xw: np.ndarray, rows: np.ndarray, trees: np.nd
 
 def _affected_numpy(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
-    pair_rows, pair_trees, leaves, strict, nan_special, zero_special, refine, affected,
+    pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, refine, affected,
     cat_row, left_bits, known_bits,
 ):  # fmt: skip
     table = TreeTable(
         left, right, feature, threshold, nan_left, special, roots,
-        bool(strict), Xw.dtype == np.float32, bool(nan_special), bool(zero_special),
+        bool(strict), Xw.dtype == np.float32, nan_rule, zero_check,
         cat_row, left_bits, known_bits,
     )  # fmt: skip
     for r in range(changed.shape[0]):
@@ -454,8 +477,8 @@ class RepredictPath:
         kernel = compiled(_affected) or _affected_numpy
         kernel(
             t.left, t.right, t.feature, t.threshold, t.nan_left, t.special, t.roots, Xw,
-            slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_special,
-            t.zero_special, self.refine, affected, t.cat_row, t.left_bits, t.known_bits,
+            slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_rule,
+            t.zero_check, self.refine, affected, t.cat_row, t.left_bits, t.known_bits,
         )  # fmt: skip
         return affected
 
@@ -777,7 +800,7 @@ def _gb_sums(estimator: Any, X: np.ndarray, path: RepredictPath, stages: list) -
 
 def _moved_sums(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
-    pair_rows, pair_trees, leaves, strict, nan_special, zero_special, cat_row, left_bits,
+    pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, cat_row, left_bits,
     known_bits, values, init, tree_class, raw_out, moved, undecided,
 ):  # fmt: skip
     """Loop kernel: the raw prediction of every row whose leaf moves in copy ``r``.
@@ -824,12 +847,15 @@ def _moved_sums(
                         break
                     continue
                 if x != x:
-                    if nan_special:
+                    rule = nan_rule[node]
+                    if rule == 1:
                         undec = True
                         break
-                    node = left[node] if nan_left[node] else right[node]
-                    continue
-                if zero_special and abs(x) <= 1e-35:
+                    if rule == 0:
+                        node = left[node] if nan_left[node] else right[node]
+                        continue
+                    x = 0.0
+                if zero_check[node] and abs(x) <= 2e-35:
                     undec = True
                     break
                 if strict:
@@ -885,12 +911,12 @@ def sum_leaves(
 
 def _moved_sums_numpy(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
-    pair_rows, pair_trees, leaves, strict, nan_special, zero_special, cat_row, left_bits,
+    pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, cat_row, left_bits,
     known_bits, values, init, tree_class, raw_out, moved, undecided,
 ):  # fmt: skip
     table = TreeTable(
         left, right, feature, threshold, nan_left, special, roots,
-        bool(strict), Xw.dtype == np.float32, bool(nan_special), bool(zero_special),
+        bool(strict), Xw.dtype == np.float32, nan_rule, zero_check,
         cat_row, left_bits, known_bits,
     )  # fmt: skip
     for r in range(changed.shape[0]):
@@ -1033,8 +1059,8 @@ class SumPath(RepredictPath):
         kernel = compiled(_moved_sums) or _moved_sums_numpy
         kernel(
             t.left, t.right, t.feature, t.threshold, t.nan_left, t.special, t.roots, Xw,
-            slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_special,
-            t.zero_special, t.cat_row, t.left_bits, t.known_bits, self.values, self.init,
+            slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_rule,
+            t.zero_check, t.cat_row, t.left_bits, t.known_bits, self.values, self.init,
             self.tree_class, raw, moved, undecided,
         )  # fmt: skip
         copy_of, row_of = np.nonzero(moved)

@@ -8,8 +8,10 @@ the wrapper's own response methods, so their outputs are bitwise the library's (
 for XGBoost). LEAP's re-walk that narrows those rows follows the library's rules
 (XGBoost: float32 ``x < threshold``, missing values by the default direction; LightGBM:
 ``x <= threshold``) and is used only when it reproduces every leaf of the unpermuted data;
-categorical splits, NaN and (LightGBM) zero values at a split mark the row for
-re-prediction instead.
+LightGBM's missing values follow each split's ``missing_type`` (``None``: a NaN is read as
+0.0; ``NaN``: a NaN takes the default side; ``Zero``: a zero or a NaN takes it, and values
+within twice LightGBM's zero threshold are left to the model); categorical splits mark the
+row for re-prediction.
 
 For XGBoost's ``gbtree`` models LEAP also sums the float32 leaf values itself (the
 intercept, then tree by tree into each tree's class, as XGBoost's CPU predictor does) and
@@ -31,6 +33,9 @@ import numpy as np
 
 from leap.builtins.methods.permutation.boosting import (
     MAX_STACK_BYTES_PER_TREE_MODELS,
+    NAN_AS_ZERO,
+    NAN_SIDE,
+    NAN_UNDECIDED,
     RepredictPath,
     TreeTable,
     build_path,
@@ -172,6 +177,8 @@ def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, in
     left: list[int]
     right: list[int]
     left, right, feature, threshold, nan_left, special = [], [], [], [], [], []
+    nan_rule: list[int] = []
+    zero_check: list[bool] = []
     leaf_node: dict[int, int] = {}
     stack = [(structure, -1, False)]
     while stack:
@@ -187,12 +194,21 @@ def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, in
             threshold.append(0.0)
             nan_left.append(False)
             special.append(False)
+            nan_rule.append(NAN_SIDE)
+            zero_check.append(False)
             continue
         feature.append(int(node["split_feature"]))
         numerical = node["decision_type"] == "<="
         threshold.append(float(node["threshold"]) if numerical else 0.0)
         nan_left.append(bool(node["default_left"]))
         special.append(not numerical)
+        # LightGBM: a NaN at a split without missing values is read as 0.0; at a "Zero"
+        # split, a zero (or a NaN) takes the default side; at a "NaN" split a NaN does.
+        missing = node.get("missing_type")
+        nan_rule.append(
+            {"None": NAN_AS_ZERO, "Zero": NAN_SIDE, "NaN": NAN_SIDE}.get(missing, NAN_UNDECIDED)
+        )
+        zero_check.append(missing != "None" and missing != "NaN")
         stack.append((node["right_child"], me, True))
         stack.append((node["left_child"], me, False))
     parts = {
@@ -202,6 +218,8 @@ def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, in
         "threshold": np.asarray(threshold, dtype=np.float64),
         "nan_left": np.asarray(nan_left, dtype=bool),
         "special": np.asarray(special, dtype=bool),
+        "nan_rule": np.asarray(nan_rule, dtype=np.int8),
+        "zero_check": np.asarray(zero_check, dtype=bool),
     }
     return parts, leaf_node
 
@@ -220,9 +238,7 @@ def _lightgbm_path(estimator, X, base_outputs):
         return None
 
     def make_table():
-        return TreeTable.concatenate(
-            [parts for parts, _ in trees], nan_special=True, zero_special=True
-        )
+        return TreeTable.concatenate([parts for parts, _ in trees])
 
     def leaves(table):
         local = np.asarray(booster.predict(X, pred_leaf=True)).reshape(X.shape[0], -1)
