@@ -204,7 +204,7 @@ def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, in
         special.append(not numerical)
         # LightGBM: a NaN at a split without missing values is read as 0.0; at a "Zero"
         # split, a zero (or a NaN) takes the default side; at a "NaN" split a NaN does.
-        missing = node.get("missing_type")
+        missing = str(node.get("missing_type"))
         nan_rule.append(
             {"None": NAN_AS_ZERO, "Zero": NAN_SIDE, "NaN": NAN_SIDE}.get(missing, NAN_UNDECIDED)
         )
