@@ -186,7 +186,7 @@ def test_linear_fast_path_gives_the_models_own_results(seed, n_classes):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from leap.builtins.methods.permutation.linear import LinearLabels
+    from leap.builtins.methods.permutation.linear import LinearPath
     from leap.builtins.methods.residuals import linear_shift_path
 
     X, y = make_classification(
@@ -202,7 +202,7 @@ def test_linear_fast_path_gives_the_models_own_results(seed, n_classes):
         residuals = np.random.default_rng(seed).normal(size=(150, 8))
         shift = ResidualShift(model, 8, np.arange(8), residuals)
         base = {"predict": model.predict(X[150:])}
-        assert isinstance(linear_shift_path(model, X[150:], shift, base), LinearLabels)
+        assert isinstance(linear_shift_path(model, X[150:], shift, base), LinearPath)
         for groups in (None, [[0, 1], [2, 3, 4], [5], [6, 7]]):
             for scoring in (None, "balanced_accuracy"):
                 fast, slow = (

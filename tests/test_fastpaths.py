@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestClassifier
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
+from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import RobustScaler, StandardScaler
@@ -29,7 +30,7 @@ from sklearn.tree import DecisionTreeRegressor
 import leap.builtins.methods.permutation.method as permutation
 from leap.builtins.methods.permutation._jit import numba_enabled
 from leap.builtins.methods.permutation.copies import CopyStack, copies_per_batch
-from leap.builtins.methods.permutation.linear import LinearLabels
+from leap.builtins.methods.permutation.linear import LinearPath
 from leap.builtins.methods.permutation.method import PermutationMethod
 from leap.builtins.methods.permutation.neighbors import NeighborsPath, knn_path
 from leap.builtins.methods.permutation.svm import KernelPath
@@ -80,9 +81,11 @@ def _blobs(seed=0, n=80, p=5):
 @pytest.mark.parametrize(
     ("model", "scoring", "expected"),
     [
-        (LogisticRegression(), None, LinearLabels),
-        (make_pipeline(StandardScaler(), RidgeClassifier()), "accuracy", LinearLabels),
-        (LogisticRegression(), "roc_auc", None),  # scores of probabilities: no shortcut
+        (LogisticRegression(), None, LinearPath),
+        (make_pipeline(StandardScaler(), RidgeClassifier()), "accuracy", LinearPath),
+        (LogisticRegression(), "roc_auc", LinearPath),  # decision values, order certified
+        (LogisticRegression(), "neg_log_loss", LinearPath),  # probabilities within 1e-14
+        (GaussianNB(), None, None),  # no fast path knows it
         (KNeighborsClassifier(5), "roc_auc", NeighborsPath),
         (make_pipeline(RobustScaler(), KNeighborsClassifier(3)), None, NeighborsPath),
         (KNeighborsClassifier(5, weights="distance"), None, NeighborsPath),
@@ -182,11 +185,11 @@ def test_linear_labels_on_the_decision_boundary(chosen_path):
     model.coef_ = np.array([[1.0, -1.0, 0.0]])
     model.intercept_ = np.array([0.0])
     scores = assert_parity(model, X, y)
-    assert chosen_path == [LinearLabels]
+    assert chosen_path == [LinearPath]
     assert np.all(scores.importances[2] == 0.0)  # zero coefficient: labels cannot change
-    path = LinearLabels(
+    path = LinearPath(
         X, model.coef_, model.intercept_, model.decision_function(X)[:, None],
-        model.classes_, model.predict(X),
+        {"predict": model.predict(X)}, model.classes_,
     )  # fmt: skip
     orders = np.stack([np.random.default_rng(s).permutation(len(X)) for s in range(4)])
     _, exact = path.outputs(np.array([0]), orders)
@@ -200,7 +203,7 @@ def test_multiclass_linear_labels(chosen_path):
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
     for seed in range(3):
         assert_parity(model, X, y, random_state=seed, scoring="balanced_accuracy")
-    assert chosen_path[0] is LinearLabels
+    assert chosen_path[0] is LinearPath
 
 
 # --- trees ------------------------------------------------------------------------------

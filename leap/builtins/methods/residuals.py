@@ -209,7 +209,7 @@ def linear_shift_path(estimator: Any, X: np.ndarray, shift: ResidualShift, base:
     from sklearn.preprocessing import StandardScaler
 
     from leap.builtins.methods.permutation.fastpaths import reduce_model
-    from leap.builtins.methods.permutation.linear import LinearLabels, linear_labels
+    from leap.builtins.methods.permutation.linear import LinearPath, linear_path
 
     if set(base) != {"predict"}:
         return None
@@ -226,19 +226,19 @@ def linear_shift_path(estimator: Any, X: np.ndarray, shift: ResidualShift, base:
     if reduced is None:
         return None
     core, Xt = reduced
-    checked = linear_labels(core, Xt, base)
-    if checked is None:
+    checked = linear_path(core, Xt, base)
+    if checked is None or checked.classes is None:
         return None
     W = checked.coef
     intercept = np.broadcast_to(np.asarray(core.intercept_, dtype=np.float64), (W.shape[0],))
     scaled = shift.residuals * factor[shift.targets]
-    return LinearLabels(
+    return LinearPath(
         np.hstack([Xt, scaled]),
         np.hstack([W, W[:, shift.targets]]),
         intercept,
         checked.decision,
+        checked.base,
         checked.classes,
-        checked.base_labels,
     )
 
 

@@ -1,15 +1,29 @@
-"""Fast path for the labels of linear classifiers: ``coef_ · Δx`` updates, certified.
+"""Fast path for linear models: ``coef_ · Δx`` updates of the decision, certified.
 
 Permuting a group of columns changes each row's decision function by
 ``Σ_c coef_[:, c] * (x_new[c] - x_old[c])``; the update costs O(rows × group size) instead
 of a full matrix product. Floating-point rounding makes the updated value differ slightly
-from what ``decision_function`` would compute on the permuted matrix, so every changed row
-gets a rigorous bound ``E`` on the difference between the two (both are sums of the same
+from what the model would compute on the permuted matrix, so every changed row gets a
+rigorous bound ``E`` on the difference between the two (both are sums of the same
 products, each within ``γ_n Σ|terms|`` of the exact value, whatever the summation order).
-A label is certified when the updated decision is farther than ``E`` from the decision
-boundary (``0`` for binary problems, the runner-up class otherwise); a copy with any
-uncertified row is handed back to the model. Only ``predict`` (labels) is served: scores of
-probabilities or decision values would see the rounding itself.
+
+What is served, from that one update:
+
+- labels (``predict`` of a classifier), certified when the updated decision is farther
+  than ``E`` from the decision boundary (``0`` for binary problems, the runner-up class
+  otherwise);
+- decision values (``decision_function``, ``predict`` of a regressor) within ``E``;
+- probabilities of ``LogisticRegression`` (the logistic function, or the softmax for
+  several classes) within ``E/4`` (binary) or ``max E/2`` (softmax), their Lipschitz
+  constants, plus the functions' own rounding.
+
+Continuous values are therefore not bitwise the model's, but within ~1e-14 of them, and
+scores computed from them (R², log loss, Brier) within 1e-12 of scikit-learn's. Rank-based
+scores (ROC AUC, average precision) read only the order of the values, and that order is
+certified: no two values whose intervals overlap (ties included) may be reordered
+(:func:`~leap.builtins.methods.permutation.fastpaths.order_certified`). A copy with any
+uncertified row is handed back to the model; an unpermuted row keeps the model's own
+outputs bitwise.
 """
 
 from __future__ import annotations
@@ -18,17 +32,26 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model._base import LinearClassifierMixin
+from scipy.special import expit
+from sklearn.linear_model._base import LinearClassifierMixin, LinearModel
 from sklearn.linear_model._ridge import _RidgeClassifierMixin
+from sklearn.utils.extmath import softmax
 
-from leap.builtins.methods.permutation.fastpaths import OneBlasThread, quietly
+from leap.builtins.methods.permutation.fastpaths import OneBlasThread, order_certified, quietly
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
-_BLOCK_BYTES = 2**18  # size of one (copies × rows × columns) array when columns are batched
+_BLOCK_BYTES = 2**18  # size of one (copies × rows × columns × outputs) array in a block
 
 
-class LinearLabels:
-    """``predict`` of a linear classifier on permuted copies (see module docstring)."""
+class LinearPath:
+    """Outputs of a linear model on permuted copies (see module docstring).
+
+    ``decision`` is the model's own decision (or regression output) on ``X``, shaped
+    ``(rows, outputs)``; ``base_outputs`` the model's outputs to serve, by method name;
+    ``classes`` the labels of a classifier (``None`` for a regressor); ``link`` is
+    ``"logistic"`` or ``"softmax"`` when ``predict_proba`` is served; ``flat`` whether
+    decision values are returned as one column (``(rows,)``).
+    """
 
     def __init__(
         self,
@@ -36,148 +59,277 @@ class LinearLabels:
         coef: np.ndarray,
         intercept: np.ndarray,
         decision: np.ndarray,
-        classes: np.ndarray,
-        base_labels: np.ndarray,
+        base_outputs: Mapping[str, np.ndarray],
+        classes: np.ndarray | None = None,
+        link: str | None = None,
+        flat: bool = True,
     ) -> None:
         self.X = X
         self.one_thread = OneBlasThread()
-        self.coef = coef  # (n_classes or 1, n_features)
-        self.decision = decision  # (n_rows, n_classes or 1), the model's own values
+        self.coef = coef  # (n_outputs, n_features)
+        self.decision = decision  # (n_rows, n_outputs), the model's own values
+        self.base = {name: np.asarray(out) for name, out in base_outputs.items()}
         self.classes = classes
-        self.base_labels = base_labels
-        abs_coef = np.abs(coef)
-        # Σ_k |x_k w_k| + |b| per row and class: scale of the rounding of each decision.
-        self.magnitude = np.abs(X) @ abs_coef.T + np.abs(intercept)
+        self.link = link
+        self.flat = flat
+        # Σ_k |x_k w_k| + |b| per row and output: scale of the rounding of each decision.
+        self.magnitude = np.abs(X) @ np.abs(coef).T + np.abs(intercept)
         self.gamma_base = 2.0 * (X.shape[1] + 4) * _U
         self.used = np.any(coef != 0, axis=0)
         self.column_max = np.abs(X).max(axis=0)
 
     def unaffected(self, cols: np.ndarray) -> bool:
-        """A column with zero coefficients adds exact zeros: labels cannot change."""
+        """A column with zero coefficients adds exact zeros: outputs cannot change."""
         return not bool(np.any(self.used[cols]))
 
     def outputs(
         self, cols: np.ndarray, orders: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Labels of each copy, and whether every changed row was certified."""
+        """Outputs of each copy, and whether every changed row was certified."""
         with self.one_thread:
-            return self._outputs(cols, orders)
-
-    def _outputs(
-        self, cols: np.ndarray, orders: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        old = self.X[:, cols]  # (m, g)
-        new = old[orders]  # (R, m, g)
-        changed = np.any(new.view(np.uint64) != old.view(np.uint64)[None], axis=2)
-        W = self.coef[:, cols]  # (C, g)
-        d = self.decision[None] + (new - old[None]) @ W.T  # (R, m, C)
-        spread = (np.abs(new) + np.abs(old)[None]) @ np.abs(W).T
-        gamma = self.gamma_base + 2.0 * len(cols) * _U
-        bound = gamma * (2.0 * self.magnitude[None] + 2.0 * spread + np.abs(d))
-        if d.shape[2] == 1:
-            d, bound = d[:, :, 0], bound[:, :, 0]
-            certain = np.abs(d) > bound
-            index = (d > 0).astype(np.intp)
-        else:
-            index = np.argmax(d, axis=2)
-            lead = np.take_along_axis(d - bound, index[..., None], axis=2)[..., 0]
-            rest = d + bound
-            np.put_along_axis(rest, index[..., None], -np.inf, axis=2)
-            certain = lead > rest.max(axis=2)
-        # An unchanged row has the unpermuted row's decision: its label is the model's.
-        exact = np.all(certain | ~changed, axis=1)
-        labels = self.classes.take(index)
-        labels[~changed] = np.broadcast_to(self.base_labels, changed.shape)[~changed]
-        return {"predict": labels}, exact
+            return self._serve(*self._decisions(cols, orders))
 
     def outputs_many(
         self, groups: list[np.ndarray], orders: np.ndarray
     ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
         """:meth:`outputs` of many groups; single columns in blocks, in one pass each."""
         with self.one_thread:
-            return self._outputs_many(groups, orders)
+            answers: list = [None] * len(groups)
+            single = [i for i, cols in enumerate(groups) if len(cols) == 1]
+            for i, cols in enumerate(groups):
+                if len(cols) != 1:
+                    answers[i] = self._serve(*self._decisions(cols, orders))
+            n_copies, m = orders.shape
+            width = max(1, _BLOCK_BYTES // (8 * n_copies * m * self.coef.shape[0]))
+            for start in range(0, len(single), width):
+                block = single[start : start + width]
+                cols = np.array([int(groups[i][0]) for i in block])
+                outs, exact = self._serve(*self._block(cols, orders))
+                for q, i in enumerate(block):
+                    part = slice(q * n_copies, (q + 1) * n_copies)
+                    answers[i] = ({name: out[part] for name, out in outs.items()}, exact[part])
+            return answers
 
-    def _outputs_many(
-        self, groups: list[np.ndarray], orders: np.ndarray
-    ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
-        answers: list = [None] * len(groups)
-        single = [i for i, cols in enumerate(groups) if len(cols) == 1]
-        for i, cols in enumerate(groups):
-            if len(cols) != 1:
-                answers[i] = self._outputs(cols, orders)
-        n_copies, m = orders.shape
-        width = max(1, _BLOCK_BYTES // (8 * n_copies * m * self.coef.shape[0]))
-        for start in range(0, len(single), width):
-            block = single[start : start + width]
-            cols = np.array([int(groups[i][0]) for i in block])
-            labels, exact = self._block(cols, orders)
-            for q, i in enumerate(block):
-                answers[i] = ({"predict": labels[:, :, q]}, exact[:, q])
-        return answers
+    def jitter(self, signs: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The served outputs on the unpermuted rows with each row's decision moved by
+        ``signs`` times a typical rounding (``4 u √(n + 1) Σ|x w|``); ``None`` when only
+        labels are served, which are bitwise the model's. See
+        :func:`~leap.builtins.methods.permutation.method.rounding_is_harmless`."""
+        if set(self.base) == {"predict"} and self.classes is not None:
+            return None
+        typical = 4.0 * _U * np.sqrt(self.X.shape[1] + 1.0) * self.magnitude
+        d = (self.decision + signs[:, None] * typical)[None]
+        outs = {}
+        for name, base in self.base.items():
+            if name == "predict_proba":
+                outs[name] = self._link(d, np.zeros_like(d))[0][0]
+            elif name == "predict" and self.classes is not None:
+                outs[name] = base
+            else:
+                outs[name] = d[0, :, 0] if self.flat else d[0]
+        return outs
 
-    def _block(self, cols: np.ndarray, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Labels (copies, rows, columns) when each of ``cols`` is permuted alone."""
-        if self.coef.shape[0] != 1:
-            answers = [self._outputs(np.array([c]), orders) for c in cols]
-            labels = np.stack([out["predict"] for out, _ in answers], axis=2)
-            return labels, np.stack([exact for _, exact in answers], axis=1)
-        # Binary: the bound of the module docstring with |x_new|, |x_old| <= max |x_c|, so
-        # the threshold a decision must clear depends on the row and column only.
-        w = self.coef[0, cols]  # (b,)
+    def _decisions(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decisions ``(copies, rows, outputs)``, their bounds, and which rows changed."""
+        old = self.X[:, cols]  # (m, g)
+        new = old[orders]  # (R, m, g)
+        changed = np.any(new.view(np.uint64) != old.view(np.uint64)[None], axis=2)
+        W = self.coef[:, cols]  # (C, g)
+        d = self.decision[None] + (new - old[None]) @ W.T
+        spread = (np.abs(new) + np.abs(old)[None]) @ np.abs(W).T
+        gamma = self.gamma_base + 2.0 * len(cols) * _U
+        bound = gamma * (2.0 * self.magnitude[None] + 2.0 * spread + np.abs(d))
+        return d, bound, changed
+
+    def _block(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_decisions` of each of ``cols`` permuted alone, stacked column-major.
+
+        Copy ``r`` of column ``q`` is row ``q * n_copies + r``. The bound uses
+        ``|x_new|, |x_old| <= max |x_c|``, so its part other than ``|d|`` depends on the row
+        and column only.
+        """
+        R = orders.shape[0]
+        W = self.coef[:, cols].T  # (b, C)
+        old = self.X[:, cols].T  # (b, m)
+        new = old[:, orders]  # (b, R, m)
+        delta = new - old[:, None]
+        changed = new.view(np.uint64) != old.view(np.uint64)[:, None]
+        d = delta[..., None] * W[:, None, None, :]  # (b, R, m, C)
+        d += self.decision[None, None]
         gamma = self.gamma_base + 2.0 * _U
-        reach = self.column_max[cols] * np.abs(w)
-        threshold = (gamma / (1.0 - gamma)) * (
-            2.0 * self.magnitude[:, :1] + 4.0 * reach[None, :]
-        )  # (m, b)
-        old = self.X[:, cols]  # (m, b)
-        new = old[orders]  # (R, m, b)
-        d = (new - old[None]) * w
-        d += self.decision[None, :, :1]
-        uncertain = np.abs(d) <= threshold[None]
-        if uncertain.any():
-            # An unchanged row keeps the unpermuted row's decision: its label is the model's.
-            changed = new.view(np.uint64) != old.view(np.uint64)[None]
-            uncertain &= changed
-        exact = ~uncertain.any(axis=1)  # (R, b)
-        return self.classes.take((d > 0).view(np.int8)), exact
+        reach = self.column_max[cols][:, None] * np.abs(W)  # (b, C)
+        fixed = 2.0 * self.magnitude[None] + 4.0 * reach[:, None, :]  # (b, m, C)
+        bound = np.abs(d)
+        bound += fixed[:, None]
+        bound *= gamma
+        b, m = len(cols), orders.shape[1]
+        shape = (b * R, m, W.shape[1])
+        return d.reshape(shape), bound.reshape(shape), changed.reshape(b * R, m)
+
+    def _serve(
+        self, d: np.ndarray, bound: np.ndarray, changed: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Outputs of copies with decisions ``d`` (each within ``bound``), certified."""
+        keep = ~changed
+        bound[keep] = 0.0  # an unpermuted row's decision is the model's own, bitwise
+        exact = np.ones(d.shape[0], dtype=bool)
+        outs: dict[str, np.ndarray] = {}
+        for name in self.base:
+            if name == "predict" and self.classes is not None:
+                outs[name], certain = self._labels(d, bound, keep)
+            elif name == "predict_proba":
+                outs[name], certain = self._proba(d, bound, keep)
+            else:  # decision values: decision_function, or a regressor's predict
+                outs[name] = d[..., 0] if self.flat else d
+                certain = order_certified(d, bound)
+            exact &= certain
+        return outs, exact
+
+    def _labels(
+        self, d: np.ndarray, bound: np.ndarray, keep: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        assert self.classes is not None
+        if d.shape[2] == 1:
+            certain = np.abs(d[..., 0]) > bound[..., 0]
+            index = (d[..., 0] > 0).view(np.int8)
+        else:
+            index = np.argmax(d, axis=2)
+            lead = np.take_along_axis(d - bound, index[..., None], axis=2)[..., 0]
+            rest = d + bound
+            np.put_along_axis(rest, index[..., None], -np.inf, axis=2)
+            certain = lead > rest.max(axis=2)
+        labels = self.classes.take(index)
+        labels[keep] = np.broadcast_to(self.base["predict"], keep.shape)[keep]
+        return labels, np.all(certain | keep, axis=1)
+
+    def _proba(
+        self, d: np.ndarray, bound: np.ndarray, keep: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        proba, err = self._link(d, bound)
+        proba[keep] = np.broadcast_to(self.base["predict_proba"], proba.shape)[keep]
+        err[keep] = 0.0
+        return proba, order_certified(proba, err)
+
+    def _link(self, d: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities from decisions ``d`` within ``bound``, and their own bounds."""
+        if self.link == "logistic":
+            p = expit(d[..., 0])
+            # expit is 1/4-Lipschitz; each side rounds expit and 1 - p by a few ulps.
+            return np.stack([1.0 - p, p], axis=2), np.repeat(0.25 * bound + 8.0 * _U, 2, axis=2)
+        n_classes = d.shape[2]
+        proba = softmax(d.reshape(-1, n_classes)).reshape(d.shape)
+        # Row sums of the softmax's Jacobian are 2 p (1 - p) <= 1/2 (max norm).
+        err = 0.5 * bound.max(axis=2, keepdims=True) + 2.0 * (n_classes + 8) * _U
+        return proba, np.broadcast_to(err, proba.shape).copy()
 
 
-def linear_labels(
-    estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
-) -> LinearLabels | None:
-    """Factory: a :class:`LinearLabels` when only ``predict`` of a linear classifier is read."""
-    if set(base_outputs) != {"predict"}:
-        return None
+def _plain_classifier(estimator: Any, methods: set[str]) -> str | None:
+    """``link`` ("" without probabilities) when a classifier's methods are the plain linear
+    ones for every method read, else ``None``."""
+    from sklearn.linear_model import LogisticRegression
+
     cls = type(estimator)
     if not (
         isinstance(estimator, LinearClassifierMixin)
         and cls.decision_function is LinearClassifierMixin.decision_function
     ):
         return None
-    if cls.predict is _RidgeClassifierMixin.predict:
-        # Ridge classifiers threshold differently only for multilabel targets.
-        binarizer = getattr(estimator, "_label_binarizer", None)
-        if binarizer is None or binarizer.y_type_.startswith("multilabel"):
+    if "predict" in methods:
+        if cls.predict is _RidgeClassifierMixin.predict:
+            # Ridge classifiers threshold differently only for multilabel targets.
+            binarizer = getattr(estimator, "_label_binarizer", None)
+            if binarizer is None or binarizer.y_type_.startswith("multilabel"):
+                return None
+        elif cls.predict is not LinearClassifierMixin.predict:
             return None
-    elif cls.predict is not LinearClassifierMixin.predict:
+    if "predict_proba" not in methods:
+        return ""
+    if cls.predict_proba is not LogisticRegression.predict_proba:
+        return None
+    return "logistic" if len(estimator.classes_) == 2 else "softmax"
+
+
+def _plain_regressor(estimator: Any) -> bool:
+    """``predict`` is ``X @ coef_ + intercept_`` on dense input (scikit-learn's own code)."""
+    from sklearn.linear_model import ElasticNet, SGDRegressor
+
+    cls = type(estimator)
+    if isinstance(estimator, SGDRegressor):
+        return cls.predict is SGDRegressor.predict and (
+            cls._decision_function is SGDRegressor._decision_function
+        )
+    if not isinstance(estimator, LinearModel) or isinstance(estimator, LinearClassifierMixin):
+        return False
+    plain = (LinearModel._decision_function, ElasticNet._decision_function)
+    if cls._decision_function not in plain:
+        return False
+    # ``predict`` is LinearModel's, or a subclass's that only calls it / _decision_function
+    # (documentation-only overrides, BayesianRidge without ``return_std``).
+    owner = next(k for k in cls.__mro__ if "predict" in vars(k))
+    return owner.__module__.startswith("sklearn.linear_model.") and owner.__name__ in _REGRESSORS
+
+
+#: Classes whose own ``predict`` (when they define one) returns ``self._decision_function(X)``.
+_REGRESSORS = frozenset(
+    {"LinearModel", "MultiOutputLinearModel", "Ridge", "RidgeCV", "BayesianRidge", "ARDRegression"}
+)
+_METHODS = frozenset({"predict", "decision_function", "predict_proba"})
+
+
+def linear_path(
+    estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
+) -> LinearPath | None:
+    """Factory: a :class:`LinearPath` for a fitted linear classifier or regressor."""
+    methods = set(base_outputs)
+    if not methods or not methods <= _METHODS:
+        return None
+    if X.dtype != np.float64 or X.ndim != 2 or not np.all(np.isfinite(X)):
         return None
     coef = getattr(estimator, "coef_", None)
-    classes = getattr(estimator, "classes_", None)
-    if not isinstance(coef, np.ndarray) or coef.dtype != np.float64 or classes is None:
-        return None
-    if X.dtype != np.float64 or not np.all(np.isfinite(X)):
+    if not isinstance(coef, np.ndarray) or coef.dtype != np.float64 or coef.ndim > 2:
         return None
     W = np.atleast_2d(coef)
+    if W.shape[1] != X.shape[1] or not np.all(np.isfinite(W)):
+        return None
     n_out = W.shape[0]
-    classes = np.asarray(classes)
-    if W.ndim != 2 or W.shape[1] != X.shape[1] or len(classes) != (2 if n_out == 1 else n_out):
+    intercept = np.asarray(getattr(estimator, "intercept_", 0.0), dtype=np.float64)
+    if intercept.size not in (1, n_out) or not np.all(np.isfinite(intercept)):
         return None
-    intercept = np.broadcast_to(np.asarray(estimator.intercept_, dtype=np.float64), (n_out,))
-    decision = np.asarray(quietly(estimator.decision_function, X), dtype=np.float64).reshape(
-        -1, n_out
-    )
-    base = np.asarray(base_outputs["predict"])
-    index = (decision[:, 0] > 0).astype(np.intp) if n_out == 1 else np.argmax(decision, axis=1)
-    if base.shape != (X.shape[0],) or not np.array_equal(classes.take(index), base):
+    intercept = np.broadcast_to(intercept.reshape(-1), (n_out,))
+    link = _plain_classifier(estimator, methods)
+    if link is not None:
+        classes = np.asarray(getattr(estimator, "classes_", []))
+        if len(classes) != (2 if n_out == 1 else n_out):
+            return None
+        decision = np.asarray(quietly(estimator.decision_function, X), dtype=np.float64)
+        flat = n_out == 1
+    elif methods == {"predict"} and _plain_regressor(estimator):
+        classes, link = None, ""
+        decision = np.asarray(base_outputs["predict"], dtype=np.float64)
+        flat = decision.ndim == 1
+    else:
         return None
-    return LinearLabels(X, W, intercept, decision, classes, base)
+    decision = decision.reshape(X.shape[0], n_out)
+    path = LinearPath(X, W, intercept, decision, base_outputs, classes, link or None, flat)
+    # The model's own values must be the linear function they are assumed to be.
+    mine = X @ W.T + intercept
+    if not np.all(np.abs(mine - decision) <= 2.0 * path.gamma_base * path.magnitude):
+        return None
+    d, computed = decision[None].copy(), np.zeros((1, X.shape[0]), dtype=bool)
+    for name, base in base_outputs.items():
+        base = np.asarray(base)
+        if name == "predict_proba":
+            proba, err = path._link(d, np.zeros_like(d))
+            if base.shape != proba.shape[1:] or not np.all(np.abs(proba[0] - base) <= err[0]):
+                return None
+        elif name == "predict" and classes is not None:
+            labels, _ = path._labels(d, np.zeros_like(d), computed)
+            if base.shape != (X.shape[0],) or not np.array_equal(labels[0], base):
+                return None
+        elif base.shape != (d[0, :, 0].shape if flat else d[0].shape):
+            return None
+    return path

@@ -1,0 +1,197 @@
+"""The linear fast path under every scorer: labels bitwise, values within their bound.
+
+Regressors and classifiers (LinearRegression, Ridge, Lasso, ElasticNet, SGD models,
+BayesianRidge, LogisticRegression, LinearSVC, RidgeClassifier) on bounded, Gaussian,
+heavy-tailed and tied data, against scikit-learn's ``permutation_importance``; the rounding
+guard that hands large-scale targets to the model; and the bound itself, checked against
+the model's own outputs on materialised copies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import (
+    BayesianRidge,
+    ElasticNet,
+    Lasso,
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+    RidgeClassifier,
+    SGDClassifier,
+    SGDRegressor,
+)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.svm import LinearSVC
+
+import leap.builtins.methods.permutation.method as permutation
+from leap.builtins.methods.permutation.linear import LinearPath, linear_path
+from leap.builtins.methods.permutation.method import PermutationMethod
+
+
+@pytest.fixture
+def chosen(monkeypatch):
+    """The fast path (or ``None``) each ``compute`` call used."""
+    seen = []
+    original = permutation.run_all
+
+    def spy(ctx, *args, **kwargs):
+        seen.append(None if ctx.fast is None else type(ctx.fast))
+        return original(ctx, *args, **kwargs)
+
+    monkeypatch.setattr(permutation, "run_all", spy)
+    return seen
+
+
+def _data(kind: str, seed: int = 0, n: int = 150, p: int = 12):
+    rng = np.random.default_rng(seed)
+    if kind == "bounded":
+        X = np.tanh(rng.normal(size=(n, p)))
+    elif kind == "gauss":
+        X = rng.normal(size=(n, p))
+    elif kind == "t2":
+        X = rng.standard_t(2, size=(n, p))
+    else:  # tied: few values, duplicate rows, a constant column
+        X = rng.integers(0, 3, size=(n, p)).astype(float)
+        X[n // 2 :] = X[: n - n // 2]
+        X[:, -1] = 1.0
+    signal = X[:, 0] - X[:, 1] + 0.5 * np.tanh(X[:, 2]) + rng.normal(0, 0.5, n)
+    return X, signal
+
+
+def _parity(model, X, y, scoring, seed=0):
+    kwargs = dict(scoring=scoring, n_repeats=4, random_state=seed)
+    expected = permutation_importance(model, X, y, **kwargs).importances
+    (got,) = PermutationMethod().compute(model, X, y, **kwargs).values()
+    assert_allclose(got.importances, expected, rtol=0, atol=1e-12)
+
+
+KINDS = ["bounded", "gauss", "t2", "tied"]
+REGRESSORS = [
+    LinearRegression(),
+    Ridge(),
+    Lasso(alpha=0.01),
+    ElasticNet(alpha=0.01),
+    SGDRegressor(random_state=0),
+    BayesianRidge(),
+    make_pipeline(StandardScaler(), Ridge()),
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("model", REGRESSORS, ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("scoring", ["r2", "neg_mean_squared_error", "neg_mean_absolute_error"])
+def test_regressors_match_sklearn(kind, model, scoring, chosen):
+    X, s = _data(kind)
+    model.fit(X[:90], s[:90])
+    _parity(model, X[90:], s[90:], scoring)
+    assert chosen[0] in (LinearPath, None)  # the guard may hand a scale it cannot bound
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "scoring",
+    [
+        "neg_log_loss",
+        "roc_auc",
+        "average_precision",
+        "neg_brier_score",
+        "balanced_accuracy",
+        "f1",
+        "accuracy",
+    ],
+)
+def test_binary_logistic_under_every_scorer(kind, scoring, chosen):
+    X, s = _data(kind, seed=1)
+    y = (s > np.median(s)).astype(int)
+    model = LogisticRegression(max_iter=1000).fit(X[:90], y[:90])
+    for seed in range(2):
+        _parity(model, X[90:], y[90:], scoring, seed)
+    assert chosen[0] is LinearPath
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "model",
+    [
+        LogisticRegression(max_iter=1000),
+        make_pipeline(MinMaxScaler(), LogisticRegression(max_iter=1000)),
+        LinearSVC(),
+        RidgeClassifier(),
+        SGDClassifier(random_state=0),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_multiclass_labels_and_probabilities(kind, model, chosen):
+    X, s = _data(kind, seed=2)
+    y = np.searchsorted(np.quantile(s, [1 / 3, 2 / 3]), s)
+    model.fit(X[:90], y[:90])
+    scorers = ["accuracy", "balanced_accuracy"]
+    if hasattr(model, "predict_proba"):
+        scorers += ["neg_log_loss", "roc_auc_ovr"]
+    for scoring in scorers:
+        _parity(model, X[90:], y[90:], scoring)
+    assert set(chosen) == {LinearPath}
+
+
+def test_values_within_their_bound_of_the_model():
+    """Decision values and probabilities of permuted copies lie within the served bound."""
+    X, s = _data("t2", seed=3, n=120)
+    y = np.searchsorted(np.quantile(s, [1 / 3, 2 / 3]), s)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    base = {name: getattr(model, name)(X) for name in ("decision_function", "predict_proba")}
+    path = linear_path(model, X, base)
+    assert path is not None
+    orders = np.stack([np.random.default_rng(r).permutation(len(X)) for r in range(3)])
+    for cols in (np.array([0]), np.array([1, 4])):
+        d, bound, _ = path._decisions(cols, orders)
+        proba, err = path._link(d, bound)
+        for r in range(3):
+            Xr = X.copy()
+            Xr[:, cols] = X[orders[r]][:, cols]
+            assert np.all(np.abs(model.decision_function(Xr) - d[r]) <= bound[r])
+            assert np.all(np.abs(model.predict_proba(Xr) - proba[r]) <= err[r])
+        outs, exact = path.outputs(cols, orders)
+        assert outs["predict_proba"].shape == (3, len(X), 3) and exact.dtype == bool
+
+
+def test_large_targets_go_to_the_model(chosen):
+    """A mean squared error of targets in the thousands magnifies rounding beyond 1e-12:
+    the model answers, bitwise."""
+    X, s = _data("gauss", seed=4)
+    model = Ridge().fit(X[:90], 5000.0 * s[:90])
+    kwargs = dict(scoring="neg_mean_squared_error", n_repeats=3, random_state=0)
+    expected = permutation_importance(model, X[90:], 5000.0 * s[90:], **kwargs).importances
+    (got,) = PermutationMethod().compute(model, X[90:], 5000.0 * s[90:], **kwargs).values()
+    assert np.array_equal(got.importances, expected)
+    assert chosen == [None]
+    # R² is scale-free: the same model keeps its fast path.
+    _parity(model, X[90:], 5000.0 * s[90:], "r2")
+    assert chosen[1] is LinearPath
+
+
+def test_ties_in_decision_values_keep_the_model_ranking():
+    """Duplicate rows tie exactly; ROC AUC after permutation still equals scikit-learn's."""
+    X, s = _data("tied", seed=5)
+    y = (s > np.median(s)).astype(int)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    for seed in range(3):
+        _parity(model, X, y, "roc_auc", seed)
+
+
+class _Shifted(Ridge):
+    def predict(self, X):
+        return super().predict(X) + 1.0
+
+
+def test_subclasses_that_change_predict_get_no_path():
+    X, s = _data("gauss")
+    model = _Shifted().fit(X, s)
+    assert linear_path(model, X, {"predict": model.predict(X)}) is None
+    plain = Ridge().fit(X, s)
+    assert linear_path(plain, X, {"predict": plain.predict(X)}) is not None
+    assert linear_path(plain, X, {"predict": plain.predict(X) + 1e-3}) is None  # not its own
