@@ -139,6 +139,9 @@ class BatchedScorer:
         The response method whose outputs :meth:`scores` reads.
     row_shares : bool
         Set by :func:`.scoring.share_rows`: scores also carry each row's share.
+    reads_order : bool
+        The metric depends on the outputs only through their order (ROC AUC, average
+        precision); otherwise only through their values.
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class BatchedScorer:
         self.unchecked = CHECKED_COPIES
         self.failed = False
         self.row_shares = False
+        self.reads_order = metric in (_roc_auc, _roc_auc_ovr, _ap)
 
     def __call__(self, outputs: np.ndarray) -> np.ndarray:
         """Signed scores of the stacked ``outputs`` (copies along the first axis)."""

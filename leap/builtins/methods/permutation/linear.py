@@ -110,6 +110,9 @@ class LinearPath:
                     answers[i] = ({name: out[part] for name, out in outs.items()}, exact[part])
             return answers
 
+    #: False when the scorer reads values only, not their order (set by the planner).
+    order_matters = True
+
     def jitter(self, signs: np.ndarray) -> dict[str, np.ndarray] | None:
         """The served outputs on the unpermuted rows with each row's decision moved by
         ``signs`` times a typical rounding (``4 u √(n + 1) Σ|x w|``); ``None`` when only
@@ -185,9 +188,15 @@ class LinearPath:
                 outs[name], certain = self._proba(d, bound, keep)
             else:  # decision values: decision_function, or a regressor's predict
                 outs[name] = d[..., 0] if self.flat else d
-                certain = order_certified(d, bound)
+                certain = self._order(d, bound)
             exact &= certain
         return outs, exact
+
+    def _order(self, values: np.ndarray, bound: np.ndarray) -> np.ndarray:
+        """Per copy: the order of the values is certified, or the scorer does not read it."""
+        if self.order_matters:
+            return order_certified(values, bound)
+        return np.ones(values.shape[0], dtype=bool)
 
     def _labels(
         self, d: np.ndarray, bound: np.ndarray, keep: np.ndarray
@@ -212,7 +221,7 @@ class LinearPath:
         proba, err = self._link(d, bound)
         proba[keep] = np.broadcast_to(self.base["predict_proba"], proba.shape)[keep]
         err[keep] = 0.0
-        return proba, order_certified(proba, err)
+        return proba, self._order(proba, err)
 
     def _link(self, d: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities from decisions ``d`` within ``bound``, and their own bounds."""

@@ -188,7 +188,11 @@ class PermutationMethod:
             return
         if all(isinstance(v, np.ndarray) for v in base.values()):
             fast = build_fast_path(self.fast_paths, ctx.estimator, ctx.X, base)
-            if fast is not None and rounding_is_harmless(ctx, fast, base):
+            # A recognised metric reads either values or their order: certify what it reads.
+            reads_order = ctx.batched is not None and ctx.batched.reads_order
+            if hasattr(fast, "order_matters") and ctx.batched is not None:
+                fast.order_matters = reads_order  # type: ignore[union-attr]
+            if fast is not None and (reads_order or rounding_is_harmless(ctx, fast, base)):
                 ctx.fast = fast
         share_rows(ctx, base)  # per-row differences for the tests, when the score allows
 

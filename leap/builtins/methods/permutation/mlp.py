@@ -99,6 +99,25 @@ class MLPPath:
         """A column whose first-layer weights are all zero adds exact zeros."""
         return not bool(np.any(self.used[cols]))
 
+    #: False when the scorer reads values only, not their order (set by the planner).
+    order_matters = True
+
+    def jitter(self, signs: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Served outputs on the unpermuted rows with the first layer moved by ``signs``
+        times a typical rounding (``4 u √(n + 1)`` of its terms' size); ``None`` when only
+        labels are served. See
+        :func:`~leap.builtins.methods.permutation.method.rounding_is_harmless`."""
+        if self.classes is not None and set(self.base) == {"predict"}:
+            return None
+        n = self.X.shape[1] if self.projection is None else self.projection.transformed.shape[1]
+        gamma = 2.0 * (n + 4) * _U  # row_err_max is 2 gamma times the terms' size
+        typical = 4.0 * _U * np.sqrt(n + 1.0) * self.row_err_max / (2.0 * gamma)
+        out, _ = self._forward(self.Z1 + (signs * typical)[:, None], np.zeros(len(signs)))
+        if self.classes is None:
+            return {"predict": out.reshape(self.base["predict"].shape)}
+        proba = np.column_stack([1 - out[:, 0], out[:, 0]]) if out.shape[1] == 1 else out
+        return {**self.base, "predict_proba": proba} if "predict_proba" in self.base else None
+
     def _forward(self, Z: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Outputs and their bounds from first-layer ``Z`` (rows, units), each within ``e``.
 
@@ -187,7 +206,8 @@ class MLPPath:
             base = self.base["predict"].reshape(m, n_out)
             out[keep] = np.broadcast_to(base, out.shape)[keep]
             err[keep] = 0.0
-            exact &= order_certified(out, err)
+            if self.order_matters:
+                exact &= order_certified(out, err)
             outs["predict"] = out[..., 0] if self.base["predict"].ndim == 1 else out
             return outs, exact
         if n_out == 1:
@@ -198,7 +218,8 @@ class MLPPath:
         if "predict_proba" in self.base:
             proba[keep] = np.broadcast_to(self.base["predict_proba"], proba.shape)[keep]
             err[keep] = 0.0
-            exact &= order_certified(proba, err)
+            if self.order_matters:
+                exact &= order_certified(proba, err)
             outs["predict_proba"] = proba
         if "predict" in self.base:
             if n_out == 1:
