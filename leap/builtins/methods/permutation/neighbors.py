@@ -18,9 +18,21 @@ larger wins, and both are tight *per row*:
 - the column range: ``|x' - y|^p - |x - y|^p`` is monotone in ``y``, so over the training
   values ``y ∈ [min, max]`` of the column it is smallest at an end.
 
-Rows whose kept candidates run out, and rows that cannot be certified (below), are
-evaluated by the model itself on just those rows; a copy in which most rows would need the
-model (a cost estimate made before the scan) is handed to the model whole.
+Rows whose kept candidates run out (heavy tails: a row that receives an extreme value moves
+far from all of them) scan every training point: where it fits in 1.5× the data's own
+memory, a float32 lower bound of every unpermuted reduced distance is kept, so a point costs
+``O(g)`` (its bound plus its change) and only points that the bound cannot exclude are
+computed directly. Without those bounds such rows are recomputed at the model's cost, and a
+copy in which most rows would run out (a cost estimate made before the scan) is handed to
+the model whole. Rows that cannot be certified (below) get the model's own outputs.
+
+Thread count: scikit-learn's brute-force search (every Euclidean k-NN) splits the training
+points between OpenMP threads for small queries and breaks *exact* ties differently for
+each thread count, so its ``permutation_importance`` differs between ``n_jobs=1`` (the
+caller's threads) and ``n_jobs=-1`` (process workers of ``cpu_count() // n_jobs`` threads).
+The runner sets the copies' thread count (:func:`copy_threads`) around every model call, and
+this path computes the unpermuted rows' outputs the same way, so LEAP matches scikit-learn
+called with the same ``n_jobs``.
 
 Exactness: every reduced distance here and in scikit-learn's own computation (Gram matrix
 or direct, any algorithm) is within a rigorous rounding bound ``E`` of the exact value, so
@@ -32,23 +44,44 @@ value); a label alone is also certified when no choice from the band can change 
 winning class. With distance weights the set must be certain, no distance may be near zero,
 and the label needs a margin larger than the weights' rounding bound. Probabilities and
 regression values follow scikit-learn's arithmetic in neighbour order; where near-equal
-neighbours are ordered differently the sum is rounded differently, by ~1e-16.
+neighbours are ordered differently the sum is rounded differently, by ~1e-16. They are served
+only where no Gram-matrix distance can have lost accuracy, which with many features almost
+never holds: then the factory declines (:meth:`NeighborsPath.values_servable`) and the model
+takes every copy through LEAP's ordinary batches.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+import sklearn
+from sklearn.neighbors import (
+    KNeighborsClassifier,
+    KNeighborsRegressor,
+    KNeighborsTransformer,
+    RadiusNeighborsClassifier,
+    RadiusNeighborsRegressor,
+)
+from sklearn.pipeline import Pipeline
+from threadpoolctl import ThreadpoolController
 
 from leap.builtins.methods.permutation._jit import compiled
-from leap.builtins.methods.permutation.boosting import OneThread
 from leap.builtins.methods.permutation.fastpaths import quietly
 
 _U = np.finfo(np.float64).eps / 2
+#: Models whose outputs can depend on the number of OpenMP threads (see :func:`copy_threads`).
+_THREAD_SENSITIVE = (
+    KNeighborsClassifier,
+    KNeighborsRegressor,
+    KNeighborsTransformer,
+    RadiusNeighborsClassifier,
+    RadiusNeighborsRegressor,
+)
 _CHUNK_BYTES = 2**19  # distance rows computed at a time: keeps the set-up memory small
 _REL = 1e-10  # relative slack on bounds computed with pow/sqrt (a few ulps each)
 
@@ -131,6 +164,134 @@ def _scan(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, 
             status[r, i] = 1 if done else 3
 
 
+def _scan_all(cand_idx, cand_d, low, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):
+    """Loop kernel (compiled by numba): the ``kk`` nearest of *all* training points per row.
+
+    Kept candidates are rescored from their old reduced distance (``O(g)`` each); every other
+    point ``t`` is excluded by its lower bound ``low[i, t]`` plus its change (``O(g)``), or
+    else its distance is computed directly (``O(n_features)``). ``low`` is ``inf`` for kept
+    candidates; ``Yg`` is ``Y[:, cols].T`` (contiguous); ``row``: scratch space of one row.
+    """
+    R, m = todo.shape
+    L = cand_idx.shape[1]
+    g = cols.shape[0]
+    kk = best_d.shape[2]
+    n_t, n_f = Y.shape
+    for i in range(m):
+        for r in range(R):
+            if not todo[r, i]:
+                continue
+            bd = best_d[r, i]
+            bi = best_i[r, i]
+            bd[:] = np.inf
+            bi[:] = -1
+            e = E[r, i]
+            for j in range(L):
+                t = cand_idx[i, j]
+                dn = cand_d[i, j]
+                for c in range(g):
+                    yv = Y[t, cols[c]]
+                    a = abs(new[r, i, c] - yv)
+                    o = abs(X[i, cols[c]] - yv)
+                    if p == 2.0:
+                        dn += a * a - o * o
+                    elif p == 1.0:
+                        dn += a - o
+                    else:
+                        dn += a**p - o**p
+                if dn < bd[kk - 1]:
+                    pos = kk - 1
+                    while pos > 0 and bd[pos - 1] > dn:
+                        bd[pos] = bd[pos - 1]
+                        bi[pos] = bi[pos - 1]
+                        pos -= 1
+                    bd[pos] = dn
+                    bi[pos] = t
+            filled = False
+            for t in range(n_t):
+                b = float(low[i, t])
+                if b == np.inf:  # a kept candidate, already scored
+                    continue
+                dn = b
+                for c in range(g):
+                    yv = Yg[c, t]
+                    a = abs(new[r, i, c] - yv)
+                    o = abs(X[i, cols[c]] - yv)
+                    if p == 2.0:
+                        dn += a * a - o * o
+                    elif p == 1.0:
+                        dn += a - o
+                    else:
+                        dn += a**p - o**p
+                if dn - 3.0 * e - _REL * abs(b) > bd[kk - 1]:
+                    continue
+                if not filled:  # the permuted row, for direct distances
+                    for c in range(n_f):
+                        row[c] = X[i, c]
+                    for c in range(g):
+                        row[cols[c]] = new[r, i, c]
+                    filled = True
+                dn = 0.0
+                for c in range(n_f):
+                    a = abs(row[c] - Y[t, c])
+                    if p == 2.0:
+                        dn += a * a
+                    elif p == 1.0:
+                        dn += a
+                    else:
+                        dn += a**p
+                if dn < bd[kk - 1]:
+                    pos = kk - 1
+                    while pos > 0 and bd[pos - 1] > dn:
+                        bd[pos] = bd[pos - 1]
+                        bi[pos] = bi[pos - 1]
+                        pos -= 1
+                    bd[pos] = dn
+                    bi[pos] = t
+
+
+def _scan_all_numpy(cand_idx, cand_d, low, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):  # fmt: skip  # noqa: E501
+    """Vectorised twin of :func:`_scan_all` (same sums in the same order, same exclusions)."""
+    L = cand_idx.shape[1]
+    kk = best_d.shape[2]
+    n_t = Y.shape[0]
+
+    def power(a):
+        return a * a if p == 2.0 else (a if p == 1.0 else a**p)
+
+    for r in range(todo.shape[0]):
+        rows = np.flatnonzero(todo[r])
+        if rows.size == 0:
+            continue
+        everyone = np.broadcast_to(np.arange(n_t), (rows.size, n_t))
+        idx = np.concatenate([cand_idx[rows], everyone], axis=1)
+        d = np.concatenate([cand_d[rows], low[rows].astype(np.float64)], axis=1)
+        start = d.copy()
+        for c, col in enumerate(cols):
+            yv = Y[idx, col]
+            a = np.abs(new[r, rows, c][:, None] - yv)
+            d += power(a) - power(np.abs(X[rows, col][:, None] - yv))
+        kept = d[:, :L]
+        top = np.sort(kept, axis=1)[:, kk - 1] if L >= kk else np.full(rows.size, np.inf)
+        rest = d[:, L:]
+        slack = 3.0 * E[r, rows][:, None] + _REL * np.abs(start[:, L:])
+        with np.errstate(invalid="ignore"):  # kept candidates: inf - inf
+            maybe = np.isfinite(start[:, L:]) & ~(rest - slack > top[:, None])
+        ri, ti = np.nonzero(maybe)
+        if ri.size:
+            Xr = X[rows[ri]].copy()
+            Xr[:, cols] = new[r, rows[ri]]
+            direct = np.zeros(ri.size)
+            for c in range(X.shape[1]):
+                direct += power(np.abs(Xr[:, c] - Y[ti, c]))
+            rest[ri, ti] = direct
+        rest[~maybe] = np.inf
+        d[:, L:] = rest
+        order = np.argsort(d, axis=1, kind="stable")[:, :kk]
+        best_d[r, rows] = np.take_along_axis(d, order, axis=1)
+        best_i[r, rows] = np.take_along_axis(idx, order, axis=1)
+
+
 def _scan_numpy(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, best_i, status):  # fmt: skip  # noqa: E501
     """Vectorised twin of :func:`_scan`: every kept candidate rescored, same bounds."""
     L = cand_idx.shape[1]
@@ -202,6 +363,39 @@ def _band_votes(bd, lab, v, e4, k, C):
     return votes, exact, ranged, winner
 
 
+def copy_threads(estimator: Any, n_jobs: int | None) -> int | None:
+    """OpenMP threads with which scikit-learn's ``permutation_importance`` predicts a copy.
+
+    Only for models whose outputs depend on it: scikit-learn's brute-force neighbour search
+    (``ArgKmin``, every Euclidean k-NN) splits the training points between threads for
+    queries of fewer than about ``4 × 256 × threads`` rows and then breaks *exact* ties
+    (integer features, duplicated rows) differently for each thread count. Its copies are
+    predicted in the calling thread for ``n_jobs`` of one job, and in joblib's process
+    workers otherwise, which run ``OMP_NUM_THREADS`` (or ``inner_max_num_threads``, else
+    ``cpu_count() // n_jobs``) threads. ``None``: the caller's own setting (one job, a
+    thread backend), or a model whose outputs do not depend on it.
+    """
+    from joblib import cpu_count, effective_n_jobs
+    from joblib.parallel import get_active_backend
+
+    core = estimator
+    while isinstance(core, Pipeline):
+        core = core.steps[-1][1]
+    if not isinstance(core, _THREAD_SENSITIVE):
+        return None
+    n = effective_n_jobs(n_jobs)
+    backend, _ = get_active_backend()
+    if n == 1 or type(backend).__name__ != "LokyBackend":
+        return None
+    explicit = getattr(backend, "inner_max_num_threads", None)
+    if explicit is not None:
+        return int(explicit)
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return max(cpu_count() // n, 1)
+
+
 def _metric_power(estimator: Any) -> float | None:
     """The Minkowski ``p`` of a fitted k-NN model, or ``None`` for other metrics."""
     metric = getattr(estimator, "effective_metric_", None)
@@ -224,6 +418,10 @@ class NeighborsPath:
     #: A copy in which more than this share of the rows would likely need the model goes to
     #: the model whole, without a scan.
     MODEL_SHARE = 0.5
+    #: Lower bounds of every distance are kept when they take at most this share of X's bytes.
+    LOW_BOUND_SHARE = 1.5
+    #: Candidates kept per row beside those lower bounds (rows that run out scan them all).
+    KEEP_WITH_BOUNDS = 48
 
     def __init__(
         self, model: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray], p: float
@@ -236,15 +434,12 @@ class NeighborsPath:
         self.k = int(model.n_neighbors)
         self.classifier = isinstance(model, KNeighborsClassifier)
         self.distance = model.weights == "distance"
-        self._one_thread = OneThread()
         self._lock = threading.Lock()
-        # Rows a permutation leaves unchanged keep the model's outputs computed with one
-        # OpenMP thread, as every other row here (see _ask_model): with exact ties the
-        # model's own answer depends on its thread count.
-        with self._one_thread():
-            self.base_outputs = {
-                name: np.asarray(quietly(getattr(model, name), X)) for name in base_outputs
-            }
+        self._threads: Any = None  # a threadpoolctl ThreadpoolController, made on first use
+        self.base_outputs = dict(base_outputs)  # the caller's (its names say what to serve)
+        # Rows a permutation leaves unchanged keep the model's outputs computed as the copies'
+        # (see copy_threads): on first use, with the thread setting the copies run with.
+        self._copy_base: dict[str, np.ndarray] | None = None
         self.y_fit = np.asarray(model._y)
         self.n_classes = len(model.classes_) if self.classifier else 0
         self.rows_by_model = 0  # rows evaluated by the model itself (for tests and docs)
@@ -267,8 +462,15 @@ class NeighborsPath:
             y_norm = np.einsum("ij,ij->i", Y, Y)
             self.y_norm = y_norm
             self.y_norm_max = float(y_norm.max())
-        # Candidates kept per row: enough for pruning, within half of X's own memory.
+        # Candidates kept per row: enough for pruning, within half of X's own memory. Where
+        # it fits in LOW_BOUND_SHARE of X's memory, also a float32 lower bound of every
+        # reduced distance: a row whose candidates run out then scans every training point
+        # at O(g) each instead of recomputing its distances at O(n_features).
+        self.low: np.ndarray | None = None
         budget = (X.nbytes // 2) // max(1, m * 12)
+        if m * n_t * 4 <= self.LOW_BOUND_SHARE * X.nbytes:
+            self.low = np.empty((m, n_t), dtype=np.float32)
+            budget = self.KEEP_WITH_BOUNDS
         n_keep = int(min(n_t, max(4 * (self.k + 1), 48, budget)))
         self.cand_idx = np.empty((m, n_keep), dtype=np.int32)
         self.cand_d = np.empty((m, n_keep))
@@ -289,10 +491,25 @@ class NeighborsPath:
             order = np.argsort(kd, axis=1, kind="stable")
             self.cand_idx[start:stop] = np.take_along_axis(keep, order, axis=1)
             self.cand_d[start:stop] = np.take_along_axis(kd, order, axis=1)
+            if self.low is not None:
+                self.low[start:stop] = self._lower_f32(d, start, stop)
+                np.put_along_axis(self.low[start:stop], keep[:, :n_keep], np.inf, axis=1)
         # Room beyond k+1 for a band of tied points (integer features, duplicated rows).
         gaps = self.cand_d[:, min(self.k, n_keep - 1)] - self.cand_d[:, self.k - 1]
         tied = np.mean(gaps <= 4.0 * self._base_error(np.arange(m))) > 0.02
         self.kk = int(min(n_t, self.k + (6 if tied else 1), n_keep))
+
+    def _lower_f32(self, d: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """float32 lower bounds of the exact reduced distances ``d`` of rows ``start:stop``."""
+        if self.p == 2.0:
+            err = self.c_err * (2.0 * self.x_norm[start:stop] + 2.0 * self.y_norm_max)[:, None]
+        else:
+            err = self.c_err * 2.0 * np.abs(d)
+        v = np.minimum(d - err - _REL * np.abs(d), float(np.finfo(np.float32).max))
+        low = v.astype(np.float32)
+        up = low.astype(np.float64) > v  # rounded up: one float32 step down
+        low[up] = np.nextafter(low[up], np.float32(-np.inf))
+        return low
 
     def _base_error(self, rows: np.ndarray) -> np.ndarray:
         """Rounding bound of the unpermuted reduced distances of ``rows``."""
@@ -315,6 +532,28 @@ class NeighborsPath:
             certain = np.ones(rows.size, dtype=bool)
         mine = np.sort(self.cand_idx[rows, :k], axis=1)
         return bool(np.array_equal(mine[certain], np.sort(theirs, axis=1)[certain]))
+
+    def values_servable(self) -> bool:
+        """Whether distance-weighted values (probabilities, regression) can be served.
+
+        They are served only where no neighbour's distance can have lost accuracy in a Gram
+        matrix (see :meth:`_certify`); with many features that bound rarely holds, and every
+        copy would go to the model through this path, one at a time. Estimated on the
+        unpermuted rows: when fewer than half would qualify, the model takes every copy
+        through LEAP's ordinary batches instead. Uniform weights and labels alone always
+        qualify.
+        """
+        values = not self.classifier or "predict_proba" in self.base_outputs
+        if not (self.distance and values):
+            return True
+        k = min(self.k, self.cand_d.shape[1])
+        nearest = np.maximum(self.cand_d[:, 0], 1e-300)
+        if self.p == 2.0:
+            size = self.x_norm + self.y_norm[self.cand_idx[:, :k]].max(axis=1)
+        else:
+            size = np.abs(self.cand_d[:, k - 1])
+        typical = 64.0 * np.sqrt(self.X.shape[1]) * _U * size / (self.p * nearest)
+        return bool(np.mean(typical <= 5e-14) >= 0.5)
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """Distances always depend on every column."""
@@ -366,6 +605,8 @@ class NeighborsPath:
         short = self.cand_d.shape[1] < self.Y.shape[0]
         likely_fail = changed & (reach <= self.cand_d[:, kk - 1][None]) & short
         whole = likely_fail.sum(axis=1) > self.MODEL_SHARE * m
+        if self.low is not None:  # rows that run out scan every point at O(g): no hand-over
+            whole[:] = False
         todo = changed & ~whole[:, None]
         best_d = np.full((R, m, kk), np.inf)
         best_i = np.zeros((R, m, kk), dtype=np.int64)
@@ -375,10 +616,24 @@ class NeighborsPath:
             self.cand_idx, self.cand_d, self.Y, X, cols, new, todo, self.p, M, delta, E,
             self.Y.shape[0], best_d, best_i, status,
         )  # fmt: skip
-        for r in range(R):  # kept candidates ran out: rescore those rows against all points
-            over = np.flatnonzero(status[r] == 3)
-            if over.size:
-                self._rescore(r, over, cols, new, best_d, best_i, status)
+        over = status == 3  # kept candidates ran out: every training point is scanned
+        if self.low is not None and over.any():
+            full_scan = compiled(_scan_all) or _scan_all_numpy
+            full_scan(
+                self.cand_idx, self.cand_d, self.low, self.Y, X, cols,
+                np.ascontiguousarray(self.Y[:, cols].T), new, over, self.p, E,
+                np.empty(X.shape[1]), best_d, best_i,
+            )  # fmt: skip
+            status[over] = 1
+        for r in range(R):  # (without lower bounds) rescored against all points at full cost
+            rows = np.flatnonzero(status[r] == 3)
+            if rows.size:
+                self._rescore(r, rows, cols, new, best_d, best_i, status)
+        return self._finish(cols, old, new, todo, whole, changed, E, best_d, best_i, status)
+
+    def _finish(self, cols, old, new, todo, whole, changed, E, best_d, best_i, status):
+        """Certified outputs of the scanned rows; the model's outputs for the others."""
+        R, m = todo.shape
         scale = None
         if self.p == 2.0:  # squared norm of each permuted row
             scale = self.x_norm[None] + (new * new).sum(axis=2) - (old * old).sum(axis=1)[None]
@@ -407,8 +662,9 @@ class NeighborsPath:
             full |= need.any(axis=1)
             need[full] = False
         answered = np.ones(R, dtype=bool)
+        copy_base = self._unpermuted_outputs()
         for name in outputs:
-            base = self.base_outputs[name]
+            base = copy_base[name]
             keep = ~todo
             shape = (R, m) + (1,) * (base.ndim - 1)
             outputs[name] = np.where(keep.reshape(shape), base[None], outputs[name])
@@ -416,33 +672,58 @@ class NeighborsPath:
             self._ask_model(cols, new, need, full, outputs)
         return outputs, answered
 
+    def _unpermuted_outputs(self) -> dict[str, np.ndarray]:
+        """The model's outputs on the unpermuted rows, computed as the copies' are."""
+        with self._lock:
+            if self._copy_base is None:
+                self._copy_base = {
+                    name: np.asarray(quietly(getattr(self.model, name), self.X))
+                    for name in self.base_outputs
+                }
+            return self._copy_base
+
+    def _sequential_search(self) -> bool:
+        """Whether scikit-learn's search on one copy scans the training points in one pass
+        per row (its ``parallel_on_X`` strategy, or one thread), so that a row's answer
+        does not depend on the thread count; otherwise it splits them between threads."""
+        if self._threads is None:
+            self._threads = ThreadpoolController()
+        info = self._threads.select(user_api="openmp").info()
+        threads = max([int(lib["num_threads"]) for lib in info], default=1)
+        chunk = int(sklearn.get_config().get("pairwise_dist_chunk_size", 256))
+        m, n_t = self.X.shape[0], self.Y.shape[0]
+        return threads == 1 or n_t < m or 4 * chunk * threads < m
+
     def _ask_model(self, cols, new, need, full, outputs) -> None:
         """The model's own outputs for the rows ``need`` and the whole copies ``full``.
 
-        With one OpenMP thread, as scikit-learn's ``permutation_importance`` workers run
-        (joblib limits each worker's threads), and one call at a time: LEAP's threads already
-        share the cores, and a thread team per small call costs more than the call on a busy
-        machine. The thread count matters for exact ties: scikit-learn's brute-force
-        neighbour search splits the training points between threads for small queries and
-        then breaks exact ties differently; with one thread a row's neighbours do not depend
-        on the other rows of the call.
+        With the calling thread's OpenMP setting, which the runner sets to the one
+        scikit-learn's copies would see (:func:`copy_threads`): the thread count decides
+        how exact ties are broken. Rows asked alone (exact arithmetic) get the answer they
+        would get inside their whole copy: fewer rows can change scikit-learn's search
+        strategy, so where the whole copy's search is sequential they are asked with one
+        thread. One call at a time: LEAP's threads already share the cores.
         """
         r_idx, i_idx = np.nonzero(need)
         m = self.X.shape[0]
-        with self._lock, self._one_thread():
+        with self._lock:
             for r in np.flatnonzero(full):
                 copy = self.X.copy()
                 copy[:, cols] = new[r]
                 self.rows_by_model += m
                 for name in outputs:
                     outputs[name][r] = quietly(getattr(self.model, name), copy)
-            for start in range(0, r_idx.size, m):
-                r_s, i_s = r_idx[start : start + m], i_idx[start : start + m]
-                rows = self.X[i_s].copy()
-                rows[:, cols] = new[r_s, i_s]
-                self.rows_by_model += rows.shape[0]
-                for name in outputs:
-                    outputs[name][r_s, i_s] = quietly(getattr(self.model, name), rows)
+            if r_idx.size == 0:
+                return
+            sequential = self._sequential_search()
+            with self._threads.limit(limits=1, user_api="openmp") if sequential else nullcontext():
+                for start in range(0, r_idx.size, m):
+                    r_s, i_s = r_idx[start : start + m], i_idx[start : start + m]
+                    rows = self.X[i_s].copy()
+                    rows[:, cols] = new[r_s, i_s]
+                    self.rows_by_model += rows.shape[0]
+                    for name in outputs:
+                        outputs[name][r_s, i_s] = quietly(getattr(self.model, name), rows)
 
     def _rescore(self, r, rows, cols, new, best_d, best_i, status) -> None:
         """The ``kk`` nearest of all training points for ``rows`` of copy ``r`` (status 1)."""
@@ -472,6 +753,7 @@ class NeighborsPath:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_lock")
+        state["_threads"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -607,4 +889,6 @@ def knn_path(
     if not 1 <= estimator.n_neighbors <= Y.shape[0]:
         return None
     path = NeighborsPath(estimator, X, base_outputs, p)
-    return path if path.agrees_with_model() else None
+    if not path.agrees_with_model() or not path.values_servable():
+        return None
+    return path
