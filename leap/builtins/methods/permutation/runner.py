@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from leap.builtins.methods.permutation.batched import BatchedScorer
 from leap.builtins.methods.permutation.copies import CopyStack, WorkingCopy
 from leap.builtins.methods.permutation.fastpaths import FastPath
+from leap.builtins.methods.permutation.neighbors import copy_threads
 from leap.builtins.methods.permutation.scoring import (
     AccuracyCounter,
     ScorerPlan,
@@ -51,6 +52,9 @@ class Context:
     batched: BatchedScorer | None = None  # other recognised metrics, many copies at once
     constant: np.ndarray | None = None  # per column: bitwise constant over the used rows
     capacity: int = 1
+    #: OpenMP threads for model calls on copies, as scikit-learn's would see (``None``: the
+    #: caller's own); set by :func:`run_all` for models whose outputs depend on it (k-NN).
+    threads: int | None = None
 
 
 def weighted_score(scorer: Any, estimator: Any, X: Any, y: Any, sample_weight: Any) -> Any:
@@ -126,6 +130,11 @@ def run_task(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, list]
     evaluates with the model outside this (possibly threaded) task. :func:`run_all`
     answers trivial groups itself; any group given here is computed.
     """
+    if ctx.threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=ctx.threads, user_api="openmp"):
+            return run_task(replace(ctx, threads=None), items)
     if ctx.plan is None:
         return _run_opaque(ctx, items), []
     return _run_replay(ctx, items)
@@ -331,6 +340,7 @@ def run_all(
     """
     n_groups = len(groups)
     n_repeats = ctx.orders.shape[0]
+    ctx = replace(ctx, threads=copy_threads(ctx.estimator, n_jobs))
     results: list[list | None] = [None] * n_groups
     work: list[Item] = []
     for index, cols in enumerate(groups):
