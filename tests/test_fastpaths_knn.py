@@ -286,3 +286,61 @@ def test_benchmark_matrix_runs(tmp_path):
     )
     names = listed.stdout.split()
     assert len(names) == len(set(names)) and "knn-uniform-clf/discrete" in names
+
+
+def tied_threads_data(seed: int = 21):
+    """Small integers, more than 256 training rows: scikit-learn's brute-force search splits
+    the training points between threads and breaks exact ties by thread count."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 3, size=(640, 30)).astype(float)
+    y = (X[:, 0] + X[:, 1] - X[:, 2] + rng.normal(0.0, 0.7, len(X))).round()
+    return X[:600], X[600:], y[:600], y[600:]
+
+
+@pytest.mark.parametrize("kind", ["clf", "reg"])
+def test_importances_match_scikit_learn_called_with_the_same_n_jobs(kind):
+    """With two OpenMP threads in this process and ``n_jobs=2`` (process workers of
+    ``cpu_count() // 2`` threads), LEAP reproduces whichever answer scikit-learn gives."""
+    from threadpoolctl import threadpool_limits
+
+    X_fit, X, y_fit, y = tied_threads_data()
+    if kind == "clf":  # labels that differ between tied points
+        labels = np.random.default_rng(21).integers(0, 3, 640)
+        y_fit, y = labels[:600], labels[600:]
+        model = KNeighborsClassifier(5).fit(X_fit, y_fit)
+    else:
+        model = KNeighborsRegressor(5).fit(X_fit, y_fit)
+    with threadpool_limits(limits=2, user_api="openmp"):
+        # The data exercise the tie-breaking: one and two threads answer differently.
+        Xp = X.copy()
+        Xp[:, 0] = X[::-1, 0]
+        two = model.predict(Xp)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            one = model.predict(Xp)
+        assert not np.array_equal(one, two)
+        for n_jobs in [None, 2]:
+            kwargs = dict(n_repeats=3, random_state=0, n_jobs=n_jobs)
+            expected = permutation_importance(model, X, y, **kwargs).importances
+            (got,) = PermutationMethod().compute(model, X, y, **kwargs).values()
+            assert_allclose(got.importances, expected, rtol=0, atol=1e-12)
+
+
+def test_copy_threads_follow_joblib_workers(monkeypatch):
+    """The copies' OpenMP threads: the caller's for one job, joblib's worker limit otherwise,
+    and no limit at all for models whose outputs do not depend on it."""
+    from joblib import cpu_count, parallel_config
+    from sklearn.linear_model import LogisticRegression
+
+    from leap.builtins.methods.permutation.neighbors import copy_threads
+
+    knn = make_pipeline(StandardScaler(), KNeighborsClassifier(3))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert copy_threads(knn, None) is None and copy_threads(knn, 1) is None
+    assert copy_threads(knn, 2) == max(cpu_count() // 2, 1)
+    assert copy_threads(LogisticRegression(), 2) is None
+    with parallel_config(backend="threading"):
+        assert copy_threads(knn, 2) is None
+    with parallel_config(backend="loky", inner_max_num_threads=3):
+        assert copy_threads(knn, 2) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert copy_threads(knn, 2) == 5
