@@ -344,3 +344,35 @@ def test_copy_threads_follow_joblib_workers(monkeypatch):
         assert copy_threads(knn, 2) == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "5")
     assert copy_threads(knn, 2) == 5
+
+
+@pytest.mark.parametrize("bounds", [True, False], ids=["lower-bounds", "candidates-only"])
+@pytest.mark.parametrize("kind", ["t2", "discrete", "duplicates"])
+def test_rows_that_run_out_scan_every_point(kind, bounds, kernels, monkeypatch):
+    """With the float32 lower bounds of every distance (rows that run out scan every point at
+    O(g)) and without them (such rows are recomputed in full), copies equal the model's."""
+    monkeypatch.setattr(NeighborsPath, "LOW_BOUND_SHARE", 10.0 if bounds else 0.0)
+    monkeypatch.setattr(NeighborsPath, "KEEP_WITH_BOUNDS", 0)  # few candidates: rows run out
+    X_fit, X = split(make_X(kind, 16, n=240, p=12))
+    for model, task in [(KNeighborsClassifier(5), "multi"), (KNeighborsRegressor(4), "reg")]:
+        model.fit(X_fit, make_y(X_fit, 16, task))
+        path, answered = assert_copies_match(model, X, seed=16)
+        assert (path.low is not None) == bounds and answered > 0
+        assert kind != "t2" or path.rows_run_out > 0
+
+
+@pytest.mark.parametrize("kind", DISTRIBUTIONS)
+@pytest.mark.parametrize(
+    ("metric", "p"), [("euclidean", 2), ("manhattan", 1), ("minkowski", 3)], ids=["l2", "l1", "p3"]
+)
+def test_importances_equal_scikit_learns_across_metrics(kind, metric, p):
+    full = make_X(kind, 17, n=120, p=10)
+    X_fit, X = split(full)
+    for make, task in [(KNeighborsClassifier, "multi"), (KNeighborsRegressor, "reg")]:
+        y_fit, y = split(make_y(full, 17, task))
+        for weights in ["uniform", "distance"]:
+            model = make(5, metric=metric, p=p, weights=weights).fit(X_fit, y_fit)
+            kwargs = dict(n_repeats=2, random_state=3)
+            expected = permutation_importance(model, X, y, **kwargs).importances
+            (got,) = PermutationMethod().compute(model, X, y, **kwargs).values()
+            assert_allclose(got.importances, expected, rtol=0, atol=1e-12)

@@ -443,6 +443,7 @@ class NeighborsPath:
         self.y_fit = np.asarray(model._y)
         self.n_classes = len(model.classes_) if self.classifier else 0
         self.rows_by_model = 0  # rows evaluated by the model itself (for tests and docs)
+        self.rows_run_out = 0  # rows whose kept candidates ran out (likewise)
         m, n_f = X.shape
         n_t = Y.shape[0]
         self.c_err = 8.0 * (n_f + 8) * _U
@@ -617,6 +618,7 @@ class NeighborsPath:
             self.Y.shape[0], best_d, best_i, status,
         )  # fmt: skip
         over = status == 3  # kept candidates ran out: every training point is scanned
+        self.rows_run_out += int(over.sum())
         if self.low is not None and over.any():
             full_scan = compiled(_scan_all) or _scan_all_numpy
             full_scan(
