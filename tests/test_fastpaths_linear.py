@@ -195,3 +195,23 @@ def test_subclasses_that_change_predict_get_no_path():
     plain = Ridge().fit(X, s)
     assert linear_path(plain, X, {"predict": plain.predict(X)}) is not None
     assert linear_path(plain, X, {"predict": plain.predict(X) + 1e-3}) is None  # not its own
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+@pytest.mark.parametrize("kind", ["gauss", "tied"])
+def test_compiled_labels_equal_the_numpy_block(classes, kind):
+    """The compiled label loop gives the NumPy block's labels and certificates."""
+    X, s = _data(kind, seed=6, n=120)
+    y = np.searchsorted(np.quantile(s, np.linspace(0, 1, classes + 1)[1:-1]), s)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    path = linear_path(model, X, {"predict": model.predict(X)})
+    if path.label_kernel is None:
+        pytest.skip("numba is not installed")
+    orders = np.stack([np.random.default_rng(r).permutation(len(X)) for r in range(4)])
+    groups = [np.array([c]) for c in range(X.shape[1])]
+    compiled = path.outputs_many(groups, orders)
+    path.label_kernel = None
+    plain = path.outputs_many(groups, orders)
+    for (out_c, exact_c), (out_p, exact_p) in zip(compiled, plain, strict=True):
+        assert np.array_equal(exact_c, exact_p)
+        assert np.array_equal(out_c["predict"][exact_c], out_p["predict"][exact_p])

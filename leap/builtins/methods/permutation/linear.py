@@ -37,6 +37,7 @@ from sklearn.linear_model._base import LinearClassifierMixin, LinearModel
 from sklearn.linear_model._ridge import _RidgeClassifierMixin
 from sklearn.utils.extmath import softmax
 
+from leap.builtins.methods.permutation._jit import compiled
 from leap.builtins.methods.permutation.fastpaths import OneBlasThread, order_certified, quietly
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
@@ -77,6 +78,12 @@ class LinearPath:
         self.gamma_base = 2.0 * (X.shape[1] + 4) * _U
         self.used = np.any(coef != 0, axis=0)
         self.column_max = np.abs(X).max(axis=0)
+        # Labels only: single columns in one compiled pass per block (same arithmetic).
+        self.label_kernel = None
+        if classes is not None and set(self.base) == {"predict"}:
+            self.label_kernel = compiled(_labels_loop)
+            flat_d = decision[:, 0] > 0
+            self.base_index = flat_d.astype(np.intp) if coef.shape[0] == 1 else decision.argmax(1)
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """A column with zero coefficients adds exact zeros: outputs cannot change."""
@@ -100,11 +107,15 @@ class LinearPath:
                 if len(cols) != 1:
                     answers[i] = self._serve(*self._decisions(cols, orders))
             n_copies, m = orders.shape
-            width = max(1, _BLOCK_BYTES // (8 * n_copies * m * self.coef.shape[0]))
+            per_column = 8 * n_copies * m * (1 if self.label_kernel else self.coef.shape[0])
+            width = max(1, _BLOCK_BYTES // per_column)
             for start in range(0, len(single), width):
                 block = single[start : start + width]
                 cols = np.array([int(groups[i][0]) for i in block])
-                outs, exact = self._serve(*self._block(cols, orders))
+                if self.label_kernel is not None:
+                    outs, exact = self._block_labels(cols, orders)
+                else:
+                    outs, exact = self._serve(*self._block(cols, orders))
                 for q, i in enumerate(block):
                     part = slice(q * n_copies, (q + 1) * n_copies)
                     answers[i] = ({name: out[part] for name, out in outs.items()}, exact[part])
@@ -145,6 +156,23 @@ class LinearPath:
         gamma = self.gamma_base + 2.0 * len(cols) * _U
         bound = gamma * (2.0 * self.magnitude[None] + 2.0 * spread + np.abs(d))
         return d, bound, changed
+
+    def _block_labels(
+        self, cols: np.ndarray, orders: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Labels of :meth:`_block`'s copies by the compiled loop: same values, bounds and
+        tie rule as :meth:`_serve`, without the block's temporaries."""
+        assert self.label_kernel is not None and self.classes is not None
+        W = np.ascontiguousarray(self.coef[:, cols].T)  # (b, C)
+        old = np.ascontiguousarray(self.X[:, cols].T)  # (b, m)
+        gamma = self.gamma_base + 2.0 * _U
+        reach = self.column_max[cols][:, None] * np.abs(W)
+        index, exact = self.label_kernel(
+            old, np.ascontiguousarray(orders), W, self.decision, self.magnitude, reach,
+            gamma, self.base_index,
+        )  # fmt: skip
+        b, R, m = index.shape
+        return {"predict": self.classes.take(index.reshape(b * R, m))}, exact.reshape(b * R)
 
     def _block(
         self, cols: np.ndarray, orders: np.ndarray
@@ -234,6 +262,49 @@ class LinearPath:
         # Row sums of the softmax's Jacobian are 2 p (1 - p) <= 1/2 (max norm).
         err = 0.5 * bound.max(axis=2, keepdims=True) + 2.0 * (n_classes + 8) * _U
         return proba, np.broadcast_to(err, proba.shape).copy()
+
+
+def _labels_loop(old, orders, W, decision, magnitude, reach, gamma, base_index):
+    """Loop kernel (compiled by numba) of :meth:`LinearPath._block_labels`.
+
+    For column ``q`` permuted by ``orders[r]``: each changed row's decisions
+    ``decision + Δx · W[q]`` with bounds ``γ (|d| + 2 Σ|x w| + 4 max|x_q| |W[q]|)``, its
+    label (the first largest decision; ``d > 0`` for one output) and whether the bound
+    certifies it; unchanged rows keep the model's label. ``exact[q, r]``: all certified.
+    """
+    b, m = old.shape
+    R = orders.shape[0]
+    C = W.shape[1]
+    index = np.empty((b, R, m), dtype=np.intp)
+    exact = np.ones((b, R), dtype=np.bool_)
+    d = np.empty(C)
+    e = np.empty(C)
+    for q in range(b):
+        for r in range(R):
+            ok = True
+            for i in range(m):
+                delta = old[q, orders[r, i]] - old[q, i]
+                if delta == 0.0:
+                    index[q, r, i] = base_index[i]
+                    continue
+                for c in range(C):
+                    d[c] = delta * W[q, c] + decision[i, c]
+                    e[c] = gamma * (abs(d[c]) + (2.0 * magnitude[i, c] + 4.0 * reach[q, c]))
+                if C == 1:
+                    index[q, r, i] = 1 if d[0] > 0 else 0
+                    ok = ok and abs(d[0]) > e[0]
+                    continue
+                top = 0
+                for c in range(1, C):
+                    if d[c] > d[top]:
+                        top = c
+                index[q, r, i] = top
+                lead = d[top] - e[top]
+                for c in range(C):
+                    if c != top and not lead > d[c] + e[c]:
+                        ok = False
+            exact[q, r] = ok
+    return index, exact
 
 
 def _plain_classifier(estimator: Any, methods: set[str]) -> str | None:
