@@ -354,9 +354,12 @@ def run_all(
     unit = progress if isinstance(progress, str) and progress else "columns"
     with tqdm(total=n_groups, disable=not progress, desc=f"permuting {unit}", unit="") as bar:
         bar.update(n_groups - len(work))
-        if ctx.fast is not None and len(work) >= FAST_PATH_TRIAL_GROUPS:
+        trial = not getattr(ctx.fast, "bounded_by_model", False)
+        if ctx.fast is not None and trial and len(work) >= FAST_PATH_TRIAL_GROUPS:
             # Cost model of the fast path itself: on data where it cannot prune (heavy
             # tails, ties) it may cost more than the model; then the model answers the rest.
+            # A path whose work is a part of the model's own (``bounded_by_model``) is not
+            # timed: the trial would cost one group of model calls and could only agree.
             pays, work = _fast_path_pays(ctx, work, results, declined)
             bar.update(n_groups - len(work) - bar.n)
             if not pays:
