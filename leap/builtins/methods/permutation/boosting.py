@@ -457,6 +457,10 @@ class RepredictPath:
         self.__dict__.update(state)
         self._lock = threading.Lock() if self.serial else contextlib.nullcontext()
 
+    def single_threaded(self) -> Any:
+        """Context manager: the model's OpenMP and BLAS libraries run with one thread."""
+        return self._one_thread()
+
     def unaffected(self, cols: np.ndarray) -> bool:
         """No tree splits on any of ``cols``."""
         return self.index.unaffected(cols)
@@ -764,7 +768,8 @@ def _hist_path(
         values = np.concatenate([np.asarray(p.nodes["value"], np.float64) for p in predictors])
         init = np.zeros(estimator.n_trees_per_iteration_, dtype=np.float64)
         init += np.asarray(estimator._baseline_prediction, dtype=np.float64).ravel()
-        raw = estimator.decision_function(X) if classifier else None
+        with path.single_threaded():
+            raw = estimator.decision_function(X) if classifier else None
     except Exception:
         return path
     link = RawLink(estimator, "hist", classifier)
@@ -1011,7 +1016,14 @@ class SumPath(RepredictPath):
     predictions tie, are re-predicted by the model as in :class:`RepredictPath`. The
     factory certifies, on the unpermuted rows (all of them, and subsets), that these sums
     and links give the model's outputs bit for bit.
+
+    Its work is a part of the model's own (the model walks every tree for every row and
+    adds every leaf value; LEAP walks only the pairs whose path tests a permuted column and
+    adds the leaves of the rows that moved), so the runner does not time it against the
+    model (``bounded_by_model``).
     """
+
+    bounded_by_model = True
 
     def __init__(
         self,

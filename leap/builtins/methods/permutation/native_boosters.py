@@ -163,8 +163,9 @@ def _xgboost_sums(estimator: Any, X: np.ndarray, path: RepredictPath, model: dic
     # With early stopping the wrapper predicts with fewer trees than the leaves cover: the
     # margins then differ from LEAP's sums, and the certification declines.
     span = (n_rounds, n_rounds)
-    init = np.asarray(estimator.predict(X[:2], output_margin=True, iteration_range=span))
-    raw = np.asarray(estimator.predict(X, output_margin=True))
+    with path.single_threaded():
+        init = np.asarray(estimator.predict(X[:2], output_margin=True, iteration_range=span))
+        raw = np.asarray(estimator.predict(X, output_margin=True))
     init = init.reshape(2, -1)[0]
     if raw.dtype != np.float32 or init.dtype != np.float32:
         return None
