@@ -112,6 +112,30 @@ class OneBlasThread:
         self.__init__()  # type: ignore[misc]  # a fresh, unlimited state after unpickling
 
 
+#: Rows of ``|X|`` made at a time by :func:`abs_product` (a small temporary at any width).
+_ABS_ROWS = 64
+
+
+def abs_product(X: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """``|X| @ A`` made in blocks of rows, without a temporary of ``X``'s size.
+
+    Fast paths use it for the sizes of their rounding bounds, which tolerate the product's
+    own rounding many times over.
+    """
+    out = np.empty((X.shape[0], *A.shape[1:]))
+    for start in range(0, X.shape[0], _ABS_ROWS):
+        out[start : start + _ABS_ROWS] = np.abs(X[start : start + _ABS_ROWS]) @ A
+    return out
+
+
+def abs_column_max(X: np.ndarray) -> np.ndarray:
+    """``max |X|`` per column, without a temporary of ``X``'s size; NaN where a column has
+    one, so ``np.isfinite(abs_column_max(X)).all()`` tells whether ``X`` is finite."""
+    if X.shape[0] == 0:
+        return np.zeros(X.shape[1])
+    return np.maximum(X.max(axis=0), -X.min(axis=0))
+
+
 def order_certified(values: np.ndarray, halfwidth: np.ndarray) -> np.ndarray:
     """Per copy: the order of every output column is the model's, ties included.
 

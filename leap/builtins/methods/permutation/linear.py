@@ -38,7 +38,13 @@ from sklearn.linear_model._ridge import _RidgeClassifierMixin
 from sklearn.utils.extmath import softmax
 
 from leap.builtins.methods.permutation._jit import compiled
-from leap.builtins.methods.permutation.fastpaths import OneBlasThread, order_certified, quietly
+from leap.builtins.methods.permutation.fastpaths import (
+    OneBlasThread,
+    abs_column_max,
+    abs_product,
+    order_certified,
+    quietly,
+)
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
 _BLOCK_BYTES = 2**18  # size of one (copies × rows × columns × outputs) array in a block
@@ -74,10 +80,10 @@ class LinearPath:
         self.link = link
         self.flat = flat
         # Σ_k |x_k w_k| + |b| per row and output: scale of the rounding of each decision.
-        self.magnitude = np.abs(X) @ np.abs(coef).T + np.abs(intercept)
+        self.magnitude = abs_product(X, np.abs(coef).T) + np.abs(intercept)
         self.gamma_base = 2.0 * (X.shape[1] + 4) * _U
         self.used = np.any(coef != 0, axis=0)
-        self.column_max = np.abs(X).max(axis=0)
+        self.column_max = abs_column_max(X)
         # Labels only: single columns in one compiled pass per block (same arithmetic).
         self.label_kernel = None
         if classes is not None and set(self.base) == {"predict"}:
@@ -367,7 +373,7 @@ def linear_path(
     methods = set(base_outputs)
     if not methods or not methods <= _METHODS:
         return None
-    if X.dtype != np.float64 or X.ndim != 2 or not np.all(np.isfinite(X)):
+    if X.dtype != np.float64 or X.ndim != 2 or not np.isfinite(abs_column_max(X)).all():
         return None
     coef = getattr(estimator, "coef_", None)
     if not isinstance(coef, np.ndarray) or coef.dtype != np.float64 or coef.ndim > 2:

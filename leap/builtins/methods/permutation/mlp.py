@@ -28,6 +28,8 @@ import numpy as np
 from leap.builtins.methods.permutation.fastpaths import (
     OneBlasThread,
     Projection,
+    abs_column_max,
+    abs_product,
     order_certified,
     quietly,
 )
@@ -65,14 +67,14 @@ class MLPPath:
         )
         self.base = {name: np.asarray(out) for name, out in base_outputs.items()}
         W1, b1 = self.coefs[0], self.intercepts[0]
-        self.col_max = np.abs(X).max(axis=0)
+        self.col_max = abs_column_max(X)
         self.projection = projection
         p = X.shape[1]
         if projection is None:
             self.W_in = W1  # (p, h): how one input column moves the first layer
             self.Z1 = X @ W1 + b1
             gamma = 2.0 * (p + 4) * _U
-            self.row_err = 2.0 * gamma * (np.abs(X) @ self.abs_coefs[0] + np.abs(b1))
+            self.row_err = 2.0 * gamma * (abs_product(X, self.abs_coefs[0]) + np.abs(b1))
         else:
             # z = ((x C^T - m C^T) / s) W1 + b1; the PCA's own output is the model's input.
             C, scale = projection.components, projection.scale
@@ -81,7 +83,7 @@ class MLPPath:
             self.Z1 = projection.transformed @ W1 + b1
             k = C.shape[0]
             gamma_p, gamma_k = 2.0 * (p + 4) * _U, 2.0 * (k + 4) * _U
-            A = (np.abs(X) @ np.abs(C).T + np.abs(projection.mean) @ np.abs(C).T) / scale
+            A = (abs_product(X, np.abs(C).T) + np.abs(projection.mean) @ np.abs(C).T) / scale
             self.abs_C_scaled = np.abs(C) / scale[:, None]  # (k, p)
             self.row_err = 2.0 * (
                 (2.0 * gamma_p * A + (4.0 * _U + 2.0 * gamma_k) * T) @ self.abs_coefs[0]
@@ -289,7 +291,7 @@ def _build(
     width = X.shape[1] if projection is None else projection.transformed.shape[1]
     if coefs[0].shape[0] != width or X.dtype != np.float64 or X.shape[0] == 0:
         return None
-    if not np.all(np.isfinite(X)):
+    if not np.isfinite(abs_column_max(X)).all():
         return None
     path = MLPPath(estimator, X, base_outputs, projection)
     # The model's own outputs on the unpermuted rows must lie within the bound.

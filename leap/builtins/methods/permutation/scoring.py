@@ -404,7 +404,8 @@ def row_differences(sub_score: Any, permuted: Sequence[Sequence[Any]]) -> np.nda
     """Per group and row: the row's undisturbed share minus its mean disturbed share.
 
     Shape ``(n_groups, n_rows)``; the weighted mean of a group's row is its mean
-    importance over repeats. ``None`` when any copy carries no shares.
+    importance over repeats. ``None`` when any copy carries no shares. The groups' mean
+    shares are released as they are read, so the table never exists twice.
     """
     base = getattr(sub_score, "rows", None)
     if base is None:
@@ -416,6 +417,8 @@ def row_differences(sub_score: Any, permuted: Sequence[Sequence[Any]]) -> np.nda
             isinstance(s, MeanRowScore) and s.rows is first.rows for s in scores
         ):
             out[g] = base - first.rows  # already the mean over repeats (compact_shares)
+            for score in scores:
+                del score.rows  # read: its memory goes now, not with the scores
             continue
         total = np.zeros(base.shape[0])
         for score in scores:

@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from leap.builtins.methods.permutation.fastpaths import OneBlasThread, order_certified, quietly
+from leap.builtins.methods.permutation.fastpaths import (
+    OneBlasThread,
+    abs_column_max,
+    abs_product,
+    order_certified,
+    quietly,
+)
 
 _U = np.finfo(np.float64).eps / 2  # unit roundoff
 _BLOCK_ELEMENTS = 2**14  # (rows × support vectors) per block of kernel values
@@ -61,8 +67,7 @@ class KernelPath:
             not self.regressor and len(self.classes) > 2 and model.decision_function_shape == "ovr"
         )
         self.base = {name: np.asarray(out) for name, out in base_outputs.items()}
-        n, p = X.shape
-        self.col_max = np.abs(X).max(axis=0) if n else np.zeros(p)
+        self.col_max = abs_column_max(X)
         # Largest |s_kc| per column: Σ_c (|x_c| + s_max_c)² (or Σ_c |x_c| s_max_c) bounds the
         # terms of every support vector's squared distance (dot product) at once, with no
         # (rows × support vectors) array besides Q itself.
@@ -74,11 +79,11 @@ class KernelPath:
             self.Q += np.einsum("ij,ij->i", self.S, self.S)[None, :]
             self.reach = (
                 np.einsum("ij,ij->i", X, X)
-                + 2.0 * (np.abs(X) @ self.s_max)
+                + 2.0 * abs_product(X, self.s_max)
                 + float(self.s_max @ self.s_max)
             )
         else:
-            self.reach = np.abs(X) @ self.s_max  # per row
+            self.reach = abs_product(X, self.s_max)  # per row
 
     #: False when the scorer reads values only, not their order (set by the planner).
     order_matters = True
@@ -297,7 +302,7 @@ def kernel_path(
         return None
     if classifier and getattr(estimator, "break_ties", False):
         return None
-    if X.dtype != np.float64 or not np.all(np.isfinite(X)) or X.shape[0] == 0:
+    if X.dtype != np.float64 or X.shape[0] == 0 or not np.isfinite(abs_column_max(X)).all():
         return None
     S = getattr(estimator, "support_vectors_", None)
     if not isinstance(S, np.ndarray) or S.ndim != 2 or S.shape[1] != X.shape[1]:
