@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -30,6 +30,7 @@ from leap.builtins.methods.permutation.neighbors import copy_threads
 from leap.builtins.methods.permutation.scoring import (
     AccuracyCounter,
     ScorerPlan,
+    ShareTable,
     compact_shares,
     score_outputs,
 )
@@ -210,7 +211,25 @@ class _Replayer:
                 scores[slot][r] = score_outputs(
                     ctx.scorer, ctx.plan, ctx.estimator, ctx.X, ctx.y, ctx.sample_weight, out
                 )
+        for slot in {slot for slot, _, _ in self.ready}:
+            scores[slot] = compact_shares(scores[slot])  # complete groups keep mean shares
         self.ready = []
+
+
+#: Groups a fast path answers at a time: their outputs wait for the scorer, so fewer at
+#: once keep a task's memory to a few copies' outputs.
+_FAST_GROUPS = 8
+
+
+def _fast_answers(fast: FastPath, items: Sequence[Item], orders: np.ndarray) -> Iterator[tuple]:
+    """``fast``'s ``(outputs, exact)`` for each item's group, made a few groups at a time."""
+    group_cols = [cols for _, cols, _ in items]
+    many = getattr(fast, "outputs_many", None)
+    if many is None:
+        yield from (fast.outputs(cols, orders) for cols in group_cols)
+        return
+    for start in range(0, len(group_cols), _FAST_GROUPS):
+        yield from many(group_cols[start : start + _FAST_GROUPS], orders)
 
 
 def _run_replay(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, list]], list]:
@@ -219,13 +238,7 @@ def _run_replay(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, li
     replayer = _Replayer(ctx)
     declined = []
     if ctx.fast is not None:
-        group_cols = [cols for _, cols, _ in items]
-        many = getattr(ctx.fast, "outputs_many", None)
-        if many is not None:
-            answers = many(group_cols, ctx.orders)
-        else:
-            answers = (ctx.fast.outputs(cols, ctx.orders) for cols in group_cols)
-        for slot, (outs, exact) in enumerate(answers):
+        for slot, (outs, exact) in enumerate(_fast_answers(ctx.fast, items, ctx.orders)):
             index, _, repeats = items[slot]
             for r in repeats:
                 if exact[r]:
@@ -249,7 +262,11 @@ def _run_replay(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, li
 
 
 def _fast_path_pays(
-    ctx: Context, work: list[Item], results: list, declined: dict[int, list[int]]
+    ctx: Context,
+    work: list[Item],
+    results: list,
+    declined: dict[int, list[int]],
+    table: ShareTable,
 ) -> tuple[bool, list[Item]]:
     """Time a group through the fast path and one through the model; keep the faster.
 
@@ -263,7 +280,7 @@ def _fast_path_pays(
         start = time.perf_counter()
         done, refused = run_task(context, items)
         elapsed = time.perf_counter() - start
-        _fill(results, done)
+        _fill(results, done, table)
         for index, r in refused:
             declined.setdefault(index, []).append(r)
         return elapsed, len(refused)
@@ -283,7 +300,7 @@ def _chunks(items: list, n_chunks: int) -> list[list]:
     return [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def _fill(results: list, done: list[tuple[int, list]]) -> None:
+def _fill(results: list, done: list[tuple[int, list]], table: ShareTable) -> None:
     for index, group_scores in done:
         if results[index] is None:
             results[index] = group_scores
@@ -292,7 +309,7 @@ def _fill(results: list, done: list[tuple[int, list]]) -> None:
                 if value is not None:
                     results[index][r] = value
         if all(value is not None for value in results[index]):  # complete: keep mean shares
-            results[index] = compact_shares(results[index])
+            results[index] = table.adopt(index, compact_shares(results[index]))
 
 
 #: Seconds a process pool costs before it saves any (waking or starting the workers, and
@@ -342,6 +359,7 @@ def run_all(
     n_repeats = ctx.orders.shape[0]
     ctx = replace(ctx, threads=copy_threads(ctx.estimator, n_jobs))
     results: list[list | None] = [None] * n_groups
+    table = ShareTable(n_groups)
     work: list[Item] = []
     for index, cols in enumerate(groups):
         if _trivial(ctx, cols):  # nothing to predict: answer here, keep tasks balanced
@@ -360,7 +378,7 @@ def run_all(
             # tails, ties) it may cost more than the model; then the model answers the rest.
             # A path whose work is a part of the model's own (``bounded_by_model``) is not
             # timed: the trial would cost one group of model calls and could only agree.
-            pays, work = _fast_path_pays(ctx, work, results, declined)
+            pays, work = _fast_path_pays(ctx, work, results, declined, table)
             bar.update(n_groups - len(work) - bar.n)
             if not pays:
                 ctx = replace(ctx, fast=None)
@@ -370,7 +388,7 @@ def run_all(
             start = time.perf_counter()
             done, _ = run_task(ctx, work[:1])
             elapsed = time.perf_counter() - start
-            _fill(results, done)
+            _fill(results, done, table)
             bar.update(len(done))
             work = work[1:]
             if not pool_pays(elapsed, len(work), n_workers):
@@ -382,7 +400,7 @@ def run_all(
             n_jobs=n_jobs, prefer="threads" if threads else "processes", return_as="generator"
         )
         for done, refused in parallel(delayed(run_task)(ctx, c) for c in _chunks(work, n_chunks)):
-            _fill(results, done)
+            _fill(results, done, table)
             for index, r in refused:
                 declined.setdefault(index, []).append(r)
             bar.update(len(done))
@@ -390,5 +408,5 @@ def run_all(
         # Here, not in a pool: the models with fast paths (k-NN, linear, trees) parallelise
         # their own predictions, and a fresh process pool would cost more than it saves.
         rest = [(index, groups[index], repeats) for index, repeats in declined.items()]
-        _fill(results, run_task(replace(ctx, fast=None), rest)[0])
+        _fill(results, run_task(replace(ctx, fast=None), rest)[0], table)
     return cast("list[list]", results)  # every group is filled by now

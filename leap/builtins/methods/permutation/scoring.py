@@ -410,15 +410,15 @@ def row_differences(sub_score: Any, permuted: Sequence[Sequence[Any]]) -> np.nda
     base = getattr(sub_score, "rows", None)
     if base is None:
         return None
-    out = np.empty((len(permuted), base.shape[0]))
+    out = _shared_table(permuted, base.shape[0])  # subtracted in place when there is one
+    if out is None:
+        out = np.empty((len(permuted), base.shape[0]))
     for g, scores in enumerate(permuted):
         first = scores[0] if scores else None
         if isinstance(first, MeanRowScore) and all(
             isinstance(s, MeanRowScore) and s.rows is first.rows for s in scores
         ):
-            out[g] = base - first.rows  # already the mean over repeats (compact_shares)
-            for score in scores:
-                del score.rows  # read: its memory goes now, not with the scores
+            np.subtract(base, first.rows, out=out[g])  # rows: the mean over repeats
             continue
         total = np.zeros(base.shape[0])
         for score in scores:
@@ -428,6 +428,45 @@ def row_differences(sub_score: Any, permuted: Sequence[Sequence[Any]]) -> np.nda
             total += rows
         out[g] = base - total / len(scores)
     return out
+
+
+def _shared_table(permuted: Sequence[Sequence[Any]], n_rows: int) -> np.ndarray | None:
+    """The :class:`ShareTable` array the groups' mean shares are rows of, if any."""
+    for scores in permuted:
+        rows = getattr(scores[0], "rows", None) if scores else None
+        if isinstance(scores[0], MeanRowScore) and isinstance(rows, np.ndarray):
+            table = rows.base
+            if not isinstance(table, np.ndarray) or table.dtype != np.float64:
+                return None
+            return table if table.shape == (len(permuted), n_rows) else None
+    return None
+
+
+class ShareTable:
+    """The groups' mean per-row shares as the rows of one ``(groups × rows)`` array.
+
+    :func:`row_differences` subtracts them from the unpermuted shares in place, so the
+    table of differences the p-values need never exists beside the shares.
+    """
+
+    def __init__(self, n_groups: int) -> None:
+        self.n_groups = n_groups
+        self.array: np.ndarray | None = None
+
+    def adopt(self, index: int, scores: list) -> list:
+        """``scores`` of group ``index``, their mean shares moved into the table."""
+        first = scores[0] if scores else None
+        if not isinstance(first, MeanRowScore) or not isinstance(first.rows, np.ndarray):
+            return scores
+        if first.rows.ndim != 1 or any(s.rows is not first.rows for s in scores):
+            return scores
+        if self.array is None:
+            self.array = np.empty((self.n_groups, first.rows.shape[0]))
+        if self.array.shape[1] != first.rows.shape[0]:
+            return scores
+        self.array[index] = first.rows
+        row = self.array[index]
+        return [MeanRowScore(float(s), row) for s in scores]
 
 
 class MeanRowScore(RowScore):
