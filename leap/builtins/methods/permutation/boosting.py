@@ -1082,11 +1082,15 @@ class SumPath(RepredictPath):
             undecided[copy_of[tied], row_of[tied]] = True
             copy_of, row_of, summed = copy_of[~tied], row_of[~tied], summed[~tied]
         outs = {name: np.repeat(self.base[name][np.newaxis], R, axis=0) for name in self.methods}
-        if row_of.size:
+        if row_of.size and getattr(self.link, "calls_model", False):
             with self._lock, self._one_thread():
                 linked = self.link.outputs(summed, self.methods)
-            for name, value in linked.items():
-                outs[name][copy_of, row_of] = value
+        elif row_of.size:  # NumPy only: no thread limit to set and restore (~0.6 ms a call)
+            linked = self.link.outputs(summed, self.methods)
+        else:
+            linked = {}
+        for name, value in linked.items():
+            outs[name][copy_of, row_of] = value
         if undecided.any():
             u_copy, u_row = np.nonzero(undecided)
             (pred,) = self._predict_rows([(cols, u_copy, u_row)], orders)

@@ -127,6 +127,8 @@ class XGBoostMargins:
     zeros of the right width are passed.
     """
 
+    calls_model = True  # serialised, with one OpenMP thread, like the model's other calls
+
     def __init__(self, model: Any, n_rounds: int, n_features: int) -> None:
         self.model = model
         self.n_rounds = n_rounds
