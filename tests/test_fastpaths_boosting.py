@@ -593,3 +593,18 @@ def test_lightgbm_missing_values_follow_each_splits_missing_type(params, kernels
             assert not np.any(moved & ~affected[r])
     assert fine < coarse / 2
     assert_parity(model, X, y, None, seeds=(0,))
+
+
+@pytest.mark.parametrize(
+    ("objective", "link"), [("reg:squarederror", "Identity"), ("count:poisson", "XGBoostMargins")]
+)
+def test_xgboost_regressors_use_the_margin_itself_where_it_is_the_prediction(objective, link):
+    xgboost = _xgboost()
+    X, y = _data(20, nan=0.1, task="regression")
+    y = np.exp(y / 4) if objective == "count:poisson" else y
+    model = xgboost.XGBRegressor(
+        n_estimators=10, max_depth=4, objective=objective, random_state=0, n_jobs=1
+    ).fit(X, y)
+    path = _path(native_booster_path, model, X, "r2")
+    assert isinstance(path, boosting.SumPath) and type(path.link).__name__ == link
+    assert_parity(model, X, y, "r2", seeds=(0, 1))

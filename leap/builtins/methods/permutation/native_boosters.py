@@ -171,8 +171,14 @@ def _xgboost_sums(estimator: Any, X: np.ndarray, path: RepredictPath, model: dic
     init = init.reshape(2, -1)[0]
     if raw.dtype != np.float32 or init.dtype != np.float32:
         return None
+    raw = raw.reshape(X.shape[0], -1)
+    if not hasattr(estimator, "classes_"):
+        # squared error and the like: the prediction is the margin, no call needed
+        plain = certified_sums(path, values, init, info, Identity(), raw)
+        if plain is not None:
+            return plain
     link = XGBoostMargins(estimator, n_rounds, X.shape[1])
-    return certified_sums(path, values, init, info, link, raw.reshape(X.shape[0], -1))
+    return certified_sums(path, values, init, info, link, raw)
 
 
 def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, int]]:
@@ -261,7 +267,7 @@ def _lightgbm_path(estimator, X, base_outputs):
 
 
 class Identity:
-    """A regressor whose prediction is its raw score (LightGBM's ``regression``, ``l1``...)."""
+    """A regressor whose prediction is its raw score (``l2``, ``l1``, ``reg:squarederror``)."""
 
     def tied(self, raw: np.ndarray) -> np.ndarray:
         return np.zeros(raw.shape[0], dtype=bool)
