@@ -261,21 +261,31 @@ def _errors(y: Any, out: Mapping[str, Any], power: int) -> np.ndarray:
     return e.mean(axis=1) if e.ndim == 2 else e
 
 
-def _r2(y: Any, out: Mapping[str, Any], w: Any) -> np.ndarray:
-    y = np.asarray(y, dtype=np.float64)
-    w = np.ones(y.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
-    total = np.sum(w * (y - np.average(y, weights=w)) ** 2)
-    with np.errstate(divide="ignore", invalid="ignore"):  # constant y: no shares (checked)
-        return 1.0 - _errors(y, out, 2) * w.sum() / total
+class _R2Shares:
+    """R²'s per-row shares ``1 - e² Σw / Σw (y - ȳ)²``; the factor is computed once per
+    target (a run scores thousands of copies of the same rows)."""
+
+    def __init__(self) -> None:
+        self._for: tuple[Any, Any, float] | None = None
+
+    def __call__(self, y: Any, out: Mapping[str, Any], w: Any) -> np.ndarray:
+        if self._for is None or self._for[0] is not y or self._for[1] is not w:
+            y64 = np.asarray(y, dtype=np.float64)
+            w64 = np.ones(y64.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
+            total = np.sum(w64 * (y64 - np.average(y64, weights=w64)) ** 2)
+            with np.errstate(divide="ignore", invalid="ignore"):  # constant y: checked
+                self._for = (y, w, w64.sum() / total)
+        return 1.0 - _errors(y, out, 2) * self._for[2]
 
 
-#: Metric → per-row shares ``f(y, outputs, sample_weight)`` (before the scorer's sign).
+#: Metric → per-row shares ``f(y, outputs, sample_weight)`` (before the scorer's sign), or
+#: a class whose instances are such functions (one per run).
 _ROW_SHARES: dict[Callable, Callable] = {
     accuracy_score: lambda y, out, w: _matches(y, out),
     balanced_accuracy_score: _balanced,
     mean_squared_error: lambda y, out, w: _errors(y, out, 2),
     mean_absolute_error: lambda y, out, w: _errors(y, out, 1),
-    r2_score: _r2,
+    r2_score: _R2Shares,
 }
 
 
@@ -298,6 +308,8 @@ def row_shares_for(scorer: Any, plan: ScorerPlan) -> Callable | None:
         return None
     if metric is r2_score and not (sign == 1.0):
         return None
+    if isinstance(shares, type):
+        shares = shares()  # one per plan: what it caches is this run's
 
     def row_shares(y: Any, outputs: Mapping[str, Any], sample_weight: Any) -> np.ndarray:
         return sign * shares(y, outputs, sample_weight)
