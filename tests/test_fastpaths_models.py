@@ -256,3 +256,36 @@ def test_pca_in_front_of_other_models_uses_the_general_path(chosen_path):
     model = make_pipeline(PCA(3), SVC()).fit(X, y)
     assert_parity(model, X, y, None)
     assert chosen_path == [None]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [SVR(C=10.0), MLPRegressor(hidden_layer_sizes=(20,), max_iter=300, random_state=0)],
+    ids=lambda m: type(m).__name__,
+)
+def test_rounding_guard_hands_large_targets_to_the_model(model, chosen_path):
+    """Served values within ~1e-15 relative still move a squared error of targets in the
+    thousands past 1e-12: such runs go to the model, bitwise; R² keeps the fast path."""
+    X, y = make_data("gauss", seed=8, classes=0)
+    X_train, y_train, X_test, y_test = _split(X, 3000.0 * y)
+    model.set_params(**({"epsilon": 300.0, "C": 3e4} if isinstance(model, SVR) else {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X_train, y_train)
+    kwargs = dict(scoring="neg_mean_squared_error", n_repeats=3, random_state=0)
+    expected = permutation_importance(model, X_test, y_test, **kwargs).importances
+    (got,) = PermutationMethod().compute(model, X_test, y_test, **kwargs).values()
+    assert np.array_equal(got.importances, expected)
+    assert chosen_path == [None]
+    assert_parity(model, X_test, y_test, "r2")
+    assert chosen_path[1] in (KernelPath, MLPPath)
+
+
+def test_kernel_jitter_leaves_the_path_intact():
+    """The guard's replay must not disturb what the path serves afterwards."""
+    X, y = make_data("t2", seed=9, classes=0)
+    model = SVR().fit(X, y)
+    path = kernel_path(model, X, {"predict": model.predict(X)})
+    before = path.Q.copy()
+    path.jitter(np.ones(len(X)))
+    assert np.array_equal(path.Q, before)

@@ -199,6 +199,7 @@ class PermutationMethod:
 
 #: How far the score may move when a fast path's values move by their typical rounding.
 ROUNDING_SLACK = 1e-13
+_EPS = float(np.finfo(np.float64).eps)
 
 
 def rounding_is_harmless(ctx: Context, fast: Any, base: dict[str, np.ndarray]) -> bool:
@@ -209,12 +210,18 @@ def rounding_is_harmless(ctx: Context, fast: Any, base: dict[str, np.ndarray]) -
     rigorous bound of the model's values; how much that moves the score depends on the
     scorer and on the scale of the data (a mean squared error of targets in the thousands
     magnifies it a million-fold). The scorer is replayed on the moved outputs (all up, all
-    down, random signs); if any score moves by more than :data:`ROUNDING_SLACK`, the
-    model answers instead, so scores stay within 1e-12 of scikit-learn's.
+    down, random signs); if any score moves by more than :data:`ROUNDING_SLACK`, or the
+    score is so large (above about 45) that one unit in its last place approaches 1e-12,
+    the model answers instead, so scores stay within 1e-12 of scikit-learn's.
     """
     jitter = getattr(fast, "jitter", None)
     if jitter is None or ctx.plan is None:
         return True
+    reference = ctx.sub_score.values() if isinstance(ctx.sub_score, dict) else [ctx.sub_score]
+    if any(not abs(float(b)) * _EPS <= ROUNDING_SLACK / 10 for b in reference):
+        # The score's own last bit is beyond reach: a permuted copy's score, which may be
+        # many times larger, could differ from scikit-learn's by one unit of it.
+        return False
     m = ctx.orders.shape[1]
     directions = (np.ones(m), -np.ones(m), np.random.default_rng(0).choice([-1.0, 1.0], m))
     for signs in directions:
@@ -229,7 +236,6 @@ def rounding_is_harmless(ctx: Context, fast: Any, base: dict[str, np.ndarray]) -
         except Exception:  # the scorer refuses moved values (e.g. probabilities off 1)
             return False
         values = score.values() if isinstance(score, dict) else [score]
-        reference = ctx.sub_score.values() if isinstance(score, dict) else [ctx.sub_score]
         for a, b in zip(values, reference, strict=True):
             if not abs(float(a) - float(b)) <= ROUNDING_SLACK:
                 return False
