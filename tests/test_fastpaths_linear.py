@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from sklearn.decomposition import PCA
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import (
     BayesianRidge,
@@ -31,6 +32,7 @@ from sklearn.svm import LinearSVC
 import leap.builtins.methods.permutation.method as permutation
 from leap.builtins.methods.permutation.linear import LinearPath, linear_path
 from leap.builtins.methods.permutation.method import PermutationMethod
+from leap.builtins.methods.permutation.mlp import MLPPath
 
 
 @pytest.fixture
@@ -215,3 +217,36 @@ def test_compiled_labels_equal_the_numpy_block(classes, kind):
     for (out_c, exact_c), (out_p, exact_p) in zip(compiled, plain, strict=True):
         assert np.array_equal(exact_c, exact_p)
         assert np.array_equal(out_c["predict"][exact_c], out_p["predict"][exact_p])
+
+
+@pytest.mark.parametrize("kind", ["gauss", "t2", "tied"])
+@pytest.mark.parametrize(
+    ("model", "task", "scoring"),
+    [
+        (make_pipeline(StandardScaler(), PCA(6), Ridge()), "regression", "r2"),
+        (
+            make_pipeline(PCA(6, whiten=True), LinearRegression()),
+            "regression",
+            "neg_mean_absolute_error",
+        ),
+        (make_pipeline(StandardScaler(), PCA(6), LogisticRegression()), "binary", "accuracy"),
+        (make_pipeline(PCA(8), LogisticRegression(max_iter=1000)), "multiclass", "neg_log_loss"),
+        (
+            make_pipeline(PCA(8), LogisticRegression(max_iter=1000)),
+            "multiclass",
+            "balanced_accuracy",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else type(v[-1]).__name__,
+)
+def test_linear_models_behind_a_pca(kind, model, task, scoring, chosen):
+    """A PCA then a linear model is a network without hidden layers: the MLP path's
+    projected first layer serves it, exactly."""
+    X, s = _data(kind, seed=7)
+    y = {"regression": s, "binary": (s > np.median(s)).astype(int)}.get(
+        task, np.searchsorted(np.quantile(s, [1 / 3, 2 / 3]), s)
+    )
+    model.fit(X[:90], y[:90])
+    for seed in range(2):
+        _parity(model, X[90:], y[90:], scoring, seed)
+    assert set(chosen) == {MLPPath}

@@ -40,6 +40,7 @@ from sklearn.utils.extmath import softmax
 from leap.builtins.methods.permutation._jit import compiled
 from leap.builtins.methods.permutation.fastpaths import (
     OneBlasThread,
+    Projection,
     abs_column_max,
     abs_product,
     order_certified,
@@ -334,7 +335,7 @@ def _plain_classifier(estimator: Any, methods: set[str]) -> str | None:
             return None
     if "predict_proba" not in methods:
         return ""
-    if cls.predict_proba is not LogisticRegression.predict_proba:
+    if getattr(cls, "predict_proba", None) is not LogisticRegression.predict_proba:
         return None
     return "logistic" if len(estimator.classes_) == 2 else "softmax"
 
@@ -419,3 +420,45 @@ def linear_path(
         elif base.shape != (d[0, :, 0].shape if flat else d[0].shape):
             return None
     return path
+
+
+def linear_projected_path(
+    estimator: Any, X: np.ndarray, projection: Projection, base_outputs: Mapping[str, np.ndarray]
+) -> Any:
+    """Factory for ``PCA`` then a linear model: the model is a network without hidden
+    layers, so the MLP path's projected first layer and its bounds serve it
+    (:mod:`~leap.builtins.methods.permutation.mlp`). Regressors' ``predict``, and
+    ``LogisticRegression``'s labels and probabilities; other outputs get no path."""
+    from types import SimpleNamespace
+
+    from leap.builtins.methods.permutation.mlp import checked_network
+
+    methods = set(base_outputs)
+    coef = getattr(estimator, "coef_", None)
+    if not methods or not isinstance(coef, np.ndarray) or coef.dtype != np.float64:
+        return None
+    if methods == {"predict"} and _plain_regressor(estimator):
+        out, extra = "identity", {}
+    elif methods <= {"predict", "predict_proba"}:
+        # Labels through probabilities: LogisticRegression only (p > 1/2 iff decision > 0).
+        out = _plain_classifier(estimator, methods | {"predict_proba"}) or ""
+        if out not in ("logistic", "softmax"):
+            return None
+        extra = {"classes_": estimator.classes_, "_label_binarizer": True}
+    else:
+        return None
+    W = np.atleast_2d(coef)
+    intercept = np.asarray(getattr(estimator, "intercept_", 0.0), dtype=np.float64).reshape(-1)
+    if intercept.size not in (1, W.shape[0]):
+        return None
+    network = SimpleNamespace(
+        coefs_=[np.ascontiguousarray(W.T)],
+        intercepts_=[np.broadcast_to(intercept, (W.shape[0],)).copy()],
+        activation="identity",
+        out_activation_=out,
+        **extra,
+    )
+    return checked_network(network, estimator, X, base_outputs, projection)
+
+
+linear_path.with_projection = linear_projected_path  # type: ignore[attr-defined]  # read by fastpaths

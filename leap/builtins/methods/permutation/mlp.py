@@ -285,7 +285,20 @@ def _build(
             return None
     elif estimator.out_activation_ != "identity":
         return None
-    coefs = getattr(estimator, "coefs_", None)
+    return checked_network(estimator, estimator, X, base_outputs, projection)
+
+
+def checked_network(
+    network: Any,
+    estimator: Any,
+    X: np.ndarray,
+    base_outputs: Mapping[str, np.ndarray],
+    projection: Projection | None,
+) -> MLPPath | None:
+    """An :class:`MLPPath` for ``network`` (``coefs_``, ``intercepts_``, ``activation``,
+    ``out_activation_``, and ``classes_`` with ``_label_binarizer`` for a classifier) whose
+    outputs on ``X`` must be ``estimator``'s own, within the path's bound; else ``None``."""
+    coefs = getattr(network, "coefs_", None)
     if not coefs or any(np.asarray(W).dtype != np.float64 for W in coefs):
         return None
     width = X.shape[1] if projection is None else projection.transformed.shape[1]
@@ -293,10 +306,10 @@ def _build(
         return None
     if not np.isfinite(abs_column_max(X)).all():
         return None
-    path = MLPPath(estimator, X, base_outputs, projection)
+    path = MLPPath(network, X, base_outputs, projection)
     # The model's own outputs on the unpermuted rows must lie within the bound.
     out, err = path._forward(path.Z1.copy(), path.row_err_max + 2.0 * _U * path.Z1_max)
-    if cls is MLPRegressor:
+    if path.classes is None:
         base = np.asarray(base_outputs["predict"], dtype=np.float64).reshape(out.shape)
         return path if np.all(np.abs(base - out) <= err) else None
     seen = X if projection is None else projection.transformed  # what the model reads
