@@ -203,3 +203,20 @@ def test_process_workers(monkeypatch):
         )[scoring]
         ref = permutation_importance(model, X, y, scoring=scoring, n_repeats=3, random_state=9)
         np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-12)
+
+
+def test_rank_roc_auc_equals_the_curve_with_ties():
+    """The batched ROC AUC (Mann–Whitney ranks) equals scikit-learn's trapezoid."""
+    from sklearn.metrics import roc_auc_score
+
+    from leap.builtins.methods.permutation.batched import _roc_auc_ranks
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        m = int(rng.integers(5, 200))
+        t = (rng.random(m) < 0.4).astype(float)
+        if t.sum() in (0, m):
+            continue
+        scores = rng.normal(size=(3, m)) if trial % 2 else rng.integers(0, 3, (3, m)) * 1.0
+        expected = [roc_auc_score(t, s) for s in scores]
+        np.testing.assert_allclose(_roc_auc_ranks(t, scores), expected, rtol=0, atol=1e-13)
