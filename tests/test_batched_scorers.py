@@ -220,3 +220,20 @@ def test_rank_roc_auc_equals_the_curve_with_ties():
         scores = rng.normal(size=(3, m)) if trial % 2 else rng.integers(0, 3, (3, m)) * 1.0
         expected = [roc_auc_score(t, s) for s in scores]
         np.testing.assert_allclose(_roc_auc_ranks(t, scores), expected, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("scoring", ["r2", "neg_mean_squared_error", "neg_mean_absolute_error"])
+def test_stacked_row_shares_equal_the_per_copy_shares(scoring):
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import check_scoring
+
+    from leap.builtins.methods.permutation.scoring import plan_scorer, row_shares_for
+
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(50, 3)), rng.normal(size=50)
+    model = Ridge().fit(X, y)
+    scorer = check_scoring(model, scoring=scoring)
+    shares = row_shares_for(scorer, plan_scorer(scorer, model))
+    predictions = rng.normal(size=(4, 50))
+    one_by_one = np.stack([shares(y, {"predict": p}, None) for p in predictions])
+    assert np.array_equal(shares.stacked(y, predictions, None), one_by_one)

@@ -243,6 +243,10 @@ class BatchedScorer:
         shares_of = ctx.plan.row_shares if self.row_shares else None
         if shares_of is None:
             return head + values
+        many = getattr(shares_of, "stacked", None)
+        if many is not None and stacked.ndim == 2 and np.ndim(ctx.y) == 1:
+            table = many(ctx.y, stacked, ctx.sample_weight)  # one row per copy
+            return head + [RowScore(v, row) for v, row in zip(values, table, strict=True)]
         return head + [
             RowScore(v, shares_of(ctx.y, out, ctx.sample_weight))
             for v, out in zip(values, outputs, strict=True)

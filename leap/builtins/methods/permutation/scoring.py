@@ -269,13 +269,17 @@ class _R2Shares:
         self._for: tuple[Any, Any, float] | None = None
 
     def __call__(self, y: Any, out: Mapping[str, Any], w: Any) -> np.ndarray:
+        return 1.0 - _errors(y, out, 2) * self.factor(y, w)
+
+    def factor(self, y: Any, w: Any) -> float:
+        """``Σw / Σw (y - ȳ)²`` of this target and weights (cached)."""
         if self._for is None or self._for[0] is not y or self._for[1] is not w:
             y64 = np.asarray(y, dtype=np.float64)
             w64 = np.ones(y64.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
             total = np.sum(w64 * (y64 - np.average(y64, weights=w64)) ** 2)
             with np.errstate(divide="ignore", invalid="ignore"):  # constant y: checked
                 self._for = (y, w, w64.sum() / total)
-        return 1.0 - _errors(y, out, 2) * self._for[2]
+        return self._for[2]
 
 
 #: Metric → per-row shares ``f(y, outputs, sample_weight)`` (before the scorer's sign), or
@@ -314,6 +318,19 @@ def row_shares_for(scorer: Any, plan: ScorerPlan) -> Callable | None:
     def row_shares(y: Any, outputs: Mapping[str, Any], sample_weight: Any) -> np.ndarray:
         return sign * shares(y, outputs, sample_weight)
 
+    power = {mean_squared_error: 2, mean_absolute_error: 1, r2_score: 2}.get(metric)
+    r2_shares: Any = shares  # an _R2Shares for R²
+    if power is not None:
+
+        def stacked(y: Any, predictions: np.ndarray, sample_weight: Any) -> np.ndarray:
+            """Shares of many copies' 1-D predictions ``(copies, rows)`` at once, with the
+            per-copy arithmetic element by element."""
+            e = np.abs(np.asarray(y, dtype=np.float64)[np.newaxis] - predictions) ** power
+            if metric is r2_score:
+                return sign * (1.0 - e * r2_shares.factor(y, sample_weight))
+            return sign * e
+
+        row_shares.stacked = stacked  # type: ignore[attr-defined]  # read by BatchedScorer
     return row_shares
 
 
