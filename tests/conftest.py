@@ -24,6 +24,22 @@ def _no_installed_plugins(monkeypatch):
 
 
 @pytest.fixture
+def chosen_path(monkeypatch):
+    """Records which fast path (if any) each permutation ``compute`` call used."""
+    import leap.builtins.methods.permutation.method as permutation
+
+    seen = []
+    original = permutation.run_all
+
+    def spy(ctx, *args, **kwargs):
+        seen.append(None if ctx.fast is None else type(ctx.fast))
+        return original(ctx, *args, **kwargs)
+
+    monkeypatch.setattr(permutation, "run_all", spy)
+    return seen
+
+
+@pytest.fixture
 def engine() -> Engine:
     """A fresh engine with the built-in plugins only."""
     return Engine(load_entry_points=False)

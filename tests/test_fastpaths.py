@@ -27,7 +27,6 @@ from sklearn.preprocessing import RobustScaler, StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeRegressor
 
-import leap.builtins.methods.permutation.method as permutation
 from leap.builtins.methods.permutation._jit import numba_enabled
 from leap.builtins.methods.permutation.copies import CopyStack, copies_per_batch
 from leap.builtins.methods.permutation.linear import LinearPath
@@ -45,20 +44,6 @@ def kernels(request, monkeypatch):
     elif not numba_enabled():
         pytest.skip("numba is not installed")
     return request.param
-
-
-@pytest.fixture
-def chosen_path(monkeypatch):
-    """Records which fast path (if any) each ``compute`` call used."""
-    seen = []
-    original = permutation.run_all
-
-    def spy(ctx, *args, **kwargs):
-        seen.append(None if ctx.fast is None else type(ctx.fast))
-        return original(ctx, *args, **kwargs)
-
-    monkeypatch.setattr(permutation, "run_all", spy)
-    return seen
 
 
 def assert_parity(model, X, y, **kwargs):

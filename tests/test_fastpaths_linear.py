@@ -29,24 +29,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.svm import LinearSVC
 
-import leap.builtins.methods.permutation.method as permutation
 from leap.builtins.methods.permutation.linear import LinearPath, linear_path
 from leap.builtins.methods.permutation.method import PermutationMethod
 from leap.builtins.methods.permutation.mlp import MLPPath
-
-
-@pytest.fixture
-def chosen(monkeypatch):
-    """The fast path (or ``None``) each ``compute`` call used."""
-    seen = []
-    original = permutation.run_all
-
-    def spy(ctx, *args, **kwargs):
-        seen.append(None if ctx.fast is None else type(ctx.fast))
-        return original(ctx, *args, **kwargs)
-
-    monkeypatch.setattr(permutation, "run_all", spy)
-    return seen
 
 
 def _data(kind: str, seed: int = 0, n: int = 150, p: int = 12):
@@ -87,11 +72,11 @@ REGRESSORS = [
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("model", REGRESSORS, ids=lambda m: type(m).__name__)
 @pytest.mark.parametrize("scoring", ["r2", "neg_mean_squared_error", "neg_mean_absolute_error"])
-def test_regressors_match_sklearn(kind, model, scoring, chosen):
+def test_regressors_match_sklearn(kind, model, scoring, chosen_path):
     X, s = _data(kind)
     model.fit(X[:90], s[:90])
     _parity(model, X[90:], s[90:], scoring)
-    assert chosen[0] in (LinearPath, None)  # the guard may hand a scale it cannot bound
+    assert chosen_path[0] in (LinearPath, None)  # the guard may hand a scale it cannot bound
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -107,13 +92,13 @@ def test_regressors_match_sklearn(kind, model, scoring, chosen):
         "accuracy",
     ],
 )
-def test_binary_logistic_under_every_scorer(kind, scoring, chosen):
+def test_binary_logistic_under_every_scorer(kind, scoring, chosen_path):
     X, s = _data(kind, seed=1)
     y = (s > np.median(s)).astype(int)
     model = LogisticRegression(max_iter=1000).fit(X[:90], y[:90])
     for seed in range(2):
         _parity(model, X[90:], y[90:], scoring, seed)
-    assert chosen[0] is LinearPath
+    assert chosen_path[0] is LinearPath
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -128,7 +113,7 @@ def test_binary_logistic_under_every_scorer(kind, scoring, chosen):
     ],
     ids=lambda m: type(m).__name__,
 )
-def test_multiclass_labels_and_probabilities(kind, model, chosen):
+def test_multiclass_labels_and_probabilities(kind, model, chosen_path):
     X, s = _data(kind, seed=2)
     y = np.searchsorted(np.quantile(s, [1 / 3, 2 / 3]), s)
     model.fit(X[:90], y[:90])
@@ -137,7 +122,7 @@ def test_multiclass_labels_and_probabilities(kind, model, chosen):
         scorers += ["neg_log_loss", "roc_auc_ovr"]
     for scoring in scorers:
         _parity(model, X[90:], y[90:], scoring)
-    assert set(chosen) == {LinearPath}
+    assert set(chosen_path) == {LinearPath}
 
 
 def test_values_within_their_bound_of_the_model():
@@ -161,7 +146,7 @@ def test_values_within_their_bound_of_the_model():
         assert outs["predict_proba"].shape == (3, len(X), 3) and exact.dtype == bool
 
 
-def test_large_targets_go_to_the_model(chosen):
+def test_large_targets_go_to_the_model(chosen_path):
     """A mean squared error of targets in the thousands magnifies rounding beyond 1e-12:
     the model answers, bitwise."""
     X, s = _data("gauss", seed=4)
@@ -170,10 +155,10 @@ def test_large_targets_go_to_the_model(chosen):
     expected = permutation_importance(model, X[90:], 5000.0 * s[90:], **kwargs).importances
     (got,) = PermutationMethod().compute(model, X[90:], 5000.0 * s[90:], **kwargs).values()
     assert np.array_equal(got.importances, expected)
-    assert chosen == [None]
+    assert chosen_path == [None]
     # R² is scale-free: the same model keeps its fast path.
     _parity(model, X[90:], 5000.0 * s[90:], "r2")
-    assert chosen[1] is LinearPath
+    assert chosen_path[1] is LinearPath
 
 
 def test_ties_in_decision_values_keep_the_model_ranking():
@@ -239,7 +224,7 @@ def test_compiled_labels_equal_the_numpy_block(classes, kind):
     ],
     ids=lambda v: v if isinstance(v, str) else type(v[-1]).__name__,
 )
-def test_linear_models_behind_a_pca(kind, model, task, scoring, chosen):
+def test_linear_models_behind_a_pca(kind, model, task, scoring, chosen_path):
     """A PCA then a linear model is a network without hidden layers: the MLP path's
     projected first layer serves it, exactly."""
     X, s = _data(kind, seed=7)
@@ -249,4 +234,4 @@ def test_linear_models_behind_a_pca(kind, model, task, scoring, chosen):
     model.fit(X[:90], y[:90])
     for seed in range(2):
         _parity(model, X[90:], y[90:], scoring, seed)
-    assert set(chosen) == {MLPPath}
+    assert set(chosen_path) == {MLPPath}

@@ -22,7 +22,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR, NuSVC, NuSVR
 
-import leap.builtins.methods.permutation.method as method_module
 from leap.builtins.methods.permutation.fastpaths import order_certified
 from leap.builtins.methods.permutation.method import PermutationMethod
 from leap.builtins.methods.permutation.mlp import MLPPath, mlp_path
@@ -51,20 +50,6 @@ def make_data(kind: str, seed: int, n: int = 150, p: int = 8, classes: int = 2):
         return X, signal
     cuts = np.quantile(signal, np.linspace(0, 1, classes + 1)[1:-1])
     return X, np.digitize(signal, cuts)
-
-
-@pytest.fixture
-def chosen_path(monkeypatch):
-    """Records which fast path (if any) each ``compute`` call used."""
-    seen = []
-    original = method_module.run_all
-
-    def spy(ctx, *args, **kwargs):
-        seen.append(None if ctx.fast is None else type(ctx.fast))
-        return original(ctx, *args, **kwargs)
-
-    monkeypatch.setattr(method_module, "run_all", spy)
-    return seen
 
 
 def assert_parity(model, X, y, scoring, seed=0, n_repeats=3, **kwargs):
