@@ -96,7 +96,7 @@ def assert_copies_match(model, X, groups=None, n_repeats=4, seed=0, methods=None
     path = knn_path(model, X, base)
     values = "predict_proba" in methods or not hasattr(model, "classes_")
     if path is None and model.weights == "distance" and values:
-        return None, 0  # distance-weighted values it could rarely certify: the model's
+        return None, 0  # distance-weighted values next to near-duplicates: the model's
     assert isinstance(path, NeighborsPath)
     rng = np.random.default_rng(seed)
     orders = np.stack([rng.permutation(len(X)) for _ in range(n_repeats)])
@@ -376,3 +376,54 @@ def test_importances_equal_scikit_learns_across_metrics(kind, metric, p):
             expected = permutation_importance(model, X, y, **kwargs).importances
             (got,) = PermutationMethod().compute(model, X, y, **kwargs).values()
             assert_allclose(got.importances, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["bounded", "gauss", "t2"])
+def test_distance_weighted_values_are_served_with_many_features(kind, chosen_path):
+    """With hundreds of features a Gram-matrix distance rounds by ~1e-15 of itself: the
+    weights' values are served (within 1e-12 of the model's) and the importances under
+    value scorers equal scikit-learn's."""
+    full = make_X(kind, 21, n=240, p=300)
+    X_fit, X = split(full)
+    y_fit, y = split(make_y(full, 21, "reg"))
+    reg = KNeighborsRegressor(5, weights="distance").fit(X_fit, y_fit)
+    path, answered = assert_copies_match(reg, X, n_repeats=3)
+    assert path is not None and answered == 3 * 6
+    assert path.jitter(np.ones(len(X)))["predict"].shape == y.shape
+    clf = KNeighborsClassifier(5, weights="distance").fit(X_fit, (y_fit > 0).astype(int))
+    path, answered = assert_copies_match(clf, X, n_repeats=3)
+    assert path is not None and answered == 3 * 6
+    for model, target, scoring in [
+        (reg, y, "r2"),
+        (reg, y, "neg_mean_absolute_error"),
+        (clf, (y > 0).astype(int), "neg_log_loss"),
+        (clf, (y > 0).astype(int), "neg_brier_score"),
+    ]:
+        kwargs = dict(scoring=scoring, n_repeats=3, random_state=2)
+        model.fit(X_fit[:, :40], y_fit if model is reg else (y_fit > 0).astype(int))
+        expected = permutation_importance(model, X[:, :40], target, **kwargs).importances
+        (got,) = PermutationMethod().compute(model, X[:, :40], target, **kwargs).values()
+        assert_allclose(got.importances, expected, rtol=0, atol=1e-12)
+    assert set(chosen_path) == {NeighborsPath}
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_large_targets_under_squared_error_go_to_the_model(weights, chosen_path):
+    """Values within ~1e-15 of the model's still move a squared error of targets in the
+    millions by more than 1e-12: the rounding guard hands such runs to the model (bitwise),
+    while R² keeps the path. Uniform means tie-ordered on discrete data count too."""
+    kind = "gauss" if weights == "distance" else "discrete"
+    full = make_X(kind, 22, n=200, p=30)
+    X_fit, X = split(full)
+    y_fit, y = split(1e6 * make_y(full, 22, "reg"))
+    model = KNeighborsRegressor(4, weights=weights).fit(X_fit, y_fit)
+    kwargs = dict(scoring="neg_mean_squared_error", n_repeats=3, random_state=0)
+    expected = permutation_importance(model, X, y, **kwargs).importances
+    (got,) = PermutationMethod().compute(model, X, y, **kwargs).values()
+    assert np.array_equal(got.importances, expected)
+    assert chosen_path == [None]
+    kwargs["scoring"] = "r2"
+    expected = permutation_importance(model, X, y, **kwargs).importances
+    (got,) = PermutationMethod().compute(model, X, y, **kwargs).values()
+    assert_allclose(got.importances, expected, rtol=0, atol=1e-12)
+    assert chosen_path[1] is NeighborsPath

@@ -156,10 +156,14 @@ class PermutationMethod:
             sub_score = baseline
         else:
             sub_score = weighted_score(scorer, estimator, X_used, y_used, w_used)
+        capacity = copies_per_batch(X_used.shape[0], row_nbytes(X_used), self.max_batch_bytes)
+        if not last_bit_in_reach(sub_score):
+            # Only bitwise scores are within 1e-12 of scikit-learn's: the model predicts
+            # each copy alone, as there (some models' last bits depend on the call's shape).
+            capacity = 1
         ctx = Context(
             estimator, X_used, y_used, w_used, schedule.orders, scorer, sub_score,
-            constant=constant_columns(X_used),
-            capacity=copies_per_batch(X_used.shape[0], row_nbytes(X_used), self.max_batch_bytes),
+            constant=constant_columns(X_used), capacity=capacity,
         )  # fmt: skip
         self._plan(ctx)
         permuted = run_all(ctx, column_groups, n_jobs=n_jobs, progress=progress)
@@ -202,6 +206,19 @@ ROUNDING_SLACK = 1e-13
 _EPS = float(np.finfo(np.float64).eps)
 
 
+def _values(score: Any) -> list:
+    return list(score.values()) if isinstance(score, dict) else [score]
+
+
+def last_bit_in_reach(score: Any) -> bool:
+    """Whether one unit in the last place of ``score`` (every metric of it) is far below
+    1e-12. Above about 45 it is not: a permuted copy's score, which may be many times
+    larger, computed in any other order than scikit-learn's (a batched scorer, a fast
+    path's values) could differ from it by more than 1e-12, so only bitwise paths qualify.
+    """
+    return all(abs(float(b)) * _EPS <= ROUNDING_SLACK / 10 for b in _values(score))
+
+
 def rounding_is_harmless(ctx: Context, fast: Any, base: dict[str, np.ndarray]) -> bool:
     """Whether a fast path whose continuous values are not bitwise the model's may be used.
 
@@ -217,10 +234,8 @@ def rounding_is_harmless(ctx: Context, fast: Any, base: dict[str, np.ndarray]) -
     jitter = getattr(fast, "jitter", None)
     if jitter is None or ctx.plan is None:
         return True
-    reference = ctx.sub_score.values() if isinstance(ctx.sub_score, dict) else [ctx.sub_score]
-    if any(not abs(float(b)) * _EPS <= ROUNDING_SLACK / 10 for b in reference):
-        # The score's own last bit is beyond reach: a permuted copy's score, which may be
-        # many times larger, could differ from scikit-learn's by one unit of it.
+    reference = _values(ctx.sub_score)
+    if not last_bit_in_reach(ctx.sub_score):
         return False
     m = ctx.orders.shape[1]
     directions = (np.ones(m), -np.ones(m), np.random.default_rng(0).choice([-1.0, 1.0], m))
@@ -235,8 +250,7 @@ def rounding_is_harmless(ctx: Context, fast: Any, base: dict[str, np.ndarray]) -
             )
         except Exception:  # the scorer refuses moved values (e.g. probabilities off 1)
             return False
-        values = score.values() if isinstance(score, dict) else [score]
-        for a, b in zip(values, reference, strict=True):
+        for a, b in zip(_values(score), reference, strict=True):
             if not abs(float(a) - float(b)) <= ROUNDING_SLACK:
                 return False
     return True
@@ -272,7 +286,7 @@ def replay_plan(ctx: Context, plan: Any, classes: Any = None) -> dict[str, np.nd
         if counter is not None and labels.ndim == 1:
             if same_score(counter(labels[np.newaxis])[0], ctx.sub_score):
                 ctx.accuracy = counter
-    if ctx.accuracy is None:
+    if ctx.accuracy is None and last_bit_in_reach(ctx.sub_score):
         batched = build_batched(ctx.scorer, plan, ctx.estimator, ctx.y, ctx.sample_weight)
         if batched is not None and batched.agrees(base[batched.method], ctx.sub_score):
             ctx.batched = batched
