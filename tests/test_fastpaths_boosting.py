@@ -608,3 +608,80 @@ def test_xgboost_regressors_use_the_margin_itself_where_it_is_the_prediction(obj
     path = _path(native_booster_path, model, X, "r2")
     assert isinstance(path, boosting.SumPath) and type(path.link).__name__ == link
     assert_parity(model, X, y, "r2", seeds=(0, 1))
+
+
+XGB_SUM_CASES = [
+    ("multiclass", "gauss", 0.0),
+    ("multiclass", "discrete", 0.0),
+    ("multiclass", "t2", 0.15),
+    ("binary", "discrete", 0.1),
+    ("binary", "t2", 0.0),
+    ("regression", "gauss", 0.1),
+]
+
+
+@pytest.mark.parametrize(("task", "distribution", "nan"), XGB_SUM_CASES)
+def test_xgboost_kernel_sums_are_the_models_margins_bit_for_bit(task, distribution, nan, kernels):
+    """Every row's re-summed margin (shared walk prefix, restart from the partial sums of
+    the first moved tree's class) is the model's own float32 margin of the permuted copy;
+    the outputs of every copy are the model's, for single columns and groups."""
+    xgboost = _xgboost()
+    rng = np.random.default_rng(21)
+    X = _distribution(distribution, rng, 140, 6)
+    y = _target(X, task, rng)
+    if nan:
+        X[rng.random(X.shape) < nan] = np.nan
+    cls = xgboost.XGBRegressor if task == "regression" else xgboost.XGBClassifier
+    model = cls(n_estimators=12, max_depth=4, random_state=0, n_jobs=1).fit(X, y)
+    scoring = {"multiclass": "neg_log_loss", "binary": None, "regression": "r2"}[task]
+    path = _path(native_booster_path, model, X, scoring)
+    assert isinstance(path, boosting.SumPath) and path.values.dtype == np.float32
+    orders = np.stack([np.random.default_rng(r).permutation(X.shape[0]) for r in range(3)])
+    groups = [np.array([j]) for j in range(X.shape[1])] + [np.array([0, 2]), np.array([1, 3, 5])]
+    answers = list(path.outputs_many(groups, orders))
+    assert len(answers) == len(groups)
+    for cols, (outs, exact) in zip(groups, answers, strict=True):
+        assert exact.all()
+        raw, _, undecided = path._sums(cols, orders)
+        for r, order in enumerate(orders):
+            Xp = X.copy()
+            Xp[:, cols] = X[order][:, cols]
+            margin = np.asarray(model.predict(Xp, output_margin=True)).reshape(raw[r].shape)
+            decided = ~undecided[r]
+            assert np.array_equal(raw[r][decided], margin[decided]), (cols, r)
+            for name, value in outs.items():
+                own = getattr(model, name)(Xp)
+                assert value[r].dtype == own.dtype and np.array_equal(value[r], own), (cols, r)
+    assert_parity(model, X, y, scoring, seeds=(1,))
+
+
+def test_partial_sums_end_in_the_sums_and_chains_link_each_class():
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=40).astype(np.float32)
+    init = np.array([0.5, -0.25, 0.125], dtype=np.float32)
+    tree_class = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    leaves = rng.integers(0, 40, size=(25, tree_class.size))
+    prefix = boosting.partial_sums(values, init, tree_class, leaves)
+    total = boosting.sum_leaves(values, init, tree_class, leaves)
+    for k, last in enumerate([9, 7, 8]):
+        assert np.array_equal(prefix[:, last], total[:, k])
+    prev_same, next_same = boosting.class_chains(tree_class)
+    assert prev_same.tolist() == [-1, -1, -1, 0, 1, 2, 3, 4, 5, 6]
+    assert next_same.tolist() == [3, 4, 5, 6, 7, 8, 9, -1, -1, -1]
+
+
+def test_xgboost_link_is_called_once_for_several_groups(monkeypatch):
+    """The wrapper transforms the moved rows of LINK_GROUPS groups in one call."""
+    xgboost = _xgboost()
+    X, y = _data(22, p=12, task="multiclass")
+    model = xgboost.XGBClassifier(n_estimators=8, max_depth=3, random_state=0, n_jobs=1)
+    model.fit(X, y)
+    path = _path(native_booster_path, model, X, "neg_log_loss")
+    assert isinstance(path, boosting.SumPath)
+    calls = []
+    original = path.link.outputs
+    monkeypatch.setattr(path.link, "outputs", lambda raw, m: calls.append(1) or original(raw, m))
+    orders = np.stack([np.random.default_rng(r).permutation(X.shape[0]) for r in range(2)])
+    groups = [np.array([j]) for j in range(X.shape[1])]
+    assert len(list(path.outputs_many(groups, orders))) == len(groups)
+    assert len(calls) == -(-len(groups) // boosting.LINK_GROUPS)

@@ -65,6 +65,10 @@ MAX_STACK_BYTES = 2 * 2**20
 #: 400).
 MAX_STACK_BYTES_PER_TREE_MODELS = 8 * 2**20
 
+#: Groups whose moved rows :class:`SumPath` hands to the link (a library's response method,
+#: about a millisecond a call) in one call.
+LINK_GROUPS = 8
+
 #: LightGBM treats ``|x| <= 1e-35f`` as zero (a possible missing value); values up to twice
 #: that are left to the model at a split whose missing values are zeros.
 _ZERO = 2e-35
@@ -813,32 +817,65 @@ def _gb_sums(estimator: Any, X: np.ndarray, path: RepredictPath, stages: list) -
 def _moved_sums(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
     pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, cat_row, left_bits,
-    known_bits, values, init, tree_class, raw_out, moved, undecided,
+    known_bits, values, init, tree_class, prefix, prev_same, next_same, raw_out, moved,
+    undecided,
 ):  # fmt: skip
     """Loop kernel: the raw prediction of every row whose leaf moves in copy ``r``.
 
-    The walk is :func:`_affected`'s. A row whose leaf moves in some tree gets
-    ``raw_out[r, i, k] = init[k] + values[leaf]`` summed tree by tree in the model's order
-    (tree ``t`` adds to class ``tree_class[t]``; in the dtype of ``values``), with the
-    moved leaves in place of the unpermuted ones, and ``moved[r, i]``; a row meeting a
-    split LEAP does not decide gets ``undecided[r, i]`` instead (the model predicts it).
+    The walk is :func:`_affected`'s, done once per (row, tree) pair for all copies: the
+    part of the path before the first node that tests a permuted column (or a split that
+    is not a plain threshold) reads only unpermuted values, so it is shared. A row whose
+    leaf moves in some tree gets ``raw_out[r, i, k]`` re-summed for each class ``k`` that
+    has a moved tree: from ``prefix[i, u]`` (the unpermuted partial sum of class ``k`` up
+    to and including tree ``u = prev_same[t0]``, the class's tree before its first moved
+    tree ``t0``; ``init[k]`` if none), adding ``values[leaf]`` tree by tree along the
+    class's trees (``next_same``) with the moved leaves in place of the unpermuted ones.
+    That is the same sequence of additions, in the dtype of ``values``, as summing every
+    tree from ``init[k]`` in the model's order; classes without a moved tree keep their
+    unpermuted sums. ``moved[r, i]`` marks those rows; a row meeting a split LEAP does not
+    decide gets ``undecided[r, i]`` instead (the model predicts it).
     """
     R = changed.shape[0]
     P = pair_rows.shape[0]
     n, T = leaves.shape
     K = init.shape[0]
-    acc = init.copy()
-    row_slot = np.full(n, -1, dtype=np.int64)
-    listed = np.empty(n, dtype=np.int64)
-    buf = np.empty((n, T), dtype=np.int64)
-    for r in range(R):
-        n_listed = 0
-        for p in range(P):
-            i = pair_rows[p]
+    count = np.zeros(R, dtype=np.int64)
+    move_row = np.empty((R, P), dtype=np.int64)
+    move_tree = np.empty((R, P), dtype=np.int64)
+    move_node = np.empty((R, P), dtype=np.int64)
+    for p in range(P):
+        i = pair_rows[p]
+        todo = False
+        for r in range(R):
+            if changed[r, i] and not undecided[r, i]:
+                todo = True
+                break
+        if not todo:
+            continue
+        t = pair_trees[p]
+        start = roots[t]
+        while left[start] != -1:  # the shared part: unpermuted values, plain splits
+            f = feature[start]
+            if slot[f] >= 0 or special[start] or zero_check[start]:
+                break
+            x = Xw[i, f]
+            if x != x:
+                rule = nan_rule[start]
+                if rule == 1:
+                    break
+                if rule == 0:
+                    start = left[start] if nan_left[start] else right[start]
+                    continue
+                x = 0.0
+            if strict:
+                go_left = x < threshold[start]
+            else:
+                go_left = x <= threshold[start]
+            start = left[start] if go_left else right[start]
+        for r in range(R):
             if not changed[r, i] or undecided[r, i]:
                 continue
-            t = pair_trees[p]
-            node = roots[t]
+            node = start
             undec = False
             while left[node] != -1:
                 f = feature[node]
@@ -877,29 +914,63 @@ def _moved_sums(
                 node = left[node] if go_left else right[node]
             if undec:
                 undecided[r, i] = True
-                continue
-            if node != leaves[i, t]:
-                s = row_slot[i]
-                if s < 0:
-                    s = n_listed
-                    row_slot[i] = s
-                    listed[s] = i
-                    n_listed += 1
-                    for u in range(T):
-                        buf[s, u] = leaves[i, u]
-                buf[s, t] = node
-        for s in range(n_listed):
-            i = listed[s]
-            row_slot[i] = -1
-            if undecided[r, i]:
-                continue
-            moved[r, i] = True
-            for k in range(K):
-                acc[k] = init[k]
-            for u in range(T):
-                acc[tree_class[u]] += values[buf[s, u]]
-            for k in range(K):
-                raw_out[r, i, k] = acc[k]
+            elif node != leaves[i, t]:
+                c = count[r]
+                move_row[r, c] = i
+                move_tree[r, c] = t
+                move_node[r, c] = node
+                count[r] = c + 1
+    acc = init.copy()
+    over = np.full(T, -1, dtype=np.int64)  # per tree: the moved leaf of the current row
+    first = np.full(K, T, dtype=np.int64)  # per class: its first moved tree
+    bucket = np.zeros(n + 1, dtype=np.int64)
+    order = np.empty(P, dtype=np.int64)
+    for r in range(R):
+        c_r = count[r]
+        if c_r == 0:
+            continue
+        # the copy's moves grouped by row (counting sort; each row's in pair order)
+        bucket[:] = 0
+        for c in range(c_r):
+            bucket[move_row[r, c] + 1] += 1
+        for i in range(n):
+            bucket[i + 1] += bucket[i]
+        for c in range(c_r):
+            i = move_row[r, c]
+            order[bucket[i]] = c
+            bucket[i] += 1
+        lo = 0
+        while lo < c_r:
+            i = move_row[r, order[lo]]
+            hi = lo
+            while hi < c_r and move_row[r, order[hi]] == i:
+                hi += 1
+            if not undecided[r, i]:
+                for h in range(lo, hi):
+                    c = order[h]
+                    t = move_tree[r, c]
+                    over[t] = move_node[r, c]
+                    k = tree_class[t]
+                    if t < first[k]:
+                        first[k] = t
+                for k in range(K):
+                    u = first[k]
+                    if u == T:
+                        continue
+                    before = prev_same[u]
+                    acc[k] = init[k] if before < 0 else prefix[i, before]
+                    while u >= 0:
+                        leaf = over[u]
+                        if leaf < 0:
+                            leaf = leaves[i, u]
+                        acc[k] += values[leaf]
+                        u = next_same[u]
+                    raw_out[r, i, k] = acc[k]
+                    first[k] = T
+                for h in range(lo, hi):
+                    over[move_tree[r, order[h]]] = -1
+                moved[r, i] = True
+            lo = hi
 
 
 def sum_leaves(
@@ -921,11 +992,44 @@ def sum_leaves(
     return raw
 
 
+def partial_sums(
+    values: np.ndarray, init: np.ndarray, tree_class: np.ndarray, leaves: np.ndarray
+) -> np.ndarray:
+    """``(n_rows, n_trees)``: each row's sum of its class after each tree, as :func:`sum_leaves`.
+
+    Column ``t`` holds ``init[k]`` plus the leaf values of class ``k = tree_class[t]``'s
+    trees up to and including ``t``, added in the same order and dtype; the column of a
+    class's last tree is its :func:`sum_leaves` value.
+    """
+    contributions = values[leaves]
+    out = np.empty(leaves.shape, dtype=values.dtype)
+    for k in range(init.shape[0]):
+        acc = np.full(leaves.shape[0], init[k], dtype=values.dtype)
+        for t in np.flatnonzero(tree_class == k):
+            acc += contributions[:, t]
+            out[:, t] = acc
+    return out
+
+
+def class_chains(tree_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per tree: the previous and the next tree of its class (``-1``: none)."""
+    prev_same = np.full(tree_class.shape[0], -1, dtype=np.int64)
+    next_same = np.full(tree_class.shape[0], -1, dtype=np.int64)
+    for k in np.unique(tree_class):
+        trees = np.flatnonzero(tree_class == k)
+        prev_same[trees[1:]] = trees[:-1]
+        next_same[trees[:-1]] = trees[1:]
+    return prev_same, next_same
+
+
 def _moved_sums_numpy(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
     pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, cat_row, left_bits,
-    known_bits, values, init, tree_class, raw_out, moved, undecided,
+    known_bits, values, init, tree_class, prefix, prev_same, next_same, raw_out, moved,
+    undecided,
 ):  # fmt: skip
+    # The same sums from init over every tree (``prefix`` and the class chains only save
+    # the compiled kernel additions whose result it already knows).
     table = TreeTable(
         left, right, feature, threshold, nan_left, special, roots,
         bool(strict), Xw.dtype == np.float32, nan_rule, zero_check,
@@ -1024,6 +1128,10 @@ class SumPath(RepredictPath):
     factory certifies, on the unpermuted rows (all of them, and subsets), that these sums
     and links give the model's outputs bit for bit.
 
+    The link (and the model, for undecided rows) is called once for the moved rows of
+    several groups (:data:`LINK_GROUPS`): a library's response method costs about a
+    millisecond a call whatever the rows.
+
     Its work is a part of the model's own (the model walks every tree for every row and
     adds every leaf value; LEAP walks only the pairs whose path tests a permuted column and
     adds the leaves of the rows that moved), so the runner does not time it against the
@@ -1040,6 +1148,7 @@ class SumPath(RepredictPath):
         tree_class: np.ndarray,
         link: Any,
         base_raw: np.ndarray,
+        prefix: np.ndarray | None = None,
     ) -> None:
         self.__dict__.update(path.__dict__)
         self.values = np.ascontiguousarray(values)
@@ -1047,21 +1156,25 @@ class SumPath(RepredictPath):
         self.tree_class = np.ascontiguousarray(tree_class, dtype=np.int64)
         self.link = link
         self.base_raw = np.ascontiguousarray(base_raw, dtype=self.values.dtype)
+        if prefix is None:
+            prefix = partial_sums(self.values, self.init, self.tree_class, self.leaves)
+        self.prefix = np.ascontiguousarray(prefix, dtype=self.values.dtype)
+        self.prev_same, self.next_same = class_chains(self.tree_class)
 
     def outputs(
         self, cols: np.ndarray, orders: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Outputs of each copy (always certified)."""
-        return self._group_outputs(np.asarray(cols, dtype=np.int64), orders)
+        return next(iter(self.outputs_many([cols], orders)))
 
     def outputs_many(self, groups, orders):  # type: ignore[override]
-        """Outputs of every copy of every group, one group at a time (a generator)."""
-        for cols in groups:
-            yield self._group_outputs(np.asarray(cols, dtype=np.int64), orders)
+        """Outputs of every copy of every group, a few groups at a time (a generator)."""
+        groups = [np.asarray(cols, dtype=np.int64) for cols in groups]
+        for start in range(0, len(groups), LINK_GROUPS):
+            yield from self._batch_outputs(groups[start : start + LINK_GROUPS], orders)
 
-    def _group_outputs(
-        self, cols: np.ndarray, orders: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _sums(self, cols: np.ndarray, orders: np.ndarray) -> tuple:
+        """Raw sums ``(R, m, K)`` of one group's copies, with ``moved`` and ``undecided``."""
         R, m = orders.shape
         Xw = self.Xw
         new = np.ascontiguousarray(Xw[orders[:, :, None], cols[None, None, :]])
@@ -1080,30 +1193,55 @@ class SumPath(RepredictPath):
             t.left, t.right, t.feature, t.threshold, t.nan_left, t.special, t.roots, Xw,
             slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_rule,
             t.zero_check, t.cat_row, t.left_bits, t.known_bits, self.values, self.init,
-            self.tree_class, raw, moved, undecided,
+            self.tree_class, self.prefix, self.prev_same, self.next_same, raw, moved,
+            undecided,
         )  # fmt: skip
-        copy_of, row_of = np.nonzero(moved)
-        summed = raw[copy_of, row_of]
-        tied = self.link.tied(summed)
-        if tied.any():
-            undecided[copy_of[tied], row_of[tied]] = True
-            copy_of, row_of, summed = copy_of[~tied], row_of[~tied], summed[~tied]
-        outs = {name: np.repeat(self.base[name][np.newaxis], R, axis=0) for name in self.methods}
-        if row_of.size and getattr(self.link, "calls_model", False):
+        return raw, moved, undecided
+
+    def _batch_outputs(
+        self, groups: list[np.ndarray], orders: np.ndarray
+    ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+        R = orders.shape[0]
+        picks, summed_parts, undecided_picks = [], [], []
+        for cols in groups:
+            raw, moved, undecided = self._sums(cols, orders)
+            copy_of, row_of = np.nonzero(moved)
+            summed = raw[copy_of, row_of]
+            tied = self.link.tied(summed)
+            if tied.any():
+                undecided[copy_of[tied], row_of[tied]] = True
+                copy_of, row_of, summed = copy_of[~tied], row_of[~tied], summed[~tied]
+            picks.append((copy_of, row_of))
+            summed_parts.append(summed)
+            undecided_picks.append((cols, *np.nonzero(undecided)))
+        summed = np.concatenate(summed_parts)
+        if summed.shape[0] and getattr(self.link, "calls_model", False):
             with self._lock, self._one_thread():
                 linked = self.link.outputs(summed, self.methods)
-        elif row_of.size:  # NumPy only: no thread limit to set and restore (~0.6 ms a call)
+        elif summed.shape[0]:  # NumPy only: no thread limit to set and restore (~0.6 ms a call)
             linked = self.link.outputs(summed, self.methods)
         else:
             linked = {}
-        for name, value in linked.items():
-            outs[name][copy_of, row_of] = value
-        if undecided.any():
-            u_copy, u_row = np.nonzero(undecided)
-            (pred,) = self._predict_rows([(cols, u_copy, u_row)], orders)
+        predicted: list[dict[str, np.ndarray]] = [{} for _ in groups]
+        if any(u_row.size for _, _, u_row in undecided_picks):
+            predicted = self._predict_rows(undecided_picks, orders)
+        answers = []
+        start = 0
+        for (copy_of, row_of), (_, u_copy, u_row), pred in zip(
+            picks, undecided_picks, predicted, strict=True
+        ):
+            stop = start + row_of.size
+            outs = {}
             for name in self.methods:
-                outs[name][u_copy, u_row] = pred[name]
-        return outs, np.ones(R, dtype=bool)
+                out = np.repeat(self.base[name][np.newaxis], R, axis=0)
+                if name in linked and row_of.size:
+                    out[copy_of, row_of] = linked[name][start:stop]
+                if u_row.size:
+                    out[u_copy, u_row] = pred[name]
+                outs[name] = out
+            start = stop
+            answers.append((outs, np.ones(R, dtype=bool)))
+        return answers
 
 
 def certified_sums(
@@ -1137,6 +1275,14 @@ def certified_sums(
             raw = np.asarray(raw)
             if raw.dtype != mine.dtype or not _same_bits(mine, raw.reshape(mine.shape)):
                 return None
+        # The kernel restarts a class's sum from these partial sums: their last column per
+        # class must be the sums themselves.
+        prefix = partial_sums(values, init, tree_class, path.leaves)
+        for k in range(init.size):
+            trees = np.flatnonzero(tree_class == k)
+            total = prefix[:, trees[-1]] if trees.size else np.full(mine.shape[0], init[k])
+            if not _same_bits(total, mine[:, k]):
+                return None
         m = mine.shape[0]
         for rows in (np.arange(m), np.arange(0, m, 7), np.arange(m - 2, m), np.arange(1)):
             keep = rows[~link.tied(mine[rows])]
@@ -1147,4 +1293,4 @@ def certified_sums(
                 return None
     except Exception:  # a loss or layout this code does not know: the model re-predicts
         return None
-    return SumPath(path, values, init, tree_class, link, mine)
+    return SumPath(path, values, init, tree_class, link, mine, prefix)

@@ -124,7 +124,7 @@ class XGBoostMargins:
     ``iteration_range``; with the empty range ``(n_rounds, n_rounds)`` no tree adds to the
     margin, so the library applies its own objective transform (and the wrapper its
     post-processing) to exactly the margins LEAP summed. The input rows are then unread;
-    zeros of the right width are passed.
+    an empty sparse matrix of the right width is passed.
     """
 
     calls_model = True  # serialised, with one OpenMP thread, like the model's other calls
@@ -143,11 +143,15 @@ class XGBoostMargins:
         pad = m < 2  # as own_outputs: at least two rows per call
         if pad:
             margins = np.concatenate([margins, margins[:1]])
-        zeros = np.zeros((margins.shape[0], self.n_features), dtype=np.float32)
+        # Unread rows: an empty sparse matrix, not a dense one (the moved rows of several
+        # groups times every column would be the path's largest array).
+        from scipy.sparse import csr_matrix
+
+        empty = csr_matrix((margins.shape[0], self.n_features), dtype=np.float32)
         span = (self.n_rounds, self.n_rounds)
         out = {}
         for name in methods:
-            value = getattr(self.model, name)(zeros, base_margin=margins, iteration_range=span)
+            value = getattr(self.model, name)(empty, base_margin=margins, iteration_range=span)
             out[name] = np.asarray(value)[:m]
         return out
 
