@@ -427,3 +427,35 @@ def test_large_targets_under_squared_error_go_to_the_model(weights, chosen_path)
     (got,) = PermutationMethod().compute(model, X, y, **kwargs).values()
     assert_allclose(got.importances, expected, rtol=0, atol=1e-12)
     assert chosen_path[1] is NeighborsPath
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_rows_asked_together_for_many_groups_equal_one_group_at_a_time(weights):
+    """On tied integer data the rows the model must answer are asked in one call for
+    several groups; each copy gets what it gets alone: the same labels, values within
+    1e-12 (the model orders exactly tied neighbours, and so rounds their sum, by the
+    call's size)."""
+    X_fit, X = split(make_X("discrete", 23, n=200, p=20))
+    y_fit = make_y(X_fit, 23, "reg")
+    for model in [
+        KNeighborsRegressor(4, weights=weights).fit(X_fit, y_fit),
+        KNeighborsClassifier(4, weights=weights).fit(X_fit, (y_fit > 0).astype(int)),
+    ]:
+        methods = ["predict"]
+        if isinstance(model, KNeighborsClassifier):
+            methods.append("predict_proba")
+        base = {name: getattr(model, name)(X) for name in methods}
+        path = knn_path(model, X, base)
+        assert path is not None and path.integral
+        rng = np.random.default_rng(0)
+        orders = np.stack([rng.permutation(len(X)) for _ in range(3)])
+        groups = [np.array([j]) for j in range(X.shape[1])] + [np.array([0, 5, 7])]
+        together = path.outputs_many(groups, orders)
+        assert path.rows_by_model > 0
+        for cols, (outs, exact) in zip(groups, together, strict=True):
+            alone, exact_alone = path.outputs(cols, orders)
+            assert np.array_equal(exact, exact_alone)
+            for name in methods:
+                assert_allclose(outs[name], alone[name], rtol=0, atol=1e-12)
+                if name == "predict" and len(methods) == 2:
+                    assert np.array_equal(outs[name], alone[name])

@@ -635,8 +635,30 @@ class NeighborsPath:
         self, cols: np.ndarray, orders: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Outputs of each copy, and whether each copy was answered (exactly)."""
+        return self.outputs_many([cols], orders)[0]
+
+    def outputs_many(
+        self, groups: list[np.ndarray], orders: np.ndarray
+    ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """:meth:`outputs` of many groups. Rows the model must answer alone (exact
+        arithmetic, see :meth:`_finish`) are asked together for several groups, up to one
+        copy's rows per call: a call's set-up costs as much as a few dozen rows."""
+        answers, asks, waiting = [], [], 0
+        for cols in groups:
+            outputs, ask = self._group(np.asarray(cols, dtype=np.int64), orders)
+            answers.append((outputs, np.ones(orders.shape[0], dtype=bool)))
+            if ask is not None:
+                asks.append(ask)
+                waiting += int(ask[2].sum())
+            if waiting >= self.X.shape[0]:
+                self._ask_rows(asks)
+                asks, waiting = [], 0
+        self._ask_rows(asks)
+        return answers
+
+    def _group(self, cols: np.ndarray, orders: np.ndarray) -> tuple[dict[str, np.ndarray], Any]:
+        """One group's outputs, and the rows still to be asked of the model (or ``None``)."""
         X = self.X
-        cols = np.asarray(cols, dtype=np.int64)
         R, m = orders.shape
         kk = self.kk
         old = X[:, cols]
@@ -678,7 +700,9 @@ class NeighborsPath:
         return self._finish(cols, old, new, todo, whole, changed, E, best_d, best_i, status)
 
     def _finish(self, cols, old, new, todo, whole, changed, E, best_d, best_i, status):
-        """Certified outputs of the scanned rows; the model's outputs for the others."""
+        """Certified outputs of the scanned rows, the model's for whole copies it must
+        answer, and the rows it must answer alone (``(cols, new, need, outputs)`` or
+        ``None``; see :meth:`_ask_rows`)."""
         R, m = todo.shape
         scale = None
         if self.p == 2.0:  # squared norm of each permuted row
@@ -707,19 +731,20 @@ class NeighborsPath:
         if not self.integral:
             full |= need.any(axis=1)
             need[full] = False
-        answered = np.ones(R, dtype=bool)
         copy_base = self._unpermuted_outputs()
         for name in outputs:
             base = copy_base[name]
             keep = ~todo
             shape = (R, m) + (1,) * (base.ndim - 1)
             outputs[name] = np.where(keep.reshape(shape), base[None], outputs[name])
-        if need.any() or full.any():
-            self._ask_model(cols, new, need, full, outputs)
-        return outputs, answered
+        if full.any():
+            self._ask_copies(cols, new, full, outputs)
+        return outputs, ((cols, new, need, outputs) if need.any() else None)
 
     def _unpermuted_outputs(self) -> dict[str, np.ndarray]:
         """The model's outputs on the unpermuted rows, computed as the copies' are."""
+        if self._copy_base is not None:  # set once; no lock to wait for a model call
+            return self._copy_base
         with self._lock:
             if self._copy_base is None:
                 self._copy_base = {
@@ -728,48 +753,66 @@ class NeighborsPath:
                 }
             return self._copy_base
 
-    def _sequential_search(self) -> bool:
+    def _openmp_threads(self) -> int:
+        """The OpenMP thread count model calls run with now (see :func:`copy_threads`)."""
+        with self._lock:
+            if self._threads is None:
+                self._threads = ThreadpoolController()
+        info = self._threads.select(user_api="openmp").info()
+        return max([int(lib["num_threads"]) for lib in info], default=1)
+
+    def _sequential_search(self, threads: int) -> bool:
         """Whether scikit-learn's search on one copy scans the training points in one pass
         per row (its ``parallel_on_X`` strategy, or one thread), so that a row's answer
         does not depend on the thread count; otherwise it splits them between threads."""
-        if self._threads is None:
-            self._threads = ThreadpoolController()
-        info = self._threads.select(user_api="openmp").info()
-        threads = max([int(lib["num_threads"]) for lib in info], default=1)
         chunk = int(sklearn.get_config().get("pairwise_dist_chunk_size", 256))
         m, n_t = self.X.shape[0], self.Y.shape[0]
         return threads == 1 or n_t < m or 4 * chunk * threads < m
 
-    def _ask_model(self, cols, new, need, full, outputs) -> None:
-        """The model's own outputs for the rows ``need`` and the whole copies ``full``.
-
-        With the calling thread's OpenMP setting, which the runner sets to the one
-        scikit-learn's copies would see (:func:`copy_threads`): the thread count decides
-        how exact ties are broken. Rows asked alone (exact arithmetic) get the answer they
-        would get inside their whole copy: fewer rows can change scikit-learn's search
-        strategy, so where the whole copy's search is sequential they are asked with one
-        thread. One call at a time: LEAP's threads already share the cores.
-        """
-        r_idx, i_idx = np.nonzero(need)
+    def _ask_copies(self, cols, new, full, outputs) -> None:
+        """The model's own outputs for the whole copies ``full``, each alone (as
+        scikit-learn calls it), with the calling thread's OpenMP setting: the runner sets
+        it to the one scikit-learn's copies would see (:func:`copy_threads`), which decides
+        how exact ties are broken."""
         m = self.X.shape[0]
-        with self._lock:
+        with self._lock if self._openmp_threads() > 1 else nullcontext():
             for r in np.flatnonzero(full):
                 copy = self.X.copy()
                 copy[:, cols] = new[r]
                 self.rows_by_model += m
                 for name in outputs:
                     outputs[name][r] = quietly(getattr(self.model, name), copy)
-            if r_idx.size == 0:
-                return
-            sequential = self._sequential_search()
-            with self._threads.limit(limits=1, user_api="openmp") if sequential else nullcontext():
-                for start in range(0, r_idx.size, m):
-                    r_s, i_s = r_idx[start : start + m], i_idx[start : start + m]
-                    rows = self.X[i_s].copy()
-                    rows[:, cols] = new[r_s, i_s]
-                    self.rows_by_model += rows.shape[0]
-                    for name in outputs:
-                        outputs[name][r_s, i_s] = quietly(getattr(self.model, name), rows)
+
+    def _ask_rows(self, asks: list) -> None:
+        """The model's own outputs for the rows ``need`` of each ``(cols, new, need,
+        outputs)``, asked together (exact arithmetic: a row's answer does not depend on
+        the others of a call). Each gets the answer it would get inside its whole copy:
+        fewer rows can change scikit-learn's search strategy, so where the whole copy's
+        search is sequential they are asked with one thread. Calls with several OpenMP
+        threads run one at a time (LEAP's threads already share the cores); one-thread
+        calls run side by side.
+        """
+        if not asks:
+            return
+        parts = []
+        for cols, new, need, _ in asks:
+            r_idx, i_idx = np.nonzero(need)
+            rows = self.X[i_idx].copy()
+            rows[:, cols] = new[r_idx, i_idx]
+            parts.append(rows)
+        stacked = np.concatenate(parts)
+        self.rows_by_model += stacked.shape[0]
+        threads = self._openmp_threads()
+        one = threads > 1 and self._sequential_search(threads)
+        with self._lock if threads > 1 else nullcontext():
+            with self._threads.limit(limits=1, user_api="openmp") if one else nullcontext():
+                answers = {name: quietly(getattr(self.model, name), stacked) for name in asks[0][3]}
+        start = 0
+        for (_, _, need, outputs), rows in zip(asks, parts, strict=True):
+            r_idx, i_idx = np.nonzero(need)
+            for name, answer in answers.items():
+                outputs[name][r_idx, i_idx] = answer[start : start + rows.shape[0]]
+            start += rows.shape[0]
 
     def _rescore(self, r, rows, cols, new, best_d, best_i, status) -> None:
         """The ``kk`` nearest of all training points for ``rows`` of copy ``r`` (status 1)."""
@@ -823,10 +866,11 @@ class NeighborsPath:
             dist = (
                 np.sqrt(rho) if self.p == 2.0 else (rho if self.p == 1.0 else rho ** (1 / self.p))
             )
-            ok = complete & whole_band & (best_d[..., 0] > 2.0 * e4)
+            sure = complete & (best_d[..., 0] > 2.0 * e4)  # no neighbour near zero
+            ok = sure & whole_band
             with np.errstate(divide="ignore", invalid="ignore"):
                 w = 1.0 / dist
-            w = np.where(ok[..., None], w, 1.0)
+            w = np.where(sure[..., None], w, 1.0)
             nearest = np.maximum(best_d[..., 0], 1e-300)
             # Labels: rigorous relative bound of each weight (ours vs scikit-learn's).
             rel = 2.0 * (2.0 * E) / (self.p * nearest) + 8.0 * _U
@@ -836,7 +880,8 @@ class NeighborsPath:
                 size = np.maximum(x_norm, 0.0) + self.y_norm[idx[..., :k]].max(axis=2)
             else:
                 size = np.abs(best_d[..., k - 1])
-            smooth = ok & (self._weight_rounding(nearest, size) <= VALUE_ROUNDING)
+            fine = self._weight_rounding(nearest, size) <= VALUE_ROUNDING
+            smooth = ok & fine
         if self.classifier:
             C = self.n_classes
             lab = self.y_fit[idx]  # (R, m, kk) encoded classes
@@ -882,18 +927,24 @@ class NeighborsPath:
             return outputs, certified
         y2 = self.y_fit.reshape((-1, 1)) if self.y_fit.ndim == 1 else self.y_fit
         vals = y2[idx[..., :k]]  # (R, m, k, 1)
+        # A band of points that all share one target value gives the same mean whichever
+        # the model chooses; with distance weights only with exact arithmetic, where the
+        # band's points tie exactly (equal weights).
         if not self.distance:
             certified = complete & whole_band
             banded = np.nonzero(complete & ~whole_band)
-            if banded[0].size:  # a band of points that all share one target value
-                bd, yb = best_d[banded], self.y_fit[idx[banded]]
-                vb, eb = v[banded][:, None], e4[banded][:, None]
-                in_b = (bd >= vb - eb) & (bd <= vb + eb)
-                ref = yb[np.arange(len(yb)), np.argmax(in_b, axis=1)][:, None]
-                certified[banded] = np.all(np.where(in_b, yb == ref, True), axis=1)
-            pred = np.mean(vals, axis=2)
         else:
             certified = smooth
+            banded = np.nonzero(sure & fine & ~whole_band) if self.integral else ()
+        if banded and banded[0].size:
+            bd, yb = best_d[banded], self.y_fit[idx[banded]]
+            vb, eb = v[banded][:, None], e4[banded][:, None]
+            in_b = (bd >= vb - eb) & (bd <= vb + eb)
+            ref = yb[np.arange(len(yb)), np.argmax(in_b, axis=1)][:, None]
+            certified[banded] = np.all(np.where(in_b, yb == ref, True), axis=1)
+        if not self.distance:
+            pred = np.mean(vals, axis=2)
+        else:
             denom = np.sum(w, axis=2)
             pred = (np.sum(vals[..., 0] * w, axis=2) / denom)[..., None]
         outputs["predict"] = pred[..., 0] if self.y_fit.ndim == 1 else pred
