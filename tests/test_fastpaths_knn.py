@@ -459,3 +459,13 @@ def test_rows_asked_together_for_many_groups_equal_one_group_at_a_time(weights):
                 assert_allclose(outs[name], alone[name], rtol=0, atol=1e-12)
                 if name == "predict" and len(methods) == 2:
                     assert np.array_equal(outs[name], alone[name])
+
+
+def test_distance_weighted_band_of_one_target_on_integer_data():
+    """Exactly tied neighbours at the k-th distance that share one target give the same
+    distance-weighted value whichever the model picks: served, equal to the model's."""
+    X_fit, X = split(make_X("discrete", 24, n=240, p=12))
+    y_fit = np.round(make_y(X_fit, 24, "reg"))  # a few integer targets
+    model = KNeighborsRegressor(4, weights="distance").fit(X_fit, y_fit)
+    path, answered = assert_copies_match(model, X, n_repeats=3)
+    assert path is not None and answered == 3 * 6
