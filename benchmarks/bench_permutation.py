@@ -15,9 +15,12 @@ Usage::
     python benchmarks/bench_permutation.py --select 'knn-*' 'logreg-*/gauss' --no-memory
     python benchmarks/bench_permutation.py --list
     python benchmarks/bench_permutation.py --output results.md
+    python benchmarks/bench_permutation.py --select 'wrapped-*' --rounds 5
 
 Each workload is first warmed up on a tiny problem with the same model (process pool
 started, compiled kernels loaded), so one-off start-up costs are not counted for either.
+With ``--rounds N`` both run ``N`` times, alternating which goes first, and the times are
+the medians: on a shared machine one run each cannot tell 0.95× from parity.
 """
 
 from __future__ import annotations
@@ -112,15 +115,23 @@ def warm_up(work: Workload) -> None:
         pass
 
 
-def measure(work: Workload, rows: int, memory: bool) -> dict[str, str]:
-    """Fit the workload's model and time both implementations; one table row."""
+def measure(work: Workload, rows: int, memory: bool, rounds: int = 1) -> dict[str, str]:
+    """Fit the workload's model and time both implementations (median of ``rounds``
+    alternating runs); one table row."""
     X_train, X_test, y_train, y_test = held_out(work.distribution, work.task, rows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings of small or hard problems
         model = work.make_model().fit(X_train, y_train)
     warm_up(work)
-    t_leap, ours = timed(run_leap, model, X_test, y_test, work.scoring, -1)
-    t_sk, theirs = timed(run_sklearn, model, X_test, y_test, work.scoring, -1)
+    times: dict[str, list[float]] = {"leap": [], "sklearn": []}
+    results = {}
+    runs = [("leap", run_leap), ("sklearn", run_sklearn)]
+    for i in range(rounds):  # alternating: neither always runs second, on a warmer machine
+        for name, fn in runs if i % 2 == 0 else runs[::-1]:
+            t, results[name] = timed(fn, model, X_test, y_test, work.scoring, -1)
+            times[name].append(t)
+    ours, theirs = results["leap"], results["sklearn"]
+    t_leap, t_sk = float(np.median(times["leap"])), float(np.median(times["sklearn"]))
     row = {
         "workload": work.name,
         "model": model_name(model),
@@ -176,6 +187,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, help="rows before the hold-out, for every workload")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--output", type=Path, help="also write the Markdown table here")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="timed runs of each, alternating (medians)"
+    )
     parser.add_argument("--list", action="store_true", help="list the workload names")
     args = parser.parse_args(argv)
     workloads = select(args.select)
@@ -187,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(lines), flush=True)
     for work in workloads:
         rows = args.rows or (max(60, work.rows // 5) if args.quick else work.rows)
-        row = measure(work, rows, memory=not args.no_memory)
+        row = measure(work, rows, memory=not args.no_memory, rounds=max(1, args.rounds))
         line = "| " + " | ".join(row[c] for c in COLUMNS) + " |"
         print(line, flush=True)
         lines.append(line)
