@@ -56,7 +56,11 @@ class MLPPath:
         self.X = X
         self.one_thread = OneBlasThread()
         self.coefs = [np.asarray(W, dtype=np.float64) for W in model.coefs_]
-        self.abs_coefs = [np.abs(W) for W in self.coefs]
+        # |W1| (features × units) is as large as the rows' first layer for a wide input:
+        # without a projection only a group's rows of it are made, when needed.
+        self.abs_coefs = [
+            None if i == 0 and projection is None else np.abs(W) for i, W in enumerate(self.coefs)
+        ]
         self.intercepts = [np.asarray(b, dtype=np.float64) for b in model.intercepts_]
         self.hidden = ACTIVATIONS[model.activation]
         self.hidden_name = model.activation
@@ -74,7 +78,7 @@ class MLPPath:
             self.W_in = W1  # (p, h): how one input column moves the first layer
             self.Z1 = X @ W1 + b1
             gamma = 2.0 * (p + 4) * _U
-            self.row_err = 2.0 * gamma * (abs_product(X, self.abs_coefs[0]) + np.abs(b1))
+            self.row_err = 2.0 * gamma * (abs_product(X, np.abs(W1)) + np.abs(b1))
         else:
             # z = ((x C^T - m C^T) / s) W1 + b1; the PCA's own output is the model's input.
             C, scale = projection.components, projection.scale
@@ -160,7 +164,8 @@ class MLPPath:
 
     def _rows(self, cols: np.ndarray, diff: np.ndarray, rows: np.ndarray):
         """Outputs and bounds of ``rows`` whose ``cols`` moved by ``diff`` (rows, g)."""
-        Z = self.Z1[rows] + diff @ self.W_in[cols]
+        Z = self.Z1[rows]  # a copy (fancy index), updated in place: one block array less
+        Z += diff @ self.W_in[cols]
         reach = (2.0 * self.col_max[cols]) @ self.W_in_max[cols]  # bound on |Z - Z1|
         e = self.row_err_max[rows] + (self._growth(cols).max() + 2.0 * _U * reach)
         e += 2.0 * _U * self.Z1_max[rows]
@@ -171,7 +176,7 @@ class MLPPath:
         p, g = self.X.shape[1], len(cols)
         if self.projection is None:
             gamma = 2.0 * (p + g + 4) * _U
-            return 4.0 * gamma * ((2.0 * self.col_max[cols]) @ self.abs_coefs[0][cols])
+            return 4.0 * gamma * ((2.0 * self.col_max[cols]) @ np.abs(self.coefs[0][cols]))
         k = self.projection.components.shape[0]
         gamma_p, gamma_k, gamma_g = (2.0 * (n + 4) * _U for n in (p, k, g))
         reach = self.abs_C_scaled[:, cols] @ self.col_max[cols]  # (k,)

@@ -230,8 +230,13 @@ def score_outputs(
 
 
 class RowScore(float):
-    """A copy's score that also carries each row's share of it (``rows``)."""
+    """A copy's score that also carries each row's share of it (``rows``).
 
+    A slot, not an instance dictionary: a run holds one per copy (groups × repeats), and a
+    dictionary each would weigh more than the shares of a few hundred groups.
+    """
+
+    __slots__ = ("rows",)
     rows: np.ndarray
 
     def __new__(cls, value: float, rows: np.ndarray) -> RowScore:
@@ -500,6 +505,8 @@ class ShareTable:
 
 class MeanRowScore(RowScore):
     """A copy's score whose ``rows`` are its group's mean shares over repeats (shared)."""
+
+    __slots__ = ()
 
     def __reduce__(self) -> tuple:
         return (MeanRowScore, (float(self), self.rows))
