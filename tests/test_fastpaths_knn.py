@@ -349,7 +349,7 @@ def test_copy_threads_follow_joblib_workers(monkeypatch):
 @pytest.mark.parametrize("bounds", [True, False], ids=["lower-bounds", "candidates-only"])
 @pytest.mark.parametrize("kind", ["t2", "discrete", "duplicates"])
 def test_rows_that_run_out_scan_every_point(kind, bounds, kernels, monkeypatch):
-    """With the float32 lower bounds of every distance (rows that run out scan every point at
+    """With the one-byte lower bounds of every distance (rows that run out scan every point at
     O(g)) and without them (such rows are recomputed in full), copies equal the model's."""
     monkeypatch.setattr(NeighborsPath, "LOW_BOUND_SHARE", 10.0 if bounds else 0.0)
     monkeypatch.setattr(NeighborsPath, "KEEP_WITH_BOUNDS", 0)  # few candidates: rows run out
@@ -469,3 +469,25 @@ def test_distance_weighted_band_of_one_target_on_integer_data():
     model = KNeighborsRegressor(4, weights="distance").fit(X_fit, y_fit)
     path, answered = assert_copies_match(model, X, n_repeats=3)
     assert path is not None and answered == 3 * 6
+
+
+@pytest.mark.parametrize("kind", ["bounded", "t2", "discrete", "duplicates"])
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_one_byte_lower_bounds_are_lower_bounds(kind, p, monkeypatch):
+    """Every decoded bound is at most the exact reduced distance (long double), and within
+    a step of 2^(1/16) of it above the row's farthest kept candidate."""
+    from leap.builtins.methods.permutation.neighbors import _KEPT, _SCALE
+
+    monkeypatch.setattr(NeighborsPath, "LOW_BOUND_SHARE", 10.0)
+
+    X_fit, X = split(make_X(kind, 25, n=300, p=15))
+    model = KNeighborsRegressor(3, p=p).fit(X_fit, make_y(X_fit, 25, "reg"))
+    path = knn_path(model, X, {"predict": model.predict(X)})
+    assert path is not None and path.low is not None
+    diff = np.abs(X.astype(np.longdouble)[:, None, :] - X_fit.astype(np.longdouble)[None])
+    exact = (diff**p).sum(axis=2)
+    bound = path.low_ref[:, None] * _SCALE[path.low]
+    other = path.low != _KEPT
+    assert np.all(bound[other] <= exact[other])
+    far = other & (exact > 1.2 * path.low_ref[:, None])
+    assert np.all(bound[far] >= exact[far] * 2.0 ** (-1.0 / 16) * (1 - 1e-6))

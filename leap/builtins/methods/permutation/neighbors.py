@@ -19,10 +19,11 @@ larger wins, and both are tight *per row*:
   values ``y ∈ [min, max]`` of the column it is smallest at an end.
 
 Rows whose kept candidates run out (heavy tails: a row that receives an extreme value moves
-far from all of them) scan every training point: where it fits in 1.5× the data's own
-memory, a float32 lower bound of every unpermuted reduced distance is kept, so a point costs
-``O(g)`` (its bound plus its change) and only points that the bound cannot exclude are
-computed directly. Without those bounds such rows are recomputed at the model's cost, and a
+far from all of them) scan every training point: where it fits in half the data's own
+memory, a one-byte lower bound of every unpermuted reduced distance is kept (a power of
+2^(1/16) times the row's farthest kept candidate, rounded down), so a point costs ``O(g)``
+(its bound plus its change) and only points that the bound cannot exclude are computed
+directly. Without those bounds such rows are recomputed at the model's cost, and a
 copy in which most rows would run out (a cost estimate made before the scan) is handed to
 the model whole. Rows that cannot be certified (below) get the model's own outputs.
 
@@ -90,6 +91,11 @@ _THREAD_SENSITIVE = (
 )
 _CHUNK_BYTES = 2**19  # distance rows computed at a time: keeps the set-up memory small
 _REL = 1e-10  # relative slack on bounds computed with pow/sqrt (a few ulps each)
+#: One-byte lower bounds of reduced distances: code ``c`` stands for ``ref * _SCALE[c]``
+#: (``ref``: the row's farthest kept candidate), 0 for zero, 1-254 for 2^((c - 1) / 16), a
+#: step of 4.4 %; ``_KEPT`` (255) marks a kept candidate.
+_SCALE = np.concatenate([[0.0], 2.0 ** (np.arange(254) / 16.0), [np.inf]])
+_KEPT = 255
 #: Largest estimated relative difference of a row's distance weights from scikit-learn's at
 #: which its distance-weighted values are served (see the module docstring).
 VALUE_ROUNDING = 1e-13
@@ -173,13 +179,14 @@ def _scan(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, 
             status[r, i] = 1 if done else 3
 
 
-def _scan_all(cand_idx, cand_d, low, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):
+def _scan_all(cand_idx, cand_d, low, scale, ref, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):  # fmt: skip  # noqa: E501
     """Loop kernel (compiled by numba): the ``kk`` nearest of *all* training points per row.
 
     Kept candidates are rescored from their old reduced distance (``O(g)`` each); every other
-    point ``t`` is excluded by its lower bound ``low[i, t]`` plus its change (``O(g)``), or
-    else its distance is computed directly (``O(n_features)``). ``low`` is ``inf`` for kept
-    candidates; ``Yg`` is ``Y[:, cols].T`` (contiguous); ``row``: scratch space of one row.
+    point ``t`` is excluded by its lower bound ``ref[i] * scale[low[i, t]]`` plus its change
+    (``O(g)``), or else its distance is computed directly (``O(n_features)``). ``low`` is
+    :data:`_KEPT` for kept candidates; ``Yg`` is ``Y[:, cols].T`` (contiguous); ``row``:
+    scratch space of one row.
     """
     R, m = todo.shape
     L = cand_idx.shape[1]
@@ -218,9 +225,10 @@ def _scan_all(cand_idx, cand_d, low, Y, X, cols, Yg, new, todo, p, E, row, best_
                     bi[pos] = t
             filled = False
             for t in range(n_t):
-                b = float(low[i, t])
-                if b == np.inf:  # a kept candidate, already scored
+                code = low[i, t]
+                if code == 255:  # a kept candidate, already scored
                     continue
+                b = ref[i] * scale[code]
                 dn = b
                 for c in range(g):
                     yv = Yg[c, t]
@@ -259,7 +267,7 @@ def _scan_all(cand_idx, cand_d, low, Y, X, cols, Yg, new, todo, p, E, row, best_
                     bi[pos] = t
 
 
-def _scan_all_numpy(cand_idx, cand_d, low, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):  # fmt: skip  # noqa: E501
+def _scan_all_numpy(cand_idx, cand_d, low, scale, ref, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):  # fmt: skip  # noqa: E501
     """Vectorised twin of :func:`_scan_all` (same sums in the same order, same exclusions)."""
     L = cand_idx.shape[1]
     kk = best_d.shape[2]
@@ -274,7 +282,7 @@ def _scan_all_numpy(cand_idx, cand_d, low, Y, X, cols, Yg, new, todo, p, E, row,
             continue
         everyone = np.broadcast_to(np.arange(n_t), (rows.size, n_t))
         idx = np.concatenate([cand_idx[rows], everyone], axis=1)
-        d = np.concatenate([cand_d[rows], low[rows].astype(np.float64)], axis=1)
+        d = np.concatenate([cand_d[rows], ref[rows, None] * scale[low[rows]]], axis=1)
         start = d.copy()
         for c, col in enumerate(cols):
             yv = Y[idx, col]
@@ -427,8 +435,9 @@ class NeighborsPath:
     #: A copy in which more than this share of the rows would likely need the model goes to
     #: the model whole, without a scan.
     MODEL_SHARE = 0.5
-    #: Lower bounds of every distance are kept when they take at most this share of X's bytes.
-    LOW_BOUND_SHARE = 1.5
+    #: Lower bounds of every distance (one byte each) are kept when they take at most this
+    #: share of X's bytes.
+    LOW_BOUND_SHARE = 0.5
     #: Candidates kept per row beside those lower bounds (rows that run out scan them all).
     KEEP_WITH_BOUNDS = 48
 
@@ -478,12 +487,13 @@ class NeighborsPath:
         # at O(g) each instead of recomputing its distances at O(n_features).
         self.low: np.ndarray | None = None
         budget = (X.nbytes // 2) // max(1, m * 12)
-        if m * n_t * 4 <= self.LOW_BOUND_SHARE * X.nbytes:
-            self.low = np.empty((m, n_t), dtype=np.float32)
+        if m * n_t <= self.LOW_BOUND_SHARE * X.nbytes:
+            self.low = np.empty((m, n_t), dtype=np.uint8)
             budget = self.KEEP_WITH_BOUNDS
         n_keep = int(min(n_t, max(4 * (self.k + 1), 48, budget)))
         self.cand_idx = np.empty((m, n_keep), dtype=np.int32)
         self.cand_d = np.empty((m, n_keep))
+        self.low_ref = np.empty(m)
         step = max(1, _CHUNK_BYTES // (8 * n_t))
         block = compiled(_reduced_block) or _reduced_block_numpy
         for start in range(0, m, step):
@@ -501,25 +511,30 @@ class NeighborsPath:
             order = np.argsort(kd, axis=1, kind="stable")
             self.cand_idx[start:stop] = np.take_along_axis(keep, order, axis=1)
             self.cand_d[start:stop] = np.take_along_axis(kd, order, axis=1)
+            self.low_ref[start:stop] = np.maximum(self.cand_d[start:stop, -1], 1e-300)
             if self.low is not None:
-                self.low[start:stop] = self._lower_f32(d, start, stop)
-                np.put_along_axis(self.low[start:stop], keep[:, :n_keep], np.inf, axis=1)
+                self.low[start:stop] = self._lower_codes(d, start, stop)
+                np.put_along_axis(self.low[start:stop], keep[:, :n_keep], _KEPT, axis=1)
         # Room beyond k+1 for a band of tied points (integer features, duplicated rows).
         gaps = self.cand_d[:, min(self.k, n_keep - 1)] - self.cand_d[:, self.k - 1]
         tied = np.mean(gaps <= 4.0 * self._base_error(np.arange(m))) > 0.02
         self.kk = int(min(n_t, self.k + (6 if tied else 1), n_keep))
 
-    def _lower_f32(self, d: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """float32 lower bounds of the exact reduced distances ``d`` of rows ``start:stop``."""
+    def _lower_codes(self, d: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """One-byte lower bounds (see :data:`_SCALE`) of the exact reduced distances of rows
+        ``start:stop``, whose computed values are ``d``."""
         if self.p == 2.0:
             err = self.c_err * (2.0 * self.x_norm[start:stop] + 2.0 * self.y_norm_max)[:, None]
         else:
             err = self.c_err * 2.0 * np.abs(d)
-        v = np.minimum(d - err - _REL * np.abs(d), float(np.finfo(np.float32).max))
-        low = v.astype(np.float32)
-        up = low.astype(np.float64) > v  # rounded up: one float32 step down
-        low[up] = np.nextafter(low[up], np.float32(-np.inf))
-        return low
+        v = d - err - _REL * np.abs(d)
+        ref = self.low_ref[start:stop, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = np.floor(16.0 * np.log2(v / ref))
+        code = np.where(v >= ref, np.clip(steps, 0, 253) + 1, 0).astype(np.uint8)
+        # The logarithm's rounding may land one step too high: step down where it did.
+        code[(code > 0) & (ref * _SCALE[code] > v)] -= 1
+        return code
 
     def _base_error(self, rows: np.ndarray) -> np.ndarray:
         """Rounding bound of the unpermuted reduced distances of ``rows``."""
@@ -688,7 +703,7 @@ class NeighborsPath:
         if self.low is not None and over.any():
             full_scan = compiled(_scan_all) or _scan_all_numpy
             full_scan(
-                self.cand_idx, self.cand_d, self.low, self.Y, X, cols,
+                self.cand_idx, self.cand_d, self.low, _SCALE, self.low_ref, self.Y, X, cols,
                 np.ascontiguousarray(self.Y[:, cols].T), new, over, self.p, E,
                 np.empty(X.shape[1]), best_d, best_i,
             )  # fmt: skip
