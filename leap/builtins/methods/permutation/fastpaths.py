@@ -112,6 +112,12 @@ class OneBlasThread:
         self.__init__()  # type: ignore[misc]  # a fresh, unlimited state after unpickling
 
 
+#: Factories run on one BLAS thread (:func:`build_fast_path`): on a busy machine a thread
+#: team costs twenty times one product of the held-out rows with a model's weights, and
+#: every product a factory makes is checked within its path's rounding bound either way.
+FACTORY_THREADS = OneBlasThread()
+
+
 #: Rows of ``|X|`` made at a time by :func:`abs_product` (a small temporary at any width).
 _ABS_ROWS = 64
 
@@ -244,6 +250,16 @@ def build_fast_path(
     """The first fast path a factory builds for ``estimator`` on ``X``, or ``None``."""
     if not factories:
         return None
+    with FACTORY_THREADS:
+        return _first_path(factories, estimator, X, base_outputs)
+
+
+def _first_path(
+    factories: tuple[FastPathFactory, ...],
+    estimator: Any,
+    X: Any,
+    base_outputs: Mapping[str, np.ndarray],
+) -> FastPath | None:
     reduced = reduce_model(estimator, X)
     if reduced is None:
         projected = reduce_projection(estimator, X)

@@ -39,6 +39,7 @@ from sklearn.utils.extmath import softmax
 
 from leap.builtins.methods.permutation._jit import compiled
 from leap.builtins.methods.permutation.fastpaths import (
+    FACTORY_THREADS,
     OneBlasThread,
     Projection,
     abs_column_max,
@@ -367,16 +368,12 @@ _REGRESSORS = frozenset(
 _METHODS = frozenset({"predict", "decision_function", "predict_proba"})
 
 
-#: The factory's products run on one BLAS thread: on a busy machine a thread team costs
-#: twenty times a product of the held-out rows with a few coefficient rows.
-_FACTORY_THREADS = OneBlasThread()
-
-
 def linear_path(
     estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
 ) -> LinearPath | None:
-    """Factory: a :class:`LinearPath` for a fitted linear classifier or regressor."""
-    with _FACTORY_THREADS:
+    """Factory: a :class:`LinearPath` for a fitted linear classifier or regressor (on one
+    BLAS thread, also when called alone, as the conditional method does)."""
+    with FACTORY_THREADS:
         return _linear_path(estimator, X, base_outputs)
 
 
