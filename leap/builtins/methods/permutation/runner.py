@@ -109,8 +109,10 @@ def _trivial(ctx: Context, cols: np.ndarray) -> bool:
     return ctx.plan is not None and ctx.fast is not None and ctx.fast.unaffected(cols)
 
 
-#: Copies whose outputs are scored together (one vectorised accuracy count).
-_SCORE_BATCH = 64
+#: Copies whose outputs are scored together (one vectorised accuracy count). The batch's
+#: stacked labels and per-row shares are each (copies × rows): a few dozen copies already
+#: make the per-batch cost negligible, more only hold memory.
+_SCORE_BATCH = 16
 
 
 def _slice(out: Any, s: int, m: int) -> Any:
@@ -285,8 +287,10 @@ def _fast_path_pays(
             declined.setdefault(index, []).append(r)
         return elapsed, len(refused)
 
-    fast, refused = timed(ctx, work[:1])
-    model, _ = timed(replace(ctx, fast=None), work[1:2])
+    # The model goes first: its batch of stacked copies and its own temporaries are then
+    # gone before the first completed group makes the table of per-row shares.
+    model, _ = timed(replace(ctx, fast=None), work[:1])
+    fast, refused = timed(ctx, work[1:2])
     fast += model * refused / max(1, n_repeats)
     if fast <= FAST_PATH_MARGIN * model:
         return True, work[2:]
