@@ -685,3 +685,15 @@ def test_xgboost_link_is_called_once_for_several_groups(monkeypatch):
     groups = [np.array([j]) for j in range(X.shape[1])]
     assert len(list(path.outputs_many(groups, orders))) == len(groups)
     assert len(calls) == -(-len(groups) // boosting.LINK_GROUPS)
+
+
+def test_walk_agreement_is_the_same_with_both_kernels(kernels):
+    """The unpermuted walk reaches the model's leaves; one wrong leaf turns it down."""
+    xgboost = _xgboost()
+    X, y = _data(23, nan=0.1, task="multiclass")
+    model = xgboost.XGBClassifier(n_estimators=6, max_depth=3, random_state=0, n_jobs=1)
+    path = _path(native_booster_path, model.fit(X, y), X, None)
+    assert path.refine and boosting.walk_agrees(path.table, X, path.leaves)
+    wrong = path.leaves.copy()
+    wrong[7, 4] = next(n for n in np.flatnonzero(path.table.left == -1) if n != wrong[7, 4])
+    assert not boosting.walk_agrees(path.table, X, wrong)

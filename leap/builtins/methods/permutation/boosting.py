@@ -303,6 +303,56 @@ def _affected_numpy(
         affected[r, rows[moved]] = True
 
 
+def _walk_agrees(
+    left, right, feature, threshold, nan_left, special, roots, Xw, leaves, strict, nan_rule,
+    zero_check, cat_row, left_bits, known_bits,
+):  # fmt: skip
+    """Loop kernel of :func:`walk_agrees`: every (row, tree) pair walked as :func:`_affected`
+    walks it, with no array per pair."""
+    n, T = leaves.shape
+    for i in range(n):
+        for t in range(T):
+            node = roots[t]
+            undecided = False
+            while left[node] != -1:
+                f = feature[node]
+                x = Xw[i, f]
+                if special[node] and not (cat_row[node] >= 0 and x != x):
+                    b = cat_row[node]
+                    if b < 0 or not (0 <= x < 256) or int(x) != x:
+                        undecided = True
+                        break
+                    c = int(x)
+                    if (left_bits[b, c >> 5] >> (c & 31)) & 1:
+                        node = left[node]
+                    elif (known_bits[b, c >> 5] >> (c & 31)) & 1:
+                        node = right[node]
+                    else:
+                        undecided = True
+                        break
+                    continue
+                if x != x:
+                    rule = nan_rule[node]
+                    if rule == 1:
+                        undecided = True
+                        break
+                    if rule == 0:
+                        node = left[node] if nan_left[node] else right[node]
+                        continue
+                    x = 0.0
+                if zero_check[node] and abs(x) <= 2e-35:
+                    undecided = True
+                    break
+                if strict:
+                    go_left = x < threshold[node]
+                else:
+                    go_left = x <= threshold[node]
+                node = left[node] if go_left else right[node]
+            if not undecided and node != leaves[i, t]:
+                return False
+    return True
+
+
 def walk_agrees(table: TreeTable, X: np.ndarray, leaves: np.ndarray) -> bool:
     """LEAP's walk reaches the model's own ``leaves`` (global numbers) on the rows ``X``.
 
@@ -310,6 +360,15 @@ def walk_agrees(table: TreeTable, X: np.ndarray, leaves: np.ndarray) -> bool:
     whenever their row changes).
     """
     Xw = table.walk_values(X)
+    kernel = compiled(_walk_agrees)
+    if kernel is not None:
+        t = table
+        agrees = kernel(
+            t.left, t.right, t.feature, t.threshold, t.nan_left, t.special, t.roots, Xw,
+            np.ascontiguousarray(leaves), t.strict, t.nan_rule, t.zero_check, t.cat_row,
+            t.left_bits, t.known_bits,
+        )  # fmt: skip
+        return bool(agrees)
     m, n_trees = leaves.shape
     # In blocks of rows: the vectorised walk holds a dozen temporaries per (row, tree) pair,
     # which for all pairs at once was the path's peak memory (12 MiB for 450 x 300).
@@ -817,160 +876,136 @@ def _gb_sums(estimator: Any, X: np.ndarray, path: RepredictPath, stages: list) -
 def _moved_sums(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
     pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, cat_row, left_bits,
-    known_bits, values, init, tree_class, prefix, prev_same, next_same, raw_out, moved,
-    undecided,
+    known_bits, values, init, tree_class, prefix, prev_same, raw_out, moved, undecided,
 ):  # fmt: skip
     """Loop kernel: the raw prediction of every row whose leaf moves in copy ``r``.
 
     The walk is :func:`_affected`'s, done once per (row, tree) pair for all copies: the
     part of the path before the first node that tests a permuted column (or a split that
-    is not a plain threshold) reads only unpermuted values, so it is shared. A row whose
-    leaf moves in some tree gets ``raw_out[r, i, k]`` re-summed for each class ``k`` that
-    has a moved tree: from ``prefix[i, u]`` (the unpermuted partial sum of class ``k`` up
-    to and including tree ``u = prev_same[t0]``, the class's tree before its first moved
-    tree ``t0``; ``init[k]`` if none), adding ``values[leaf]`` tree by tree along the
-    class's trees (``next_same``) with the moved leaves in place of the unpermuted ones.
-    That is the same sequence of additions, in the dtype of ``values``, as summing every
-    tree from ``init[k]`` in the model's order; classes without a moved tree keep their
+    is not a plain threshold) reads only unpermuted values, so it is shared. Trees are
+    taken in order (``pair_trees`` ascending). When copy ``r``'s row ``i`` first moves in a
+    tree ``t0`` of class ``k``, its sum ``raw_out[r, i, k]`` restarts from the unpermuted
+    partial sum before ``t0`` (``prefix[i, prev_same[t0]]``, or ``init[k]``), and from
+    then on every tree of class ``k`` adds the row's leaf value (the moved leaf where it
+    moved): the same sequence of additions, in the dtype of ``values``, as summing every
+    tree from ``init[k]`` in the model's order. Classes without a moved tree keep their
     unpermuted sums. ``moved[r, i]`` marks those rows; a row meeting a split LEAP does not
-    decide gets ``undecided[r, i]`` instead (the model predicts it).
+    decide gets ``undecided[r, i]`` instead (the model predicts it). Memory: a few arrays
+    of ``(copies, rows)``, whatever the number of pairs.
     """
     R = changed.shape[0]
     P = pair_rows.shape[0]
     n, T = leaves.shape
     K = init.shape[0]
-    count = np.zeros(R, dtype=np.int64)
-    move_row = np.empty((R, P), dtype=np.int64)
-    move_tree = np.empty((R, P), dtype=np.int64)
-    move_node = np.empty((R, P), dtype=np.int64)
-    for p in range(P):
-        i = pair_rows[p]
-        todo = False
-        for r in range(R):
-            if changed[r, i] and not undecided[r, i]:
-                todo = True
-                break
-        if not todo:
-            continue
-        t = pair_trees[p]
-        start = roots[t]
-        while left[start] != -1:  # the shared part: unpermuted values, plain splits
-            f = feature[start]
-            if slot[f] >= 0 or special[start] or zero_check[start]:
-                break
-            x = Xw[i, f]
-            if x != x:
-                rule = nan_rule[start]
-                if rule == 1:
+    here = np.full((R, n), -1, dtype=np.int64)  # the moved leaf in the current tree
+    touched = np.empty(R * n, dtype=np.int64)
+    active = np.zeros((R, n, K), dtype=np.bool_)  # the class's sum is being re-added
+    members = np.empty((K, R * n), dtype=np.int64)  # per class: its active (copy, row)
+    n_members = np.zeros(K, dtype=np.int64)
+    p = 0
+    for t in range(T):
+        k = tree_class[t]
+        n_touched = 0
+        while p < P and pair_trees[p] == t:
+            i = pair_rows[p]
+            p += 1
+            todo = False
+            for r in range(R):
+                if changed[r, i] and not undecided[r, i]:
+                    todo = True
                     break
-                if rule == 0:
-                    start = left[start] if nan_left[start] else right[start]
-                    continue
-                x = 0.0
-            if strict:
-                go_left = x < threshold[start]
-            else:
-                go_left = x <= threshold[start]
-            start = left[start] if go_left else right[start]
-        for r in range(R):
-            if not changed[r, i] or undecided[r, i]:
+            if not todo:
                 continue
-            node = start
-            undec = False
-            while left[node] != -1:
-                f = feature[node]
-                q = slot[f]
-                x = Xw[i, f] if q < 0 else new[r, i, q]
-                if special[node] and not (cat_row[node] >= 0 and x != x):
-                    b = cat_row[node]
-                    if b < 0 or not (0 <= x < 256) or int(x) != x:
-                        undec = True
-                        break
-                    c = int(x)
-                    if (left_bits[b, c >> 5] >> (c & 31)) & 1:
-                        node = left[node]
-                    elif (known_bits[b, c >> 5] >> (c & 31)) & 1:
-                        node = right[node]
-                    else:
-                        undec = True
-                        break
-                    continue
+            start = roots[t]
+            while left[start] != -1:  # the shared part: unpermuted values, plain splits
+                f = feature[start]
+                if slot[f] >= 0 or special[start] or zero_check[start]:
+                    break
+                x = Xw[i, f]
                 if x != x:
-                    rule = nan_rule[node]
+                    rule = nan_rule[start]
                     if rule == 1:
-                        undec = True
                         break
                     if rule == 0:
-                        node = left[node] if nan_left[node] else right[node]
+                        start = left[start] if nan_left[start] else right[start]
                         continue
                     x = 0.0
-                if zero_check[node] and abs(x) <= 2e-35:
-                    undec = True
-                    break
                 if strict:
-                    go_left = x < threshold[node]
+                    go_left = x < threshold[start]
                 else:
-                    go_left = x <= threshold[node]
-                node = left[node] if go_left else right[node]
-            if undec:
-                undecided[r, i] = True
-            elif node != leaves[i, t]:
-                c = count[r]
-                move_row[r, c] = i
-                move_tree[r, c] = t
-                move_node[r, c] = node
-                count[r] = c + 1
-    acc = init.copy()
-    over = np.full(T, -1, dtype=np.int64)  # per tree: the moved leaf of the current row
-    first = np.full(K, T, dtype=np.int64)  # per class: its first moved tree
-    bucket = np.zeros(n + 1, dtype=np.int64)
-    order = np.empty(P, dtype=np.int64)
-    for r in range(R):
-        c_r = count[r]
-        if c_r == 0:
-            continue
-        # the copy's moves grouped by row (counting sort; each row's in pair order)
-        bucket[:] = 0
-        for c in range(c_r):
-            bucket[move_row[r, c] + 1] += 1
-        for i in range(n):
-            bucket[i + 1] += bucket[i]
-        for c in range(c_r):
-            i = move_row[r, c]
-            order[bucket[i]] = c
-            bucket[i] += 1
-        lo = 0
-        while lo < c_r:
-            i = move_row[r, order[lo]]
-            hi = lo
-            while hi < c_r and move_row[r, order[hi]] == i:
-                hi += 1
-            if not undecided[r, i]:
-                for h in range(lo, hi):
-                    c = order[h]
-                    t = move_tree[r, c]
-                    over[t] = move_node[r, c]
-                    k = tree_class[t]
-                    if t < first[k]:
-                        first[k] = t
-                for k in range(K):
-                    u = first[k]
-                    if u == T:
+                    go_left = x <= threshold[start]
+                start = left[start] if go_left else right[start]
+            for r in range(R):
+                if not changed[r, i] or undecided[r, i]:
+                    continue
+                node = start
+                undec = False
+                while left[node] != -1:
+                    f = feature[node]
+                    q = slot[f]
+                    x = Xw[i, f] if q < 0 else new[r, i, q]
+                    if special[node] and not (cat_row[node] >= 0 and x != x):
+                        b = cat_row[node]
+                        if b < 0 or not (0 <= x < 256) or int(x) != x:
+                            undec = True
+                            break
+                        c = int(x)
+                        if (left_bits[b, c >> 5] >> (c & 31)) & 1:
+                            node = left[node]
+                        elif (known_bits[b, c >> 5] >> (c & 31)) & 1:
+                            node = right[node]
+                        else:
+                            undec = True
+                            break
                         continue
-                    before = prev_same[u]
-                    acc[k] = init[k] if before < 0 else prefix[i, before]
-                    while u >= 0:
-                        leaf = over[u]
-                        if leaf < 0:
-                            leaf = leaves[i, u]
-                        acc[k] += values[leaf]
-                        u = next_same[u]
-                    raw_out[r, i, k] = acc[k]
-                    first[k] = T
-                for h in range(lo, hi):
-                    over[move_tree[r, order[h]]] = -1
+                    if x != x:
+                        rule = nan_rule[node]
+                        if rule == 1:
+                            undec = True
+                            break
+                        if rule == 0:
+                            node = left[node] if nan_left[node] else right[node]
+                            continue
+                        x = 0.0
+                    if zero_check[node] and abs(x) <= 2e-35:
+                        undec = True
+                        break
+                    if strict:
+                        go_left = x < threshold[node]
+                    else:
+                        go_left = x <= threshold[node]
+                    node = left[node] if go_left else right[node]
+                if undec:
+                    undecided[r, i] = True
+                elif node != leaves[i, t]:
+                    here[r, i] = node
+                    touched[n_touched] = r * n + i
+                    n_touched += 1
+                    if not active[r, i, k]:
+                        active[r, i, k] = True
+                        members[k, n_members[k]] = r * n + i
+                        n_members[k] += 1
+                        before = prev_same[t]
+                        raw_out[r, i, k] = init[k] if before < 0 else prefix[i, before]
+        for s in range(n_members[k]):  # tree t adds to every re-added sum of its class
+            key = members[k, s]
+            r = key // n
+            i = key - r * n
+            leaf = here[r, i]
+            if leaf < 0:
+                leaf = leaves[i, t]
+            raw_out[r, i, k] += values[leaf]
+        for s in range(n_touched):
+            key = touched[s]
+            r = key // n
+            here[r, key - r * n] = -1
+    for k in range(K):
+        for s in range(n_members[k]):
+            key = members[k, s]
+            r = key // n
+            i = key - r * n
+            if not undecided[r, i]:
                 moved[r, i] = True
-            lo = hi
 
 
 def sum_leaves(
@@ -1025,11 +1060,10 @@ def class_chains(tree_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _moved_sums_numpy(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
     pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, cat_row, left_bits,
-    known_bits, values, init, tree_class, prefix, prev_same, next_same, raw_out, moved,
-    undecided,
+    known_bits, values, init, tree_class, prefix, prev_same, raw_out, moved, undecided,
 ):  # fmt: skip
-    # The same sums from init over every tree (``prefix`` and the class chains only save
-    # the compiled kernel additions whose result it already knows).
+    # The same sums from init over every tree (``prefix`` and ``prev_same`` only save the
+    # compiled kernel additions whose result it already knows).
     table = TreeTable(
         left, right, feature, threshold, nan_left, special, roots,
         bool(strict), Xw.dtype == np.float32, nan_rule, zero_check,
@@ -1159,7 +1193,7 @@ class SumPath(RepredictPath):
         if prefix is None:
             prefix = partial_sums(self.values, self.init, self.tree_class, self.leaves)
         self.prefix = np.ascontiguousarray(prefix, dtype=self.values.dtype)
-        self.prev_same, self.next_same = class_chains(self.tree_class)
+        self.prev_same, _ = class_chains(self.tree_class)
 
     def outputs(
         self, cols: np.ndarray, orders: np.ndarray
@@ -1182,6 +1216,9 @@ class SumPath(RepredictPath):
         width = {4: np.uint32, 8: np.uint64}[Xw.dtype.itemsize]
         changed = np.any(new.view(width) != old.view(width)[None], axis=2)
         pair_rows, pair_trees = self.index.pairs(cols)
+        if np.any(pair_trees[1:] < pair_trees[:-1]):  # the kernel takes the trees in order
+            by_tree = np.argsort(pair_trees, kind="stable")
+            pair_rows, pair_trees = pair_rows[by_tree], pair_trees[by_tree]
         slot = np.full(Xw.shape[1], -1, dtype=np.int64)
         slot[cols] = np.arange(len(cols))
         raw = np.repeat(self.base_raw[np.newaxis], R, axis=0)
@@ -1193,8 +1230,7 @@ class SumPath(RepredictPath):
             t.left, t.right, t.feature, t.threshold, t.nan_left, t.special, t.roots, Xw,
             slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_rule,
             t.zero_check, t.cat_row, t.left_bits, t.known_bits, self.values, self.init,
-            self.tree_class, self.prefix, self.prev_same, self.next_same, raw, moved,
-            undecided,
+            self.tree_class, self.prefix, self.prev_same, raw, moved, undecided,
         )  # fmt: skip
         return raw, moved, undecided
 
@@ -1270,7 +1306,7 @@ def certified_sums(
             return None
         if tree_class.size and not (0 <= tree_class.min() and tree_class.max() < init.size):
             return None
-        mine = sum_leaves(values, init, tree_class, path.leaves.astype(np.int64))
+        mine = sum_leaves(values, init, tree_class, path.leaves)
         if raw is not None:
             raw = np.asarray(raw)
             if raw.dtype != mine.dtype or not _same_bits(mine, raw.reshape(mine.shape)):

@@ -68,11 +68,46 @@ def native_booster_path(
     return None
 
 
+#: The per-node arrays of an XGBoost tree the path reads, with the dtypes they are kept in.
+_TREE_ARRAYS = {
+    "left_children": np.int32,
+    "right_children": np.int32,
+    "split_indices": np.int32,
+    "split_conditions": np.float32,
+    "default_left": np.bool_,
+    "split_type": np.int8,
+}
+
+
+def _compact_tree(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object of the model dump; a tree keeps only its arrays the path reads."""
+    obj = dict(pairs)
+    if "left_children" not in obj or "split_conditions" not in obj:
+        return obj
+    tree: dict[str, Any] = {
+        key: np.asarray(obj[key], dtype=dtype) for key, dtype in _TREE_ARRAYS.items()
+    }
+    tree["tree_param"] = obj.get("tree_param", {})
+    return tree
+
+
+def _xgboost_model(booster: Any) -> dict:
+    """The booster's JSON model, each tree's arrays as compact NumPy arrays.
+
+    Parsed tree by tree (an object hook): the full dump as Python lists was the largest
+    allocation of the whole run (lists of floats for a dozen arrays per node).
+    """
+    raw = booster.save_raw(raw_format="json")
+    text = raw.decode()
+    del raw
+    return json.loads(text, object_pairs_hook=_compact_tree)
+
+
 def _xgboost_path(estimator, X, base_outputs):
     import xgboost
 
     booster = estimator.get_booster()
-    model = json.loads(booster.save_raw(raw_format="json"))
+    model = _xgboost_model(booster)
     learner = model["learner"]
     gbm = learner["gradient_booster"]
     if gbm.get("name") == "dart":
