@@ -115,7 +115,8 @@ class KernelPath:
     def _kernel(self, Q: np.ndarray) -> np.ndarray:
         g, r = self.gamma, self.coef0
         if self.kernel == "rbf":
-            return np.exp(Q * -g, out=Q)
+            np.multiply(Q, -g, out=Q)  # in place: no temporary of the block's size
+            return np.exp(Q, out=Q)
         if self.kernel == "linear":
             return Q
         t = Q * g + r
@@ -170,13 +171,17 @@ class KernelPath:
                 if self.kernel == "rbf":
                     both = new[r, idx] + old[idx]
                     if g == 1:
-                        delta = diff[:, :1] * (both[:, :1] - 2.0 * Sg[:, 0][None, :])
+                        delta = both[:, :1] - 2.0 * Sg[:, 0][None, :]
+                        delta *= diff[:, :1]  # in place: one (rows × vectors) array, not two
                     else:
                         delta = np.einsum("bc,bkc->bk", diff, both[:, None, :] - 2.0 * Sg[None])
                 else:
                     delta = diff @ Sg.T
-                Q = self.Q[idx] + delta
+                Q = self.Q[idx]  # a copy (fancy index), updated in place
+                Q += delta
+                del delta
                 dec[r, idx], err[r, idx] = self._block(Q, self.reach[idx] + growth, g)
+                del Q  # not alive beside the next block's arrays
         return dec, err, changed
 
     def _block(self, Q: np.ndarray, reach: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray]:
