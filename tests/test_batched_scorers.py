@@ -170,6 +170,21 @@ def test_float32_probabilities_fall_back():
         np.testing.assert_allclose(ours.importances, ref.importances, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_float32_log_loss_is_batched_in_float32(seed, weighted, classes):
+    """float32 probabilities (XGBoost's): the batched log loss repeats scikit-learn's
+    float32 arithmetic, so every repeat equals it, saturated probabilities included."""
+    X = _data(seed, discrete=seed == 1)
+    rng = np.random.default_rng(seed + 40)
+    edges = [0.0] if classes == 2 else [-0.7, 0.7]
+    y = np.digitize(X[:, 0] + X[:, 1] + 0.3 * rng.normal(size=X.shape[0]), edges)
+    w = rng.uniform(0.5, 2.0, size=y.shape[0]) if weighted else None
+    model = _Float32Proba(LogisticRegression(C=1e4, max_iter=2000).fit(3 * X, y))
+    _check(model, X, y, "neg_log_loss", seed, w)
+
+
 @pytest.mark.parametrize("scoring", ["r2", "neg_mean_squared_error", "accuracy"])
 def test_row_differences_are_kept_as_group_means(scoring):
     X = _data(8)
@@ -237,3 +252,32 @@ def test_stacked_row_shares_equal_the_per_copy_shares(scoring):
     predictions = rng.normal(size=(4, 50))
     one_by_one = np.stack([shares(y, {"predict": p}, None) for p in predictions])
     assert np.array_equal(shares.stacked(y, predictions, None), one_by_one)
+
+
+class _Float32Regressor:
+    """A regressor whose predictions are float32 (as XGBoost's)."""
+
+    _estimator_type = "regressor"
+
+    def __init__(self, model):
+        self.model = model
+
+    def __sklearn_tags__(self):
+        return self.model.__sklearn_tags__()
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return self.model.predict(X).astype(np.float32)
+
+
+@pytest.mark.parametrize("scoring", ["r2", "neg_mean_squared_error", "neg_mean_absolute_error"])
+@pytest.mark.parametrize("target", ["float64", "int64", "float32"])
+def test_float32_predictions_are_batched_as_the_metric_casts_them(scoring, target):
+    """float32 predictions against a float64 target: the metric computes in float64, so
+    does the batched one; with an integer or float32 target it keeps float32 (replayed)."""
+    X = _data(9)
+    y = (3 * X[:, 0] - X[:, 1]).round().astype(target)
+    model = _Float32Regressor(Ridge().fit(X, y))
+    _check(model, X, y, scoring, 9, expect_batched=target == "float64")

@@ -59,6 +59,35 @@ def _log_loss(onehot: np.ndarray, proba: np.ndarray, w: np.ndarray | None) -> np
     return _average(-picked.sum(axis=2), w)
 
 
+def _log_loss_float32(onehot: np.ndarray, proba: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """Log loss of float32 probabilities, copy by copy in float32 as scikit-learn's.
+
+    scikit-learn keeps float32 probabilities in float32 (clip to its float32 ``eps``,
+    ``x * log(y)`` with zeros where ``x == 0``, row sums, mean), so a float64 formula would
+    differ in the eighth digit; each copy repeats those operations on arrays of the same
+    shape, without the metric's input validation (with float64 weights the average is in
+    float64, as the metric's).
+    """
+    eps = np.finfo(np.float32).eps
+    labels = onehot.astype(np.float32)
+    zero = np.float32(0.0)
+    out = np.empty(proba.shape[0], dtype=np.float64)
+    for c in range(proba.shape[0]):
+        p = np.clip(proba[c], eps, 1 - eps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            temp = labels * np.log(p)
+        loss = -np.sum(np.where(labels == 0.0, zero, temp), axis=1)
+        if w is None:
+            out[c] = float(np.mean(loss))
+        else:  # float64 weights: the average is taken in float64
+            out[c] = float(np.sum(loss.astype(np.float64) * w) / np.sum(w))
+    return out
+
+
+#: Metrics with a float32 twin (the scorer sees the model's float32 outputs unconverted).
+_FLOAT32 = {_log_loss: _log_loss_float32}
+
+
 def _brier(onehot: np.ndarray, proba: np.ndarray, w: np.ndarray | None) -> np.ndarray:
     score = _average(((onehot[np.newaxis] - proba) ** 2).sum(axis=2), w)
     return score * 0.5 if proba.shape[2] < 3 else score  # its ``scale_by_half="auto"``
@@ -192,16 +221,34 @@ class BatchedScorer:
         self.failed = False
         self.row_shares = False
         self.reads_order = metric in (_roc_auc, _roc_auc_ovr, _ap)
+        self.upcast_float32 = False
 
     def __call__(self, outputs: np.ndarray) -> np.ndarray:
         """Signed scores of the stacked ``outputs`` (copies along the first axis)."""
-        return self.sign * self.metric(self.target, _take(outputs, self.take), self.w)
+        metric = self.metric
+        if outputs.dtype == np.float32 and metric in _FLOAT32:
+            metric = _FLOAT32[metric]
+        elif outputs.dtype == np.float32:  # the metric casts them to the target's float64
+            outputs = outputs.astype(np.float64)
+        return self.sign * metric(self.target, _take(outputs, self.take), self.w)
+
+    def takes(self, dtype: np.dtype) -> bool:
+        """Whether outputs of ``dtype`` are computed here (else the scorer replays them).
+
+        float32 outputs: log loss repeats scikit-learn's float32 arithmetic; the regression
+        metrics cast predictions to the common float dtype of target and predictions,
+        float64 when the target is float64 (``upcast_float32``; an integer target leaves
+        them float32).
+        """
+        if dtype == np.float64:
+            return True
+        return dtype == np.float32 and (self.metric in _FLOAT32 or self.upcast_float32)
 
     def agrees(self, outputs: np.ndarray, value: Any) -> bool:
         """Whether the batched value of one copy's ``outputs`` is ``value`` (tolerance)."""
         try:
             outputs = np.asarray(outputs)
-            if outputs.dtype != np.float64:  # scikit-learn keeps float32 in float32
+            if not self.takes(outputs.dtype):  # scikit-learn keeps float32 in float32
                 return False
             mine = float(self(outputs[np.newaxis])[0])
             theirs = float(value)
@@ -237,7 +284,7 @@ class BatchedScorer:
         if not outputs:
             return head
         stacked = np.stack([np.asarray(out[self.method]) for out in outputs])
-        if stacked.dtype != np.float64:  # as checked: other dtypes are left to the scorer
+        if not self.takes(stacked.dtype):  # as checked: other dtypes are left to the scorer
             return head + [replay(out) for out in outputs]
         values = [float(v) for v in self(stacked)]
         shares_of = ctx.plan.row_shares if self.row_shares else None
@@ -322,7 +369,9 @@ def build_batched(
     if func in regression:
         if method != "predict" or y_arr.dtype.kind not in "biuf":
             return None
-        return build("all", regression[func], y_arr.astype(np.float64))
+        scorer = build("all", regression[func], y_arr.astype(np.float64))
+        scorer.upcast_float32 = y_arr.dtype == np.float64
+        return scorer
     classes = _labels(estimator, y_arr)
     if classes is None:
         return None
