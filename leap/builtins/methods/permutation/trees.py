@@ -224,7 +224,10 @@ class PathIndex:
         self._intervals(n_nodes)
         self.span = int(self.tout.max()) + 1
         self.flat_rows = np.empty(n_trees * m, dtype=np.int32)
-        self.flat_keys = np.empty(n_trees * m, dtype=np.int64)
+        # Keys below n_trees × span: int32 where they fit (half the memory; searches are
+        # made with keys of the same type, so no converted copy is made per search).
+        key_type = np.int32 if n_trees * self.span < 2**31 else np.int64
+        self.flat_keys = np.empty(n_trees * m, dtype=key_type)
         for t in range(n_trees):
             position = self.tin[leaves[:, t]]
             order = np.argsort(position, kind="stable")
@@ -268,8 +271,9 @@ class PathIndex:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         # The rows under node n of tree t: one slice of tree t's rows sorted by leaf position.
         base = self.tree_of_node[nodes] * self.span
-        lo = np.searchsorted(self.flat_keys, base + self.tin[nodes], side="left")
-        hi = np.searchsorted(self.flat_keys, base + self.tout[nodes], side="left")
+        key_type = self.flat_keys.dtype
+        lo = np.searchsorted(self.flat_keys, (base + self.tin[nodes]).astype(key_type), "left")
+        hi = np.searchsorted(self.flat_keys, (base + self.tout[nodes]).astype(key_type), "left")
         lengths = hi - lo
         total = int(lengths.sum())
         offsets = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
