@@ -586,36 +586,39 @@ class RepredictPath:
         return answers
 
     def _predict_rows(self, picks: list, orders: np.ndarray) -> list[dict[str, np.ndarray]]:
-        """The model's outputs of the picked rows of every group, in few stacked calls."""
+        """The model's outputs of the picked rows of every group, in few stacked calls
+        (rows written straight into one buffer of at most ``max_rows``)."""
         X = self.X
         parts: list[list[dict[str, np.ndarray]]] = [[] for _ in picks]
-        batch: list[tuple[int, np.ndarray]] = []
+        n_rows = sum(int(row_of.size) for _, _, row_of in picks)
+        buffer = np.empty((min(self.max_rows, max(1, n_rows)), X.shape[1]), dtype=X.dtype)
+        batch: list[tuple[int, int]] = []  # (group, rows) in buffer order
         n_batch = 0
 
         def flush() -> None:
             nonlocal batch, n_batch
             if not batch:
                 return
-            stacked = batch[0][1] if len(batch) == 1 else np.concatenate([b for _, b in batch])
             with self._lock, self._one_thread():
-                out = own_outputs(self.model, stacked, self.methods)
+                out = own_outputs(self.model, buffer[:n_batch], self.methods)
             start = 0
-            for g, rows in batch:
-                stop = start + rows.shape[0]
-                parts[g].append({name: value[start:stop] for name, value in out.items()})
-                start = stop
+            for g, k in batch:
+                parts[g].append({name: value[start : start + k] for name, value in out.items()})
+                start += k
             batch, n_batch = [], 0
 
         for g, (cols, copy_of, row_of) in enumerate(picks):
-            for lo in range(0, row_of.size, self.max_rows):
-                r_part = copy_of[lo : lo + self.max_rows]
-                i_part = row_of[lo : lo + self.max_rows]
-                rows = X[i_part]
-                rows[:, cols] = X[orders[r_part, i_part][:, None], cols[None, :]]
-                if n_batch + rows.shape[0] > self.max_rows:
+            for lo in range(0, row_of.size, buffer.shape[0]):
+                r_part = copy_of[lo : lo + buffer.shape[0]]
+                i_part = row_of[lo : lo + buffer.shape[0]]
+                k = i_part.size
+                if n_batch + k > buffer.shape[0]:
                     flush()
-                batch.append((g, rows))
-                n_batch += rows.shape[0]
+                rows = buffer[n_batch : n_batch + k]
+                rows[:] = X[i_part]
+                rows[:, cols] = X[orders[r_part, i_part][:, None], cols[None, :]]
+                batch.append((g, k))
+                n_batch += k
         flush()
         return [
             {name: np.concatenate([p[name] for p in group]) for name in self.methods}
