@@ -393,3 +393,29 @@ def test_performance_doc_snippet_runs():
     assert blocks
     for block in blocks:
         exec(compile(block, "performance.md", "exec"), {})  # our own docs
+
+
+@pytest.mark.parametrize("minimum", [0.0, 1e9], ids=["threads", "this-thread"])
+def test_short_fast_path_runs_stay_in_this_thread(minimum, monkeypatch):
+    """The first groups of a fast path are timed here; a run whose rest would take less
+    than THREADS_MIN_SECONDS stays in this thread (one job), else it goes to threads.
+    Either way the numbers are scikit-learn's."""
+    from leap.builtins.methods.permutation import runner
+
+    jobs = []
+    original = runner.Parallel
+
+    def recording(*args, **kwargs):
+        jobs.append(kwargs.get("n_jobs"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "Parallel", recording)
+    monkeypatch.setattr(runner, "THREADS_MIN_SECONDS", minimum)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(120, 40))
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    expected = permutation_importance(model, X, y, n_repeats=3, random_state=0, n_jobs=2)
+    got = PermutationMethod().compute(model, X, y, n_repeats=3, random_state=0, n_jobs=2)
+    assert_allclose(got["score"].importances, expected.importances, rtol=0, atol=1e-12)
+    assert jobs == [2 if minimum == 0.0 else 1]
