@@ -571,22 +571,22 @@ class NeighborsPath:
             return True
         return bool(np.mean(self._unpermuted_rounding() <= VALUE_ROUNDING) >= 0.5)
 
-    def _weight_rounding(self, nearest: np.ndarray, size: np.ndarray) -> np.ndarray:
-        """Estimated relative difference of distance weights from scikit-learn's, from the
-        nearest reduced distance and the size of the terms it was computed from."""
+    def _weight_rounding(self, d: np.ndarray, idx: np.ndarray, x_norm: Any) -> np.ndarray:
+        """Estimated relative difference of each row's distance weights from scikit-learn's
+        (see the module docstring), from its sorted reduced distances ``d`` to neighbours
+        ``idx`` (the last axis; at least ``k``) and, for Euclidean, its squared norm."""
+        k = min(self.k, d.shape[-1])
+        if self.p == 2.0:  # the size of the terms the distance was computed from
+            size = np.maximum(x_norm, 0.0) + self.y_norm[idx[..., :k]].max(axis=-1)
+        else:
+            size = np.abs(d[..., k - 1])
+        nearest = np.maximum(d[..., 0], 1e-300)
         with np.errstate(invalid="ignore"):  # rows not scanned: inf / inf
-            return (
-                4.0 * np.sqrt(self.X.shape[1]) * _U * size / (self.p * np.maximum(nearest, 1e-300))
-            )
+            return 4.0 * np.sqrt(self.X.shape[1]) * _U * size / (self.p * nearest)
 
     def _unpermuted_rounding(self) -> np.ndarray:
-        """:meth:`_weight_rounding` of the unpermuted rows' ``k`` nearest."""
-        k = min(self.k, self.cand_d.shape[1])
-        if self.p == 2.0:
-            size = self.x_norm + self.y_norm[self.cand_idx[:, :k]].max(axis=1)
-        else:
-            size = np.abs(self.cand_d[:, k - 1])
-        return self._weight_rounding(self.cand_d[:, 0], size)
+        """:meth:`_weight_rounding` of the unpermuted rows."""
+        return self._weight_rounding(self.cand_d, self.cand_idx, getattr(self, "x_norm", None))
 
     def jitter(self, signs: np.ndarray) -> dict[str, np.ndarray] | None:
         """Served values on the unpermuted rows moved by ``signs`` times their estimated
@@ -891,11 +891,7 @@ class NeighborsPath:
             rel = 2.0 * (2.0 * E) / (self.p * nearest) + 8.0 * _U
             # Probabilities and regression values: served where the weights' estimated
             # rounding is small (not next to a near-duplicate neighbour; see the module).
-            if self.p == 2.0:
-                size = np.maximum(x_norm, 0.0) + self.y_norm[idx[..., :k]].max(axis=2)
-            else:
-                size = np.abs(best_d[..., k - 1])
-            fine = self._weight_rounding(nearest, size) <= VALUE_ROUNDING
+            fine = self._weight_rounding(best_d, idx, x_norm) <= VALUE_ROUNDING
             smooth = ok & fine
         if self.classifier:
             C = self.n_classes
