@@ -208,7 +208,7 @@ def linear_shift_path(estimator: Any, X: np.ndarray, shift: ResidualShift, base:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from leap.builtins.methods.permutation.fastpaths import reduce_model
+    from leap.builtins.methods.permutation.fastpaths import FACTORY_THREADS, reduce_model
     from leap.builtins.methods.permutation.linear import LinearPath, linear_path
 
     if set(base) != {"predict"}:
@@ -226,7 +226,8 @@ def linear_shift_path(estimator: Any, X: np.ndarray, shift: ResidualShift, base:
     if reduced is None:
         return None
     core, Xt = reduced
-    checked = linear_path(core, Xt, base)
+    with FACTORY_THREADS:  # as every factory (see build_fast_path)
+        checked = linear_path(core, Xt, base)
     if checked is None or checked.classes is None:
         return None
     W = checked.coef

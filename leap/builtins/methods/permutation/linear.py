@@ -39,7 +39,6 @@ from sklearn.utils.extmath import softmax
 
 from leap.builtins.methods.permutation._jit import compiled
 from leap.builtins.methods.permutation.fastpaths import (
-    FACTORY_THREADS,
     OneBlasThread,
     Projection,
     abs_column_max,
@@ -371,15 +370,7 @@ _METHODS = frozenset({"predict", "decision_function", "predict_proba"})
 def linear_path(
     estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
 ) -> LinearPath | None:
-    """Factory: a :class:`LinearPath` for a fitted linear classifier or regressor (on one
-    BLAS thread, also when called alone, as the conditional method does)."""
-    with FACTORY_THREADS:
-        return _linear_path(estimator, X, base_outputs)
-
-
-def _linear_path(
-    estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
-) -> LinearPath | None:
+    """Factory: a :class:`LinearPath` for a fitted linear classifier or regressor."""
     methods = set(base_outputs)
     if not methods or not methods <= _METHODS:
         return None

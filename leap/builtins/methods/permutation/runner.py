@@ -277,26 +277,35 @@ def _fast_path_pays(
     group (which may pay a compilation) is timed once more before it is given up.
     """
     n_repeats = ctx.orders.shape[0]
-
-    def timed(context: Context, items: list[Item]) -> tuple[float, int]:
-        start = time.perf_counter()
-        done, refused = run_task(context, items)
-        elapsed = time.perf_counter() - start
-        _fill(results, done, table)
-        for index, r in refused:
-            declined.setdefault(index, []).append(r)
-        return elapsed, len(refused)
-
+    into = (results, declined, table)
     # The model goes first: its batch of stacked copies and its own temporaries are then
     # gone before the first completed group makes the table of per-row shares.
-    model, _ = timed(replace(ctx, fast=None), work[:1])
-    fast, refused = timed(ctx, work[1:2])
+    model, _ = _run_here(replace(ctx, fast=None), work[:1], *into)
+    fast, refused = _run_here(ctx, work[1:2], *into)
     fast += model * refused / max(1, n_repeats)
     if fast <= FAST_PATH_MARGIN * model:
         return True, work[2:]
-    again, refused = timed(ctx, work[2:3])
+    again, refused = _run_here(ctx, work[2:3], *into)
     again += model * refused / max(1, n_repeats)
     return again <= FAST_PATH_MARGIN * model, work[3:]
+
+
+def _run_here(
+    ctx: Context,
+    items: list[Item],
+    results: list,
+    declined: dict[int, list[int]],
+    table: ShareTable,
+) -> tuple[float, int]:
+    """Run ``items`` in this thread into ``results`` (declined copies noted); the seconds
+    taken and the number of copies declined (for the cost models)."""
+    start = time.perf_counter()
+    done, refused = run_task(ctx, items)
+    elapsed = time.perf_counter() - start
+    _fill(results, done, table)
+    for index, r in refused:
+        declined.setdefault(index, []).append(r)
+    return elapsed, len(refused)
 
 
 def _chunks(items: list, n_chunks: int) -> list[list]:
@@ -396,24 +405,16 @@ def run_all(
             # milliseconds per group) loses more to the GIL and a thread team than a second
             # core gives back, so the first groups are timed here and the rest stay here
             # when they would take less than THREADS_MIN_SECONDS.
-            start = time.perf_counter()
-            done, refused = run_task(ctx, work[:_FAST_GROUPS])
-            per_group = (time.perf_counter() - start) / _FAST_GROUPS
-            _fill(results, done, table)
-            for index, r in refused:
-                declined.setdefault(index, []).append(r)
-            bar.update(len(done))
+            elapsed, _ = _run_here(ctx, work[:_FAST_GROUPS], results, declined, table)
             work = work[_FAST_GROUPS:]
-            if per_group * len(work) < THREADS_MIN_SECONDS:
+            bar.update(n_groups - len(work) - bar.n)
+            if elapsed / _FAST_GROUPS * len(work) < THREADS_MIN_SECONDS:
                 n_jobs = 1
         if not threads and work and _default_process_pool():
             # Cost model: time one group here; the pool is used only where it pays.
-            start = time.perf_counter()
-            done, _ = run_task(ctx, work[:1])
-            elapsed = time.perf_counter() - start
-            _fill(results, done, table)
-            bar.update(len(done))
+            elapsed, _ = _run_here(ctx, work[:1], results, declined, table)
             work = work[1:]
+            bar.update(n_groups - len(work) - bar.n)
             if not pool_pays(elapsed, len(work), n_workers):
                 threads, n_jobs = True, 1
         n_chunks = min(len(work), 16 * n_workers)
