@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from leap.builtins.methods.permutation._jit import compiled
-from leap.builtins.methods.permutation.trees import PathIndex
+from leap.builtins.methods.permutation.trees import PathIndex, smallest_index_type
 
 _LEAF = -1
 
@@ -64,6 +64,16 @@ MAX_STACK_BYTES = 2 * 2**20
 #: cost per tree and call (300 trees: 1,600 rows per call ran 1.5-1.7x faster per row than
 #: 400).
 MAX_STACK_BYTES_PER_TREE_MODELS = 8 * 2**20
+
+#: Cap on the bytes of the buffer of re-predicted rows, as a share of the data's own bytes
+#: (``X.nbytes // REPREDICT_BUFFER_SHARE``), so that the buffer stays small beside the data.
+REPREDICT_BUFFER_SHARE = 4
+
+#: :class:`SumPath` keeps each row's unpermuted partial sum after every this many trees of
+#: a class (and after its last), not after every tree: a moved row's sum restarts from the
+#: last kept one and re-adds at most this many minus one leaf values, the same additions
+#: in the same order (a whole ``(rows, trees)`` array was a quarter of the path's memory).
+PARTIAL_SUMS_EVERY = 8
 
 #: Groups whose moved rows :class:`SumPath` hands to the link (a library's response method,
 #: about a millisecond a call) in one call.
@@ -508,12 +518,16 @@ class RepredictPath:
         self.methods = list(base)
         self.table = table
         self.Xw = table.walk_values(X if walk_input is None else walk_input)
-        self.leaves = np.ascontiguousarray(leaves, dtype=np.int32)
+        # Global node numbers in the smallest type that holds them (uint16 below 65,536
+        # nodes): with the path index, the largest arrays the path keeps per (row, tree).
+        self.leaves = np.ascontiguousarray(leaves, dtype=smallest_index_type(table.left.shape[0]))
         self.refine = bool(refine)
         self.index = PathIndex(
             table.left, table.right, table.feature, table.roots, self.leaves, X.shape[1]
         )
-        self.max_rows = max(2, max_stack_bytes // max(1, X.shape[1] * X.dtype.itemsize))
+        row_bytes = max(1, X.shape[1] * X.dtype.itemsize)
+        cap = min(max_stack_bytes, X.nbytes // REPREDICT_BUFFER_SHARE)
+        self.max_rows = max(2, cap // row_bytes)
         self._lock = threading.Lock() if serial else contextlib.nullcontext()
         self._one_thread = OneThread()
         self.serial = serial
@@ -599,27 +613,29 @@ class RepredictPath:
             nonlocal batch, n_batch
             if not batch:
                 return
-            with self._lock, self._one_thread():
-                out = own_outputs(self.model, buffer[:n_batch], self.methods)
+            out = own_outputs(self.model, buffer[:n_batch], self.methods)
             start = 0
             for g, k in batch:
                 parts[g].append({name: value[start : start + k] for name, value in out.items()})
                 start += k
             batch, n_batch = [], 0
 
-        for g, (cols, copy_of, row_of) in enumerate(picks):
-            for lo in range(0, row_of.size, buffer.shape[0]):
-                r_part = copy_of[lo : lo + buffer.shape[0]]
-                i_part = row_of[lo : lo + buffer.shape[0]]
-                k = i_part.size
-                if n_batch + k > buffer.shape[0]:
-                    flush()
-                rows = buffer[n_batch : n_batch + k]
-                rows[:] = X[i_part]
-                rows[:, cols] = X[orders[r_part, i_part][:, None], cols[None, :]]
-                batch.append((g, k))
-                n_batch += k
-        flush()
+        # One thread limit (and one hold of the lock) for all calls: the buffer is small,
+        # so there may be many calls, and setting the limit costs ~0.6 ms each time.
+        with self._lock, self._one_thread():
+            for g, (cols, copy_of, row_of) in enumerate(picks):
+                for lo in range(0, row_of.size, buffer.shape[0]):
+                    r_part = copy_of[lo : lo + buffer.shape[0]]
+                    i_part = row_of[lo : lo + buffer.shape[0]]
+                    k = i_part.size
+                    if n_batch + k > buffer.shape[0]:
+                        flush()
+                    rows = buffer[n_batch : n_batch + k]
+                    np.take(X, i_part, axis=0, out=rows)  # no temporary of the rows
+                    rows[:, cols] = X[orders[r_part, i_part][:, None], cols[None, :]]
+                    batch.append((g, k))
+                    n_batch += k
+            flush()
         return [
             {name: np.concatenate([p[name] for p in group]) for name in self.methods}
             if group
@@ -766,6 +782,19 @@ def _hist_encoding(estimator: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return encoded, source
 
 
+def _in_column_order(encoded: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``encoded`` with its column ``e`` moved to column ``source[e]``, in place."""
+    out = np.ascontiguousarray(encoded)
+    if np.array_equal(source, np.arange(source.shape[0])):
+        return out
+    inverse = np.argsort(source)
+    step = max(1, 2**16 // max(1, out.shape[1]))
+    for start in range(0, out.shape[0], step):
+        block = out[start : start + step]
+        block[:] = block[:, inverse]
+    return out
+
+
 def _hist_path(
     estimator: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray]
 ) -> RepredictPath | None:
@@ -818,19 +847,34 @@ def _hist_path(
         table.known_bits = np.ascontiguousarray(np.concatenate(known_bits), dtype=np.uint32)
         return table
 
+    try:
+        # The trees test the encoded column e as X's column source[e]: the encoded values
+        # are put in X's column order in place (row blocks), not into a second array.
+        if encoded is X:
+            walk_input = None  # no preprocessor: the trees test X's own columns
+        else:
+            if np.shares_memory(encoded, X):
+                encoded = encoded.copy()  # never reorder the caller's data
+            walk_input = _in_column_order(encoded, source)
+        # The model's own traversal then reads the same array: node and category map
+        # numbered by X's columns.
+        walk_map = np.empty_like(np.asarray(f_idx_map))
+        walk_map[source] = f_idx_map
+    except Exception:
+        return None
+
     def leaves(table):
-        Xf = np.ascontiguousarray(encoded)
+        Xf = np.ascontiguousarray(X if walk_input is None else walk_input)
         local = np.empty((X.shape[0], len(predictors)), dtype=np.int64)
         for t, p in enumerate(predictors):
             nodes = p.nodes.copy()
             nodes["value"] = np.arange(nodes.shape[0], dtype=np.float64)
+            nodes["feature_idx"] = source[nodes["feature_idx"]]
             walker = TreePredictor(nodes, p.binned_left_cat_bitsets, p.raw_left_cat_bitsets)
-            local[:, t] = walker.predict(Xf, known, f_idx_map, 1).astype(np.int64)
+            local[:, t] = walker.predict(Xf, known, walk_map, 1).astype(np.int64)
         return _global_leaves(local, table.roots)
 
     try:
-        walk_input = np.empty_like(encoded)
-        walk_input[:, source] = encoded
         path = build_path(estimator, X, base_outputs, make_table, leaves, walk_input)
     except Exception:
         return None
@@ -879,7 +923,8 @@ def _gb_sums(estimator: Any, X: np.ndarray, path: RepredictPath, stages: list) -
 def _moved_sums(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
     pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, cat_row, left_bits,
-    known_bits, values, init, tree_class, prefix, prev_same, raw_out, moved, undecided,
+    known_bits, values, init, tree_class, prefix, prefix_col, prev_same, next_same,
+    first_of_class, raw_out, moved, undecided,
 ):  # fmt: skip
     """Loop kernel: the raw prediction of every row whose leaf moves in copy ``r``.
 
@@ -887,11 +932,13 @@ def _moved_sums(
     part of the path before the first node that tests a permuted column (or a split that
     is not a plain threshold) reads only unpermuted values, so it is shared. Trees are
     taken in order (``pair_trees`` ascending). When copy ``r``'s row ``i`` first moves in a
-    tree ``t0`` of class ``k``, its sum ``raw_out[r, i, k]`` restarts from the unpermuted
-    partial sum before ``t0`` (``prefix[i, prev_same[t0]]``, or ``init[k]``), and from
-    then on every tree of class ``k`` adds the row's leaf value (the moved leaf where it
-    moved): the same sequence of additions, in the dtype of ``values``, as summing every
-    tree from ``init[k]`` in the model's order. Classes without a moved tree keep their
+    tree ``t0`` of class ``k``, its sum ``raw_out[r, i, k]`` restarts from the row's last
+    unpermuted partial sum kept before ``t0`` (``prefix[i, prefix_col[c]]`` for the
+    nearest earlier tree ``c`` of the class with a kept column, or ``init[k]``), adds the
+    row's unpermuted leaf values of the class's trees after ``c`` and before ``t0``, and
+    from then on every tree of class ``k`` adds the row's leaf value (the moved leaf where
+    it moved): the same sequence of additions, in the dtype of ``values``, as summing
+    every tree from ``init[k]`` in the model's order. Classes without a moved tree keep their
     unpermuted sums. ``moved[r, i]`` marks those rows; a row meeting a split LEAP does not
     decide gets ``undecided[r, i]`` instead (the model predicts it). Memory: a few arrays
     of ``(copies, rows)``, whatever the number of pairs.
@@ -988,8 +1035,18 @@ def _moved_sums(
                         active[r, i, k] = True
                         members[k, n_members[k]] = r * n + i
                         n_members[k] += 1
-                        before = prev_same[t]
-                        raw_out[r, i, k] = init[k] if before < 0 else prefix[i, before]
+                        c = prev_same[t]
+                        while c >= 0 and prefix_col[c] < 0:
+                            c = prev_same[c]
+                        if c < 0:
+                            raw_out[r, i, k] = init[k]
+                            u = first_of_class[k]
+                        else:
+                            raw_out[r, i, k] = prefix[i, prefix_col[c]]
+                            u = next_same[c]
+                        while u != t:  # the unpermuted leaves since the kept sum
+                            raw_out[r, i, k] += values[leaves[i, u]]
+                            u = next_same[u]
         for s in range(n_members[k]):  # tree t adds to every re-added sum of its class
             key = members[k, s]
             r = key // n
@@ -1020,32 +1077,53 @@ def sum_leaves(
     a time in the dtype of ``values``, as the boosting libraries accumulate them.
     """
     K = init.shape[0]
-    contributions = values[leaves]
     raw = np.empty((leaves.shape[0], K), dtype=values.dtype)
     for k in range(K):
         acc = np.full(leaves.shape[0], init[k], dtype=values.dtype)
         for t in np.flatnonzero(tree_class == k):
-            acc += contributions[:, t]
+            acc += values[leaves[:, t]]
         raw[:, k] = acc
     return raw
 
 
-def partial_sums(
-    values: np.ndarray, init: np.ndarray, tree_class: np.ndarray, leaves: np.ndarray
-) -> np.ndarray:
-    """``(n_rows, n_trees)``: each row's sum of its class after each tree, as :func:`sum_leaves`.
+def kept_columns(tree_class: np.ndarray, every: int = 1) -> np.ndarray:
+    """Per tree, its column in :func:`partial_sums` (``-1``: not kept).
 
-    Column ``t`` holds ``init[k]`` plus the leaf values of class ``k = tree_class[t]``'s
-    trees up to and including ``t``, added in the same order and dtype; the column of a
-    class's last tree is its :func:`sum_leaves` value.
+    Kept: every ``every``-th tree of each class, and each class's last tree.
     """
-    contributions = values[leaves]
-    out = np.empty(leaves.shape, dtype=values.dtype)
+    column = np.full(tree_class.shape[0], -1, dtype=np.int64)
+    kept = [np.empty(0, dtype=np.int64)]
+    for k in np.unique(tree_class):
+        trees = np.flatnonzero(tree_class == k)
+        position = np.arange(trees.size)
+        kept.append(trees[((position + 1) % every == 0) | (position == trees.size - 1)])
+    kept_trees = np.sort(np.concatenate(kept))
+    column[kept_trees] = np.arange(kept_trees.size)
+    return column
+
+
+def partial_sums(
+    values: np.ndarray,
+    init: np.ndarray,
+    tree_class: np.ndarray,
+    leaves: np.ndarray,
+    every: int = 1,
+) -> np.ndarray:
+    """Each row's sum of its class after some trees, as :func:`sum_leaves` adds them.
+
+    Column ``kept_columns(tree_class, every)[t]`` holds ``init[k]`` plus the leaf values
+    of class ``k = tree_class[t]``'s trees up to and including ``t``, added in the same
+    order and dtype; the column of a class's last tree is its :func:`sum_leaves` value.
+    With ``every=1`` every tree is kept (``(n_rows, n_trees)``).
+    """
+    column = kept_columns(tree_class, every)
+    out = np.empty((leaves.shape[0], int(np.count_nonzero(column >= 0))), dtype=values.dtype)
     for k in range(init.shape[0]):
         acc = np.full(leaves.shape[0], init[k], dtype=values.dtype)
         for t in np.flatnonzero(tree_class == k):
-            acc += contributions[:, t]
-            out[:, t] = acc
+            acc += values[leaves[:, t]]  # tree by tree: no (rows, trees) array of values
+            if column[t] >= 0:
+                out[:, column[t]] = acc
     return out
 
 
@@ -1063,9 +1141,10 @@ def class_chains(tree_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _moved_sums_numpy(
     left, right, feature, threshold, nan_left, special, roots, Xw, slot, new, changed,
     pair_rows, pair_trees, leaves, strict, nan_rule, zero_check, cat_row, left_bits,
-    known_bits, values, init, tree_class, prefix, prev_same, raw_out, moved, undecided,
+    known_bits, values, init, tree_class, prefix, prefix_col, prev_same, next_same,
+    first_of_class, raw_out, moved, undecided,
 ):  # fmt: skip
-    # The same sums from init over every tree (``prefix`` and ``prev_same`` only save the
+    # The same sums from init over every tree (``prefix`` and the chains only save the
     # compiled kernel additions whose result it already knows).
     table = TreeTable(
         left, right, feature, threshold, nan_left, special, roots,
@@ -1194,9 +1273,17 @@ class SumPath(RepredictPath):
         self.link = link
         self.base_raw = np.ascontiguousarray(base_raw, dtype=self.values.dtype)
         if prefix is None:
-            prefix = partial_sums(self.values, self.init, self.tree_class, self.leaves)
+            prefix = partial_sums(
+                self.values, self.init, self.tree_class, self.leaves, PARTIAL_SUMS_EVERY
+            )
         self.prefix = np.ascontiguousarray(prefix, dtype=self.values.dtype)
-        self.prev_same, _ = class_chains(self.tree_class)
+        self.prefix_col = kept_columns(self.tree_class, PARTIAL_SUMS_EVERY)
+        if self.prefix.shape != (self.leaves.shape[0], np.count_nonzero(self.prefix_col >= 0)):
+            raise ValueError("partial sums kept for other trees")
+        self.prev_same, self.next_same = class_chains(self.tree_class)
+        self.first_of_class = np.full(self.init.shape[0], -1, dtype=np.int64)
+        first = np.flatnonzero(self.prev_same < 0)
+        self.first_of_class[self.tree_class[first]] = first
 
     def outputs(
         self, cols: np.ndarray, orders: np.ndarray
@@ -1233,7 +1320,8 @@ class SumPath(RepredictPath):
             t.left, t.right, t.feature, t.threshold, t.nan_left, t.special, t.roots, Xw,
             slot, new, changed, pair_rows, pair_trees, self.leaves, t.strict, t.nan_rule,
             t.zero_check, t.cat_row, t.left_bits, t.known_bits, self.values, self.init,
-            self.tree_class, self.prefix, self.prev_same, raw, moved, undecided,
+            self.tree_class, self.prefix, self.prefix_col, self.prev_same, self.next_same,
+            self.first_of_class, raw, moved, undecided,
         )  # fmt: skip
         return raw, moved, undecided
 
@@ -1316,10 +1404,11 @@ def certified_sums(
                 return None
         # The kernel restarts a class's sum from these partial sums: their last column per
         # class must be the sums themselves.
-        prefix = partial_sums(values, init, tree_class, path.leaves)
+        prefix = partial_sums(values, init, tree_class, path.leaves, PARTIAL_SUMS_EVERY)
+        column = kept_columns(tree_class, PARTIAL_SUMS_EVERY)
         for k in range(init.size):
             trees = np.flatnonzero(tree_class == k)
-            total = prefix[:, trees[-1]] if trees.size else np.full(mine.shape[0], init[k])
+            total = prefix[:, column[trees[-1]]] if trees.size else np.full(mine.shape[0], init[k])
             if not _same_bits(total, mine[:, k]):
                 return None
         m = mine.shape[0]

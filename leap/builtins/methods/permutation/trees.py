@@ -194,6 +194,13 @@ def _combine(values: np.ndarray, leaves: np.ndarray, n_trees: int, single: bool)
     return total / n_trees
 
 
+def smallest_index_type(n: int) -> type:
+    """The smallest of uint16, int32 and int64 that holds every integer in ``[0, n)``."""
+    if n <= 2**16:
+        return np.uint16
+    return np.int32 if n <= 2**31 else np.int64
+
+
 class PathIndex:
     """Which (row, tree) pairs' paths test a given column, for a set of trees.
 
@@ -223,10 +230,10 @@ class PathIndex:
         self.n_rows = m
         self._intervals(n_nodes)
         self.span = int(self.tout.max()) + 1
-        self.flat_rows = np.empty(n_trees * m, dtype=np.int32)
-        # Keys below n_trees × span: int32 where they fit (half the memory; searches are
-        # made with keys of the same type, so no converted copy is made per search).
-        key_type = np.int32 if n_trees * self.span < 2**31 else np.int64
+        self.flat_rows = np.empty(n_trees * m, dtype=smallest_index_type(m))
+        # Keys below n_trees × span, in the smallest type that holds them (searches are made
+        # with keys of the same type, so no converted copy is made per search).
+        key_type = smallest_index_type(n_trees * self.span + 1)
         self.flat_keys = np.empty(n_trees * m, dtype=key_type)
         for t in range(n_trees):
             position = self.tin[leaves[:, t]]
@@ -274,11 +281,21 @@ class PathIndex:
         key_type = self.flat_keys.dtype
         lo = np.searchsorted(self.flat_keys, (base + self.tin[nodes]).astype(key_type), "left")
         hi = np.searchsorted(self.flat_keys, (base + self.tout[nodes]).astype(key_type), "left")
+        # Nested nodes give the same pairs: the slices are nested or disjoint, so keeping
+        # those not inside an earlier one (by start, longest first) leaves disjoint slices
+        # in order, and their positions are sorted and unique.
+        by_start = np.lexsort((-hi, lo))
+        lo, hi = lo[by_start], hi[by_start]
+        outer = np.ones(lo.size, dtype=bool)
+        outer[1:] = hi[1:] > np.maximum.accumulate(hi)[:-1]
+        lo, hi = lo[outer], hi[outer]
         lengths = hi - lo
         total = int(lengths.sum())
-        offsets = np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
-        flat = np.unique(offsets + np.arange(total))  # nested nodes give the same pairs
-        return self.flat_rows[flat].astype(np.int64), flat // self.n_rows
+        flat = np.arange(total, dtype=np.int64)
+        flat += np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
+        rows = self.flat_rows[flat].astype(np.int64)
+        flat //= self.n_rows
+        return rows, flat
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """No tree splits on any of ``cols``."""
