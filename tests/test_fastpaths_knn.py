@@ -496,8 +496,144 @@ def test_one_byte_lower_bounds_are_lower_bounds(kind, p, monkeypatch):
     assert path is not None and path.low is not None
     diff = np.abs(X.astype(np.longdouble)[:, None, :] - X_fit.astype(np.longdouble)[None])
     exact = (diff**p).sum(axis=2)
-    bound = path.low_ref[:, None] * _SCALE[path.low]
+    bound = path.low_off[:, None] + path.low_ref[:, None] * path.low_scale[path.low]
     other = path.low != _KEPT
     assert np.all(bound[other] <= exact[other])
+    if path.exact_codes:  # small integers: the codes are the distances above the nearest
+        assert kind == "discrete" and p in (1, 2)
+        coded = other & (path.low < 254)
+        assert np.all(bound[coded] == exact[coded]) and coded.sum() > other.sum() / 2
+        return
+    assert path.low_scale is _SCALE
     far = other & (exact > 1.2 * path.low_ref[:, None])
     assert np.all(bound[far] >= exact[far] * 2.0 ** (-1.0 / 16) * (1 - 1e-6))
+
+
+def tie_heavy(seed: int, n_fit: int, n: int, p: int, levels: int = 3):
+    """Small integer features with many exactly tied distances."""
+    rng = np.random.default_rng(seed)
+    X_fit = rng.integers(0, levels, size=(n_fit, p)).astype(float)
+    X = rng.integers(0, levels, size=(n, p)).astype(float)
+    y = X_fit[:, :4].sum(axis=1) + rng.normal(0.0, 0.5, n_fit)
+    return X_fit, X, y
+
+
+@pytest.mark.skipif(not numba_enabled(), reason="the replay runs compiled only")
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("metric_p", [1, 2])
+@pytest.mark.parametrize("k", [1, 4, 5, 15])
+def test_replay_finds_scikit_learns_neighbours_in_its_order(threads, metric_p, k, monkeypatch):
+    """On exactly tied distances the replay of scikit-learn's heap search picks the same
+    neighbours, in the same order, as ``kneighbors`` itself, with its training points in
+    one range (one thread, or one pass per row) or split between threads (600 points: three
+    chunks of 256 shared unevenly by two threads)."""
+    from threadpoolctl import threadpool_limits
+
+    monkeypatch.setattr(NeighborsPath, "LOW_BOUND_SHARE", 10.0)
+
+    X_fit, X, y = tie_heavy(31 + k, 600, 40, 24)
+    model = KNeighborsRegressor(k, p=metric_p).fit(X_fit, y)
+    with threadpool_limits(threads, user_api="openmp"):
+        path = knn_path(model, X, {"predict": model.predict(X)})
+        assert path is not None and path.replay_ready and path.exact_codes
+        cols = np.array([3, 7])
+        rng = np.random.default_rng(k)
+        new = np.stack([X[rng.permutation(len(X))][:, cols] for _ in range(3)])
+        R, m = new.shape[:2]
+        best_d = np.full((R, m, path.kk), np.inf)
+        best_i = np.zeros((R, m, path.kk), dtype=np.int32)
+        rows_r, rows_i = np.nonzero(np.ones((R, m), dtype=bool))
+        path.replayed(cols, new, rows_r, rows_i, best_d, best_i)
+        for r in range(R):
+            copy = X.copy()
+            copy[:, cols] = new[r]
+            dist, theirs = model.kneighbors(copy)
+            assert np.array_equal(best_i[r, :, :k], theirs)
+            mine = np.sqrt(best_d[r, :, :k]) if metric_p == 2 else best_d[r, :, :k]
+            assert np.array_equal(mine, dist)
+
+
+def test_thread_ranges_follow_openmps_static_schedule():
+    from leap.builtins.methods.permutation.neighbors import _thread_ranges
+
+    def ranges(*args):
+        bounds, merged = _thread_ranges(*args)
+        return bounds.tolist(), merged
+
+    assert ranges(600, 40, 1) == ([0, 600], True)  # one thread, heap pushed onto the row's
+    assert ranges(600, 40, 2) == ([0, 512, 600], True)  # chunks 2 + 1
+    assert ranges(600, 40, 3) == ([0, 256, 512, 600], True)
+    assert ranges(600, 40, 8) == ([0, 256, 512, 600], True)  # a team of 3
+    assert ranges(200, 40, 2) == ([0, 200], True)  # one chunk
+    assert ranges(600, 700, 2) == ([0, 600], False)  # more queries than points: one pass
+    assert ranges(3000, 2100, 2) == ([0, 3000], False)  # more than 4 chunks per thread
+
+
+@pytest.mark.skipif(not numba_enabled(), reason="the replay runs compiled only")
+@pytest.mark.parametrize("n_jobs", [1, -1])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: KNeighborsRegressor(5),
+        lambda: KNeighborsRegressor(4, weights="distance", p=1),
+        lambda: KNeighborsClassifier(5),
+        lambda: KNeighborsClassifier(6, p=1),
+        lambda: KNeighborsClassifier(5, weights="distance"),
+    ],
+    ids=["reg", "reg-distance-l1", "clf", "clf-l1", "clf-distance"],
+)
+def test_tied_integer_rows_are_replayed_not_asked(make, n_jobs, monkeypatch):
+    """End to end on tie-heavy integer data, with scikit-learn's own thread count (two
+    OpenMP threads split the training points for ``n_jobs=1``): importances equal, and the
+    rows the certificate cannot settle are replayed, not asked of the model."""
+    from threadpoolctl import threadpool_limits
+
+    no_trial(monkeypatch)
+    X_fit, X, y = tie_heavy(5, 300, 120, 100)
+    model = make()
+    target = y if isinstance(model, KNeighborsRegressor) else (y > np.median(y)).astype(int)
+    model.fit(X_fit, target)
+    y_test = X[:, :4].sum(axis=1) + np.random.default_rng(6).normal(0.0, 0.5, len(X))
+    if isinstance(model, KNeighborsClassifier):
+        y_test = (y_test > np.median(y)).astype(int)
+    paths = []
+    build = NeighborsPath.__init__
+
+    def keep(self, *args):
+        build(self, *args)
+        paths.append(self)
+
+    monkeypatch.setattr(NeighborsPath, "__init__", keep)
+    with threadpool_limits(2, user_api="openmp"):
+        theirs = permutation_importance(
+            model, X, y_test, n_repeats=4, random_state=3, n_jobs=n_jobs
+        )
+        (ours,) = (
+            PermutationMethod()
+            .compute(model, X, y_test, n_repeats=4, random_state=3, n_jobs=n_jobs)
+            .values()
+        )
+    assert_allclose(ours.importances, theirs.importances, rtol=0, atol=1e-12)
+    assert len(paths) == 1 and paths[0].rows_replayed > 0
+    assert paths[0].rows_by_model <= paths[0].rows_replayed // 10
+
+
+@pytest.mark.parametrize("weights", ["uniform", "distance"])
+def test_stacked_copies_keep_the_copies_search_strategy(weights):
+    """Two OpenMP threads split 300 training points between them for a copy of 150 rows,
+    but search stacked copies (more rows than points) in one pass per row, which breaks
+    exact ties otherwise: calls are kept to a size searched like one copy."""
+    from threadpoolctl import threadpool_limits
+
+    from leap.builtins.methods.permutation.neighbors import call_rows
+
+    X_fit, X, y = tie_heavy(0, 300, 150, 120, levels=5)
+    model = KNeighborsRegressor(5, weights=weights).fit(X_fit, y)
+    assert call_rows(model, 150, 2) == 300 and call_rows(model, 400, 1) is None
+    assert call_rows(KNeighborsClassifier(5, p=1).fit(X_fit, y > 6), 150, 2) is None
+    y_test = X[:, :4].sum(axis=1)
+    method = PermutationMethod(fast_paths=())
+    with threadpool_limits(2, user_api="openmp"):
+        theirs = permutation_importance(model, X, y_test, n_repeats=5, random_state=0, n_jobs=1)
+        (ours,) = method.compute(model, X, y_test, n_repeats=5, random_state=0, n_jobs=1).values()
+    assert_allclose(ours.importances, theirs.importances, rtol=0, atol=1e-12)

@@ -89,13 +89,20 @@ _THREAD_SENSITIVE = (
     RadiusNeighborsClassifier,
     RadiusNeighborsRegressor,
 )
-_CHUNK_BYTES = 2**19  # distance rows computed at a time: keeps the set-up memory small
+_CHUNK_BYTES = 2**17  # distance rows computed at a time: keeps the set-up memory small
 _REL = 1e-10  # relative slack on bounds computed with pow/sqrt (a few ulps each)
 #: One-byte lower bounds of reduced distances: code ``c`` stands for ``ref * _SCALE[c]``
 #: (``ref``: the row's farthest kept candidate), 0 for zero, 1-254 for 2^((c - 1) / 16), a
 #: step of 4.4 %; ``_KEPT`` (255) marks a kept candidate.
 _SCALE = np.concatenate([[0.0], 2.0 ** (np.arange(254) / 16.0), [np.inf]])
 _KEPT = 255
+#: Exact one-byte codes (small integer features): code ``c`` < 254 stands for the reduced
+#: distance ``off + c`` exactly (``off``: the row's nearest), 254 for at least ``off + 254``.
+_STEPS = np.concatenate([np.arange(255.0), [np.inf]])
+_EXACT_CODES = 254
+#: Largest ``k`` whose neighbours scikit-learn orders by insertion sort (its
+#: ``simultaneous_sort`` switches to introsort above 15), which the replay repeats.
+_INSERTION_K = 15
 #: Largest estimated relative difference of a row's distance weights from scikit-learn's at
 #: which its distance-weighted values are served (see the module docstring).
 VALUE_ROUNDING = 1e-13
@@ -179,12 +186,12 @@ def _scan(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, 
             status[r, i] = 1 if done else 3
 
 
-def _scan_all(cand_idx, cand_d, low, scale, ref, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):  # fmt: skip  # noqa: E501
+def _scan_all(cand_idx, cand_d, low, scale, ref, off, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):  # fmt: skip  # noqa: E501
     """Loop kernel (compiled by numba): the ``kk`` nearest of *all* training points per row.
 
     Kept candidates are rescored from their old reduced distance (``O(g)`` each); every other
-    point ``t`` is excluded by its lower bound ``ref[i] * scale[low[i, t]]`` plus its change
-    (``O(g)``), or else its distance is computed directly (``O(n_features)``). ``low`` is
+    point ``t`` is excluded by its lower bound ``off[i] + ref[i] * scale[low[i, t]]`` plus its
+    change (``O(g)``), or else its distance is computed directly (``O(n_features)``). ``low`` is
     :data:`_KEPT` for kept candidates; ``Yg`` is ``Y[:, cols].T`` (contiguous); ``row``:
     scratch space of one row.
     """
@@ -228,7 +235,7 @@ def _scan_all(cand_idx, cand_d, low, scale, ref, Y, X, cols, Yg, new, todo, p, E
                 code = low[i, t]
                 if code == 255:  # a kept candidate, already scored
                     continue
-                b = ref[i] * scale[code]
+                b = off[i] + ref[i] * scale[code]
                 dn = b
                 for c in range(g):
                     yv = Yg[c, t]
@@ -267,7 +274,7 @@ def _scan_all(cand_idx, cand_d, low, scale, ref, Y, X, cols, Yg, new, todo, p, E
                     bi[pos] = t
 
 
-def _scan_all_numpy(cand_idx, cand_d, low, scale, ref, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):  # fmt: skip  # noqa: E501
+def _scan_all_numpy(cand_idx, cand_d, low, scale, ref, off, Y, X, cols, Yg, new, todo, p, E, row, best_d, best_i):  # fmt: skip  # noqa: E501
     """Vectorised twin of :func:`_scan_all` (same sums in the same order, same exclusions)."""
     L = cand_idx.shape[1]
     kk = best_d.shape[2]
@@ -282,7 +289,8 @@ def _scan_all_numpy(cand_idx, cand_d, low, scale, ref, Y, X, cols, Yg, new, todo
             continue
         everyone = np.broadcast_to(np.arange(n_t), (rows.size, n_t))
         idx = np.concatenate([cand_idx[rows], everyone], axis=1)
-        d = np.concatenate([cand_d[rows], ref[rows, None] * scale[low[rows]]], axis=1)
+        bound = off[rows, None] + ref[rows, None] * scale[low[rows]]
+        d = np.concatenate([cand_d[rows], bound], axis=1)
         start = d.copy()
         for c, col in enumerate(cols):
             yv = Y[idx, col]
@@ -307,6 +315,113 @@ def _scan_all_numpy(cand_idx, cand_d, low, scale, ref, Y, X, cols, Yg, new, todo
         order = np.argsort(d, axis=1, kind="stable")[:, :kk]
         best_d[r, rows] = np.take_along_axis(d, order, axis=1)
         best_i[r, rows] = np.take_along_axis(idx, order, axis=1)
+
+
+def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X, cols, new, p, bounds, merged, order, d0, known, row, heaps, heap_idx, best_d, best_i):  # fmt: skip  # noqa: E501
+    """Loop kernel (compiled by numba): scikit-learn's brute-force search replayed for the
+    rows ``(rows_r[q], rows_i[q])`` of the copies, with exact arithmetic (small integers).
+
+    scikit-learn pushes the training points of each range ``bounds[s]:bounds[s + 1]``
+    (one per OpenMP thread; one range when it searches in one pass per row), in index
+    order, onto a max-heap of ``k`` (``sklearn.utils._heap.heap_push``: a point enters when
+    strictly nearer than the root, and sifts down from it); where ``merged``, the ranges'
+    heaps are then pushed, in range and heap order, onto the row's; for ``order`` it sorts
+    that heap by insertion (``simultaneous_sort`` for ``k <= 15``). Its choice among exactly
+    tied points follows from that sequence, which is repeated here. A point's reduced
+    distance is its unpermuted one (exact from the kept candidates and exact codes) plus
+    its change; a point known only by a lower bound is skipped where that bound cannot
+    enter the heap, else computed directly. Writes the ``k`` neighbours in scikit-learn's
+    order (``heaps``: scratch, one heap per range and the merged one), and ``inf`` after
+    them.
+    """
+    n_t, n_f = Y.shape
+    g = cols.shape[0]
+    L = cand_idx.shape[1]
+    n_ranges = bounds.shape[0] - 1
+    k = heaps.shape[1]
+    n_heaps = n_ranges + 1 if merged else 1
+    for q in range(rows_r.shape[0]):
+        r = rows_r[q]
+        i = rows_i[q]
+        for t in range(n_t):
+            code = low[i, t]
+            d0[t] = off[i] + ref[i] * scale[code] if code != 255 else 0.0
+            known[t] = exact and code < 254
+        for j in range(L):
+            d0[cand_idx[i, j]] = cand_d[i, j]
+            known[cand_idx[i, j]] = True
+        for c in range(n_f):
+            row[c] = X[i, c]
+        for c in range(g):
+            row[cols[c]] = new[r, i, c]
+        heaps[:] = np.inf
+        heap_idx[:] = 0
+        for s in range(n_heaps):
+            merging = s == n_ranges  # the ranges' heaps, pushed onto the last one
+            hv = heaps[s]
+            hi = heap_idx[s]
+            for u in range(0 if merging else bounds[s], n_ranges * k if merging else bounds[s + 1]):
+                if merging:
+                    dn = heaps[u // k, u % k]
+                    t = heap_idx[u // k, u % k]
+                else:
+                    t = u
+                    dn = d0[t]
+                    for c in range(g):
+                        yv = Y[t, cols[c]]
+                        a = abs(new[r, i, c] - yv)
+                        o = abs(X[i, cols[c]] - yv)
+                        dn += a * a - o * o if p == 2.0 else a - o
+                    if not known[t] and dn < hv[0]:  # a lower bound that may enter
+                        dn = 0.0
+                        for c in range(n_f):
+                            a = abs(row[c] - Y[t, c])
+                            dn += a * a if p == 2.0 else a
+                if dn >= hv[0]:
+                    continue
+                cur = 0  # heap_push: sift the new value down from the root
+                while True:
+                    left = 2 * cur + 1
+                    right = left + 1
+                    if left >= k:
+                        break
+                    if right >= k:
+                        if hv[left] > dn:
+                            swap = left
+                        else:
+                            break
+                    elif hv[left] >= hv[right]:
+                        if dn < hv[left]:
+                            swap = left
+                        else:
+                            break
+                    elif dn < hv[right]:
+                        swap = right
+                    else:
+                        break
+                    hv[cur] = hv[swap]
+                    hi[cur] = hi[swap]
+                    cur = swap
+                hv[cur] = dn
+                hi[cur] = t
+        hv = heaps[n_heaps - 1]
+        hi = heap_idx[n_heaps - 1]
+        if order:  # insertion sort, as simultaneous_sort for k <= 15
+            for a in range(1, k):
+                v = hv[a]
+                t = hi[a]
+                b = a
+                while b > 0 and hv[b - 1] > v:
+                    hv[b] = hv[b - 1]
+                    hi[b] = hi[b - 1]
+                    b -= 1
+                hv[b] = v
+                hi[b] = t
+        for j in range(k):
+            best_d[r, i, j] = hv[j]
+            best_i[r, i, j] = hi[j]
+        for j in range(k, best_d.shape[2]):
+            best_d[r, i, j] = np.inf
 
 
 def _scan_numpy(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, best_i, status):  # fmt: skip  # noqa: E501
@@ -413,6 +528,100 @@ def copy_threads(estimator: Any, n_jobs: int | None) -> int | None:
         return max(cpu_count() // n, 1)
 
 
+def _split_rows(n_fit: int, n_rows: int, threads: int) -> int | None:
+    """``None`` when scikit-learn's brute-force search of ``n_rows`` query rows among
+    ``n_fit`` points with ``threads`` OpenMP threads scans every point in one pass per row
+    (its ``parallel_on_X`` strategy); else it splits the points between threads (its
+    ``parallel_on_Y``, see ``BaseDistancesReduction``; one thread too, whose heap is then
+    pushed onto the row's), which it keeps doing for calls of up to the returned number of
+    rows, and a row's answer does not depend on the other rows of such a call."""
+    chunk = int(sklearn.get_config().get("pairwise_dist_chunk_size", 256))
+    if n_fit < n_rows or 4 * chunk * threads < n_rows:
+        return None
+    return min(n_fit, 4 * chunk * threads)
+
+
+def _thread_ranges(n_fit: int, n_rows: int, threads: int) -> tuple[np.ndarray, bool]:
+    """Bounds of the ranges of training points scikit-learn's brute-force search gives its
+    OpenMP threads for ``n_rows`` query rows, and whether their heaps are then pushed onto
+    the row's (``parallel_on_Y``, :func:`_split_rows`): chunks of
+    ``pairwise_dist_chunk_size`` points shared out by OpenMP's static schedule (the first
+    ``n_chunks % n_threads`` threads take one chunk more); one range, used directly, when
+    it searches in one pass per row."""
+    if _split_rows(n_fit, n_rows, threads) is None:
+        return np.array([0, n_fit]), False
+    chunk = min(n_fit, int(sklearn.get_config().get("pairwise_dist_chunk_size", 256)))
+    n_chunks = -(-n_fit // chunk)
+    team = min(n_chunks, threads)
+    share, extra = divmod(n_chunks, team)
+    first = [s * share + min(s, extra) for s in range(team + 1)]
+    return np.minimum(np.array(first) * chunk, n_fit), True
+
+
+def call_rows(estimator: Any, n_rows: int, threads: int | None) -> int | None:
+    """Most rows a call of ``estimator`` may have for each row to get the answer it gets in
+    a copy of ``n_rows`` rows predicted with ``threads`` OpenMP threads (``None``: this
+    thread's setting); ``None`` when any call size does. Only k-NN models whose brute-force
+    search splits the training points between threads are limited (:func:`_split_rows`):
+    a larger call, e.g. stacked copies, would be searched in one pass per row and break
+    exact ties otherwise."""
+    core = estimator
+    while isinstance(core, Pipeline):
+        core = core.steps[-1][1]
+    if not isinstance(core, KNeighborsClassifier | KNeighborsRegressor):
+        return None
+    if getattr(core, "_fit_method", None) != "brute":
+        return None
+    if _votes_in_one_pass(core):
+        return None
+    if threads is not None:
+        with ThreadpoolController().limit(limits=threads, user_api="openmp"):
+            return _split_rows(int(core.n_samples_fit_), n_rows, _search_threads())
+    return _split_rows(int(core.n_samples_fit_), n_rows, _search_threads())
+
+
+def _search_threads() -> int:
+    """The OpenMP threads scikit-learn's neighbour search uses if called now, here: its
+    OpenMP setting, at most the CPUs unless ``OMP_NUM_THREADS`` is set."""
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+
+    return int(_openmp_effective_n_threads())
+
+
+def _votes_in_one_pass(model: Any) -> bool:
+    """Whether a k-NN classifier's uniform votes (``predict``, ``predict_proba``) come from
+    scikit-learn's ``ArgKminClassMode``, which always searches in one pass per row
+    (``parallel_on_X``); otherwise they come from ``kneighbors``, whose strategy depends on
+    the call (:func:`_split_rows`). Not for Euclidean distances (excluded there)."""
+    from sklearn.metrics._pairwise_distances_reduction import ArgKminClassMode
+
+    if not isinstance(model, KNeighborsClassifier) or model.weights != "uniform":
+        return False
+    if getattr(model, "_fit_method", None) != "brute" or model.outputs_2d_:
+        return False
+    try:  # predict_proba's metric (``predict`` checks the model's own first)
+        from sklearn.neighbors._classification import _adjusted_metric
+
+        adjusted, _ = _adjusted_metric(model.metric, dict(model.metric_params or {}), model.p)
+    except ImportError:
+        return False
+    rows = model._fit_X[:1]
+    metrics = (model.metric, adjusted)
+    return all(ArgKminClassMode.is_usable_for(rows, model._fit_X, m) for m in metrics)
+
+
+def _searches_by_heap(model: Any, X: np.ndarray) -> bool:
+    """Whether scikit-learn finds ``model``'s neighbours of copies like ``X`` by its
+    brute-force heap search (``ArgKmin``, or ``ArgKminClassMode``), which :func:`_replay`
+    repeats, and numba is on to run the replay."""
+    from sklearn.metrics._pairwise_distances_reduction import ArgKmin
+
+    if compiled(_replay) is None or model._fit_method != "brute":
+        return False
+    rows = np.ascontiguousarray(X[:1])
+    return bool(ArgKmin.is_usable_for(rows, model._fit_X, model.effective_metric_))
+
+
 def _metric_power(estimator: Any) -> float | None:
     """The Minkowski ``p`` of a fitted k-NN model, or ``None`` for other metrics."""
     metric = getattr(estimator, "effective_metric_", None)
@@ -440,6 +649,8 @@ class NeighborsPath:
     LOW_BOUND_SHARE = 0.5
     #: Candidates kept per row beside those lower bounds (rows that run out scan them all).
     KEEP_WITH_BOUNDS = 48
+    #: Fewest rows asked of the model in one call (see :meth:`outputs_many`).
+    ASK_ROWS = 64
 
     def __init__(
         self, model: Any, X: np.ndarray, base_outputs: Mapping[str, np.ndarray], p: float
@@ -462,6 +673,7 @@ class NeighborsPath:
         self.n_classes = len(model.classes_) if self.classifier else 0
         self.rows_by_model = 0  # rows evaluated by the model itself (for tests and docs)
         self.rows_run_out = 0  # rows whose kept candidates ran out (likewise)
+        self.rows_replayed = 0  # rows whose neighbours were found by the replay (likewise)
         m, n_f = X.shape
         n_t = Y.shape[0]
         self.c_err = 8.0 * (n_f + 8) * _U
@@ -482,9 +694,12 @@ class NeighborsPath:
             self.y_norm = y_norm
             self.y_norm_max = float(y_norm.max())
         # Candidates kept per row: enough for pruning, within half of X's own memory. Where
-        # it fits in LOW_BOUND_SHARE of X's memory, also a float32 lower bound of every
+        # it fits in LOW_BOUND_SHARE of X's memory, also a one-byte lower bound of every
         # reduced distance: a row whose candidates run out then scans every training point
-        # at O(g) each instead of recomputing its distances at O(n_features).
+        # at O(g) each instead of recomputing its distances at O(n_features). With small
+        # integer features whose kept candidates span at most 253, the codes are the exact
+        # distances above the row's nearest (:data:`_STEPS`), which the replay of
+        # scikit-learn's search reads (:meth:`_replay`).
         self.low: np.ndarray | None = None
         budget = (X.nbytes // 2) // max(1, m * 12)
         if m * n_t <= self.LOW_BOUND_SHARE * X.nbytes:
@@ -493,7 +708,9 @@ class NeighborsPath:
         n_keep = int(min(n_t, max(4 * (self.k + 1), 48, budget)))
         self.cand_idx = np.empty((m, n_keep), dtype=np.int32)
         self.cand_d = np.empty((m, n_keep))
-        self.low_ref = np.empty(m)
+        self.low_ref = np.ones(m)
+        self.low_off = np.zeros(m)
+        self.exact_codes = False
         step = max(1, _CHUNK_BYTES // (8 * n_t))
         block = compiled(_reduced_block) or _reduced_block_numpy
         for start in range(0, m, step):
@@ -511,18 +728,30 @@ class NeighborsPath:
             order = np.argsort(kd, axis=1, kind="stable")
             self.cand_idx[start:stop] = np.take_along_axis(keep, order, axis=1)
             self.cand_d[start:stop] = np.take_along_axis(kd, order, axis=1)
-            self.low_ref[start:stop] = np.maximum(self.cand_d[start:stop, -1], 1e-300)
+            if start == 0 and self.integral and self.low is not None:
+                spread = self.cand_d[:stop, -1] - self.cand_d[:stop, 0]
+                self.exact_codes = bool(np.median(spread) <= _EXACT_CODES - 1)
+            if self.exact_codes:
+                self.low_off[start:stop] = self.cand_d[start:stop, 0]
+            else:
+                self.low_ref[start:stop] = np.maximum(self.cand_d[start:stop, -1], 1e-300)
             if self.low is not None:
                 self.low[start:stop] = self._lower_codes(d, start, stop)
                 np.put_along_axis(self.low[start:stop], keep[:, :n_keep], _KEPT, axis=1)
+        self.low_scale = _STEPS if self.exact_codes else _SCALE
+        self.replay_ready = self.integral and self.low is not None and _searches_by_heap(model, X)
+        self.one_pass_votes = _votes_in_one_pass(model)
         # Room beyond k+1 for a band of tied points (integer features, duplicated rows).
         gaps = self.cand_d[:, min(self.k, n_keep - 1)] - self.cand_d[:, self.k - 1]
         tied = np.mean(gaps <= 4.0 * self._base_error(np.arange(m))) > 0.02
         self.kk = int(min(n_t, self.k + (6 if tied else 1), n_keep))
 
     def _lower_codes(self, d: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """One-byte lower bounds (see :data:`_SCALE`) of the exact reduced distances of rows
-        ``start:stop``, whose computed values are ``d``."""
+        """One-byte lower bounds (see :data:`_SCALE`, or exact codes, :data:`_STEPS`) of the
+        exact reduced distances of rows ``start:stop``, whose computed values are ``d``."""
+        if self.exact_codes:  # exact arithmetic: d are the exact distances
+            above = d - self.low_off[start:stop, None]
+            return np.clip(above, 0, _EXACT_CODES, out=above).astype(np.uint8)
         if self.p == 2.0:
             err = self.c_err * (2.0 * self.x_norm[start:stop] + 2.0 * self.y_norm_max)[:, None]
         else:
@@ -656,16 +885,18 @@ class NeighborsPath:
         self, groups: list[np.ndarray], orders: np.ndarray
     ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
         """:meth:`outputs` of many groups. Rows the model must answer alone (exact
-        arithmetic, see :meth:`_finish`) are asked together for several groups, up to one
-        copy's rows per call: a call's set-up costs as much as a few dozen rows."""
+        arithmetic, see :meth:`_finish`) are asked together for several groups, about a
+        quarter of a copy's rows per call (at least :data:`ASK_ROWS`): a call's set-up
+        costs as much as a few dozen rows."""
         answers, asks, waiting = [], [], 0
+        batch = max(self.ASK_ROWS, self.X.shape[0] // 4)
         for cols in groups:
             outputs, ask = self._group(np.asarray(cols, dtype=np.int64), orders)
             answers.append((outputs, np.ones(orders.shape[0], dtype=bool)))
             if ask is not None:
                 asks.append(ask)
                 waiting += int(ask[2].sum())
-            if waiting >= self.X.shape[0]:
+            if waiting >= batch:
                 self._ask_rows(asks)
                 asks, waiting = [], 0
         self._ask_rows(asks)
@@ -691,7 +922,7 @@ class NeighborsPath:
             whole[:] = False
         todo = changed & ~whole[:, None]
         best_d = np.full((R, m, kk), np.inf)
-        best_i = np.zeros((R, m, kk), dtype=np.int64)
+        best_i = np.zeros((R, m, kk), dtype=np.int32)
         status = np.zeros((R, m), dtype=np.int8)
         kernel = compiled(_scan) or _scan_numpy
         kernel(
@@ -703,7 +934,8 @@ class NeighborsPath:
         if self.low is not None and over.any():
             full_scan = compiled(_scan_all) or _scan_all_numpy
             full_scan(
-                self.cand_idx, self.cand_d, self.low, _SCALE, self.low_ref, self.Y, X, cols,
+                self.cand_idx, self.cand_d, self.low, self.low_scale, self.low_ref,
+                self.low_off, self.Y, X, cols,
                 np.ascontiguousarray(self.Y[:, cols].T), new, over, self.p, E,
                 np.empty(X.shape[1]), best_d, best_i,
             )  # fmt: skip
@@ -742,19 +974,68 @@ class NeighborsPath:
         # distance's last bits may depend on the call's shape, so the model gets the whole
         # copy, as scikit-learn would. Copies handed over by the cost estimate go whole too.
         need = todo & ~certified
+        if need.any() and self._replays():
+            self._replay_rows(cols, new, need, E, scale, best_d, best_i, outputs)
         full = whole & changed.any(axis=1)
         if not self.integral:
             full |= need.any(axis=1)
             need[full] = False
         copy_base = self._unpermuted_outputs()
+        keep = ~todo
         for name in outputs:
             base = copy_base[name]
-            keep = ~todo
             shape = (R, m) + (1,) * (base.ndim - 1)
-            outputs[name] = np.where(keep.reshape(shape), base[None], outputs[name])
+            out = outputs[name]
+            np.copyto(out, np.broadcast_to(base, out.shape), where=keep.reshape(shape))
         if full.any():
             self._ask_copies(cols, new, full, outputs)
         return outputs, ((cols, new, need, outputs) if need.any() else None)
+
+    def _replays(self) -> bool:
+        """Whether rows whose tied neighbours the certificate cannot settle are answered by
+        replaying scikit-learn's search (:func:`_replay`) instead of asking the model: small
+        integer features (exact distances) and its brute-force heap search. Vote counts
+        (uniform classifiers) do not depend on the neighbours' order; other outputs take
+        them in its order, which the replay repeats up to :data:`_INSERTION_K` neighbours."""
+        if not self.replay_ready:
+            return False
+        if self.one_pass_votes:
+            return True
+        ordered = not (self.classifier and not self.distance)  # votes: any order
+        return self.k <= _INSERTION_K or not ordered
+
+    def _replay_rows(self, cols, new, need, E, scale, best_d, best_i, outputs) -> None:
+        """Neighbours of the rows ``need`` as scikit-learn finds them (:func:`_replay`), their
+        outputs, and ``need`` cleared where those are certified (labels of distance-weighted
+        votes still need their margin)."""
+        rows_r, rows_i = np.nonzero(need)
+        self.replayed(cols, new, rows_r, rows_i, best_d, best_i)
+        self.rows_replayed += rows_r.size
+        sub = (rows_r, rows_i)
+        found, certified = self._certify(
+            best_d[sub][None], best_i[sub][None], np.ones((1, rows_r.size), dtype=bool),
+            E[sub][None], None if scale is None else scale[sub][None],
+        )  # fmt: skip
+        for name, values in found.items():
+            outputs[name][sub] = values[0]
+        need[sub] = ~certified[0]
+
+    def replayed(self, cols, new, rows_r, rows_i, best_d, best_i) -> None:
+        """:func:`_replay` of rows ``(rows_r, rows_i)`` of the copies with values ``new`` in
+        columns ``cols``, with the OpenMP thread count model calls run with now."""
+        n_t = self.Y.shape[0]
+        bounds, merged = np.array([0, n_t]), False  # ArgKminClassMode: one pass per row
+        if not self.one_pass_votes:
+            bounds, merged = _thread_ranges(n_t, self.X.shape[0], self._openmp_threads())
+        n_heaps = bounds.size if merged else 1
+        compiled(_replay)(
+            rows_r, rows_i, self.cand_idx, self.cand_d, self.low, self.low_scale, self.low_ref,
+            self.low_off, self.exact_codes, self.Y, self.X, cols, new, self.p, bounds, merged,
+            not (self.classifier and not self.distance), np.empty(n_t),
+            np.empty(n_t, dtype=np.bool_), np.empty(self.X.shape[1]),
+            np.empty((n_heaps, self.k)), np.empty((n_heaps, self.k), dtype=np.int64),
+            best_d, best_i,
+        )  # fmt: skip
 
     def _unpermuted_outputs(self) -> dict[str, np.ndarray]:
         """The model's outputs on the unpermuted rows, computed as the copies' are."""
@@ -773,16 +1054,7 @@ class NeighborsPath:
         with self._lock:
             if self._threads is None:
                 self._threads = ThreadpoolController()
-        info = self._threads.select(user_api="openmp").info()
-        return max([int(lib["num_threads"]) for lib in info], default=1)
-
-    def _sequential_search(self, threads: int) -> bool:
-        """Whether scikit-learn's search on one copy scans the training points in one pass
-        per row (its ``parallel_on_X`` strategy, or one thread), so that a row's answer
-        does not depend on the thread count; otherwise it splits them between threads."""
-        chunk = int(sklearn.get_config().get("pairwise_dist_chunk_size", 256))
-        m, n_t = self.X.shape[0], self.Y.shape[0]
-        return threads == 1 or n_t < m or 4 * chunk * threads < m
+        return _search_threads()
 
     def _ask_copies(self, cols, new, full, outputs) -> None:
         """The model's own outputs for the whole copies ``full``, each alone (as
@@ -803,31 +1075,41 @@ class NeighborsPath:
         outputs)``, asked together (exact arithmetic: a row's answer does not depend on
         the others of a call). Each gets the answer it would get inside its whole copy:
         fewer rows can change scikit-learn's search strategy, so where the whole copy's
-        search is sequential they are asked with one thread. Calls with several OpenMP
+        search is sequential they are asked with one thread, and where it splits the
+        training points between threads no call has more rows than keeps it so
+        (:func:`call_rows`). Calls with several OpenMP
         threads run one at a time (LEAP's threads already share the cores); one-thread
         calls run side by side.
         """
         if not asks:
             return
-        parts = []
-        for cols, new, need, _ in asks:
-            r_idx, i_idx = np.nonzero(need)
-            rows = self.X[i_idx].copy()
+        where = [np.nonzero(need) for _, _, need, _ in asks]
+        stacked = np.empty((sum(r.size for r, _ in where), self.X.shape[1]))
+        start = 0
+        for (cols, new, _, _), (r_idx, i_idx) in zip(asks, where, strict=True):
+            rows = stacked[start : start + r_idx.size]
+            np.take(self.X, i_idx, axis=0, out=rows, mode="clip")  # "raise" would buffer
             rows[:, cols] = new[r_idx, i_idx]
-            parts.append(rows)
-        stacked = np.concatenate(parts)
+            start += r_idx.size
         self.rows_by_model += stacked.shape[0]
         threads = self._openmp_threads()
-        one = threads > 1 and self._sequential_search(threads)
+        split = _split_rows(self.Y.shape[0], self.X.shape[0], threads)
+        one = threads > 1 and split is None
+        step = split or stacked.shape[0]  # more rows would make the search sequential
         with self._lock if threads > 1 else nullcontext():
             with self._threads.limit(limits=1, user_api="openmp") if one else nullcontext():
-                answers = {name: quietly(getattr(self.model, name), stacked) for name in asks[0][3]}
+                answers = {
+                    name: np.concatenate([
+                        quietly(getattr(self.model, name), stacked[at : at + step])
+                        for at in range(0, stacked.shape[0], step)
+                    ])
+                    for name in asks[0][3]
+                }  # fmt: skip
         start = 0
-        for (_, _, need, outputs), rows in zip(asks, parts, strict=True):
-            r_idx, i_idx = np.nonzero(need)
+        for (_, _, _, outputs), (r_idx, i_idx) in zip(asks, where, strict=True):
             for name, answer in answers.items():
-                outputs[name][r_idx, i_idx] = answer[start : start + rows.shape[0]]
-            start += rows.shape[0]
+                outputs[name][r_idx, i_idx] = answer[start : start + r_idx.size]
+            start += r_idx.size
 
     def _rescore(self, r, rows, cols, new, best_d, best_i, status) -> None:
         """The ``kk`` nearest of all training points for ``rows`` of copy ``r`` (status 1)."""
@@ -877,15 +1159,16 @@ class NeighborsPath:
         idx = np.where(scanned[..., None], best_i, 0)
         outputs: dict[str, np.ndarray] = {}
         if self.distance:
-            rho = np.maximum(best_d[..., :k], 0.0)
-            dist = (
-                np.sqrt(rho) if self.p == 2.0 else (rho if self.p == 1.0 else rho ** (1 / self.p))
-            )
+            w = np.maximum(best_d[..., :k], 0.0)  # reduced distances, then weights in place
+            if self.p == 2.0:
+                np.sqrt(w, out=w)
+            elif self.p != 1.0:
+                np.power(w, 1 / self.p, out=w)
             sure = complete & (best_d[..., 0] > 2.0 * e4)  # no neighbour near zero
             ok = sure & whole_band
             with np.errstate(divide="ignore", invalid="ignore"):
-                w = 1.0 / dist
-            w = np.where(sure[..., None], w, 1.0)
+                np.divide(1.0, w, out=w)
+            w[~sure] = 1.0
             nearest = np.maximum(best_d[..., 0], 1e-300)
             # Labels: rigorous relative bound of each weight (ours vs scikit-learn's).
             rel = 2.0 * (2.0 * E) / (self.p * nearest) + 8.0 * _U

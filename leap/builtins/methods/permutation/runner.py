@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from leap.builtins.methods.permutation.batched import BatchedScorer
 from leap.builtins.methods.permutation.copies import CopyStack, WorkingCopy
 from leap.builtins.methods.permutation.fastpaths import FastPath
-from leap.builtins.methods.permutation.neighbors import copy_threads
+from leap.builtins.methods.permutation.neighbors import call_rows, copy_threads
 from leap.builtins.methods.permutation.scoring import (
     AccuracyCounter,
     ScorerPlan,
@@ -375,6 +375,9 @@ def run_all(
     n_groups = len(groups)
     n_repeats = ctx.orders.shape[0]
     ctx = replace(ctx, threads=copy_threads(ctx.estimator, n_jobs))
+    limit = call_rows(ctx.estimator, ctx.X.shape[0], ctx.threads)
+    if limit is not None:  # stacked copies would be searched otherwise than one copy
+        ctx = replace(ctx, capacity=max(1, min(ctx.capacity, limit // ctx.X.shape[0])))
     results: list[list | None] = [None] * n_groups
     table = ShareTable(n_groups)
     work: list[Item] = []
