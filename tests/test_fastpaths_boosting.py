@@ -697,3 +697,89 @@ def test_walk_agreement_is_the_same_with_both_kernels(kernels):
     wrong = path.leaves.copy()
     wrong[7, 4] = next(n for n in np.flatnonzero(path.table.left == -1) if n != wrong[7, 4])
     assert not boosting.walk_agrees(path.table, X, wrong)
+
+
+# --- memory: small buffers and kept partial sums give the same numbers ------------------
+
+
+def _assert_outputs_are_the_models(path, model, X, groups, n_copies=3):
+    orders = np.stack([np.random.default_rng(r).permutation(X.shape[0]) for r in range(n_copies)])
+    for cols, (outs, exact) in zip(groups, path.outputs_many(groups, orders), strict=True):
+        assert exact.all()
+        for r, order in enumerate(orders):
+            Xp = X.copy()
+            Xp[:, cols] = X[order][:, cols]
+            for name, value in outs.items():
+                own = getattr(model, name)(Xp)
+                assert value[r].dtype == own.dtype and np.array_equal(value[r], own)
+
+
+def test_a_two_row_buffer_of_repredicted_rows_gives_the_models_outputs(monkeypatch):
+    """The buffer cap (a share of X's bytes) only splits the model's calls."""
+    monkeypatch.setattr(boosting, "REPREDICT_BUFFER_SHARE", 10**9)
+    X, y = _data(3, task="multiclass")
+    model = GradientBoostingClassifier(n_estimators=8, random_state=0).fit(X, y)
+    monkeypatch.setattr(boosting, "walk_agrees", lambda *args: False)
+    path = _path(boosting_path, model, X, "neg_log_loss")
+    assert type(path) is RepredictPath and path.max_rows == 2
+    groups = [np.array([0]), np.array([1, 3]), np.array([5, 6, 7])]
+    _assert_outputs_are_the_models(path, model, X, groups)
+    assert_parity(model, X, y, "neg_log_loss", fast_paths=(boosting_path,))
+
+
+@pytest.mark.parametrize("every", [1, 3, 1000])
+def test_partial_sums_kept_every_few_trees_give_the_same_sums(monkeypatch, every, kernels):
+    """Restarting from an earlier kept sum re-adds the same leaves in the same order."""
+    monkeypatch.setattr(boosting, "PARTIAL_SUMS_EVERY", every)
+    model, X, y, scoring = _sum_case(SUM_CASES[8], seed=4, nan=0.1)
+    path = _path(boosting_path, model, X, scoring)
+    assert isinstance(path, boosting.SumPath)
+    assert path.prefix.shape[1] == np.count_nonzero(path.prefix_col >= 0)
+    full = boosting.partial_sums(path.values, path.init, path.tree_class, path.leaves)
+    kept = path.prefix_col >= 0
+    assert np.array_equal(path.prefix, full[:, kept])
+    _assert_outputs_are_the_models(path, model, X, [np.array([j]) for j in range(X.shape[1])])
+    assert_parity(model, X, y, scoring, seeds=(1,))
+
+
+def test_hist_walk_input_is_the_encoding_in_the_columns_of_x():
+    """Categorical columns that the model moves first are put back in place (in place)."""
+    rng = np.random.default_rng(15)
+    X = rng.normal(size=(130, 6))
+    X[:, [2, 4]] = rng.integers(0, 5, size=(130, 2))
+    y = ((X[:, 2] == 1) | (X[:, 0] > 0.5) | (X[:, 4] > 3)).astype(int)
+    model = HGB(max_iter=8, categorical_features=[2, 4], random_state=0).fit(X, y)
+    before = X.copy()
+    path = _path(boosting_path, model, X, None)
+    assert np.array_equal(X, before)  # the caller's data is not reordered
+    assert path.refine and not np.shares_memory(path.Xw, X)
+    numerical = [0, 1, 3, 5]
+    assert np.array_equal(path.Xw[:, numerical], X[:, numerical])
+    codes = model._preprocessor.transform(X)
+    assert np.array_equal(path.Xw[:, [2, 4]], codes[:, :2])
+    plain = HGB(max_iter=8, random_state=0).fit(X, y)
+    assert _path(boosting_path, plain, X, None).Xw is X  # no encoding: X itself
+    assert_parity(model, X, y, "roc_auc")
+
+
+def test_path_index_pairs_are_the_paths_that_test_the_columns():
+    """Merged row slices give each (row, tree) pair once, tree by tree."""
+    from leap.builtins.methods.permutation.trees import PathIndex
+
+    X, y = _data(16, n=90, p=5)
+    forest = RandomForestClassifier(6, max_features=None, random_state=0).fit(X, y)
+    table = boosting.sklearn_tree_table(forest.estimators_)
+    leaves = forest.apply(X) + table.roots
+    index = PathIndex(table.left, table.right, table.feature, table.roots, leaves, X.shape[1])
+    for cols in ([0], [3], [1, 2], list(range(X.shape[1]))):
+        rows, trees = index.pairs(np.array(cols))
+        assert np.all(np.diff(trees) >= 0) and rows.dtype == trees.dtype == np.int64
+        expected = set()
+        for t, est in enumerate(forest.estimators_):
+            path = est.decision_path(X)
+            tested = (est.tree_.children_left >= 0) & np.isin(est.tree_.feature, cols)
+            for i in range(X.shape[0]):
+                if tested[path[i].indices].any():
+                    expected.add((i, t))
+        got = list(zip(rows.tolist(), trees.tolist(), strict=True))
+        assert len(got) == len(set(got)) and set(got) == expected
