@@ -67,7 +67,7 @@ MAX_STACK_BYTES_PER_TREE_MODELS = 8 * 2**20
 
 #: Cap on the bytes of the buffer of re-predicted rows, as a share of the data's own bytes
 #: (``X.nbytes // REPREDICT_BUFFER_SHARE``), so that the buffer stays small beside the data.
-REPREDICT_BUFFER_SHARE = 4
+REPREDICT_BUFFER_SHARE = 2
 
 #: :class:`SumPath` keeps each row's unpermuted partial sum after every this many trees of
 #: a class (and after its last), not after every tree: a moved row's sum restarts from the
