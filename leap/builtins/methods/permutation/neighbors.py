@@ -528,6 +528,15 @@ def copy_threads(estimator: Any, n_jobs: int | None) -> int | None:
         return max(cpu_count() // n, 1)
 
 
+def _whole_numbers(A: np.ndarray) -> bool:
+    """Whether every value of ``A`` is a whole number (checked a block of rows at a time)."""
+    step = max(1, _CHUNK_BYTES // max(1, A.itemsize * A.shape[1]))
+    return all(
+        np.array_equal(block, np.round(block))
+        for block in (A[start : start + step] for start in range(0, A.shape[0], step))
+    )
+
+
 def _split_rows(n_fit: int, n_rows: int, threads: int) -> int | None:
     """``None`` when scikit-learn's brute-force search of ``n_rows`` query rows among
     ``n_fit`` points with ``threads`` OpenMP threads scans every point in one pass per row
@@ -679,15 +688,15 @@ class NeighborsPath:
         self.c_err = 8.0 * (n_f + 8) * _U
         # Small integer features (p = 1 or 2): every distance is computed exactly, in any
         # order, so a row's outputs cannot depend on the other rows of a call.
-        big = max(float(np.abs(X).max(initial=0.0)), float(np.abs(Y).max(initial=0.0)))
+        self.y_min = Y.min(axis=0)
+        self.y_max = Y.max(axis=0)
+        big = max(-X.min(), X.max(), -self.y_min.min(), self.y_max.max())
         self.integral = bool(
             self.p in (1.0, 2.0)
             and n_f * (2.0 * big + 1.0) ** 2 < 2.0**50
-            and np.array_equal(X, np.round(X))
-            and np.array_equal(Y, np.round(Y))
+            and _whole_numbers(X)
+            and _whole_numbers(Y)
         )
-        self.y_min = Y.min(axis=0)
-        self.y_max = Y.max(axis=0)
         if self.p == 2.0:
             self.x_norm = np.einsum("ij,ij->i", X, X)
             y_norm = np.einsum("ij,ij->i", Y, Y)
