@@ -773,7 +773,7 @@ def test_path_index_pairs_are_the_paths_that_test_the_columns():
     index = PathIndex(table.left, table.right, table.feature, table.roots, leaves, X.shape[1])
     for cols in ([0], [3], [1, 2], list(range(X.shape[1]))):
         rows, trees = index.pairs(np.array(cols))
-        assert np.all(np.diff(trees) >= 0) and rows.dtype == trees.dtype == np.int64
+        assert np.all(np.diff(trees) >= 0) and rows.dtype == trees.dtype == index.pair_type
         expected = set()
         for t, est in enumerate(forest.estimators_):
             path = est.decision_path(X)

@@ -631,7 +631,7 @@ class RepredictPath:
                     if n_batch + k > buffer.shape[0]:
                         flush()
                     rows = buffer[n_batch : n_batch + k]
-                    np.take(X, i_part, axis=0, out=rows)  # no temporary of the rows
+                    np.take(X, i_part, axis=0, out=rows, mode="clip")  # "raise" would buffer
                     rows[:, cols] = X[orders[r_part, i_part][:, None], cols[None, :]]
                     batch.append((g, k))
                     n_batch += k

@@ -272,16 +272,36 @@ def _lightgbm_tree(structure: dict) -> tuple[dict[str, np.ndarray], dict[int, in
     return parts, leaf_node
 
 
+#: Boosting iterations dumped at a time: LightGBM's whole dump (Python dicts) is several
+#: times the path's own arrays, and was a LightGBM run's peak memory.
+DUMP_ITERATIONS = 8
+
+
+def _lightgbm_dump(booster: Any):
+    """The iterations ``dump_model()`` dumps (the best, if any), a few at a time."""
+    total = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
+    for start in range(0, max(total, 1), DUMP_ITERATIONS):
+        yield booster.dump_model(
+            num_iteration=min(DUMP_ITERATIONS, total - start) or -1, start_iteration=start
+        )
+
+
 def _lightgbm_path(estimator, X, base_outputs):
     booster = estimator.booster_
-    dump = booster.dump_model()
-    if int(dump.get("max_feature_idx", -1)) + 1 != X.shape[1]:
-        return None
-    if dump.get("pandas_categorical"):
-        return None
-    if '"leaf_coeff"' in json.dumps(dump["tree_info"]) or booster.params.get("linear_tree"):
+    if booster.params.get("linear_tree"):
         return None  # linear leaves read features the path does not test
-    trees = [_lightgbm_tree(info["tree_structure"]) for info in dump["tree_info"]]
+    dump, trees = None, []
+    for part in _lightgbm_dump(booster):
+        if dump is None:
+            dump = {key: value for key, value in part.items() if key != "tree_info"}
+            if int(dump.get("max_feature_idx", -1)) + 1 != X.shape[1]:
+                return None
+            if dump.get("pandas_categorical"):
+                return None
+        if '"leaf_coeff"' in json.dumps(part["tree_info"]):
+            return None
+        trees.extend(_lightgbm_tree(info["tree_structure"]) for info in part["tree_info"])
+        del part
     if not trees:
         return None
 

@@ -206,9 +206,9 @@ class PathIndex:
 
     Parameters
     ----------
-    left, right : ndarray of int64, shape (n_nodes,)
+    left, right : ndarray of int32 or int64, shape (n_nodes,)
         Children of every node of all trees, numbered globally (``-1``: leaf).
-    feature : ndarray of int64, shape (n_nodes,)
+    feature : ndarray of int32 or int64, shape (n_nodes,)
         Column each split node tests (any value at leaves).
     roots : ndarray of int64, shape (n_trees,)
         Global number of each tree's root.
@@ -231,6 +231,7 @@ class PathIndex:
         self._intervals(n_nodes)
         self.span = int(self.tout.max()) + 1
         self.flat_rows = np.empty(n_trees * m, dtype=smallest_index_type(m))
+        self.pair_type = np.int32 if n_trees * m < 2**31 else np.int64  # pairs() returns
         # Keys below n_trees × span, in the smallest type that holds them (searches are made
         # with keys of the same type, so no converted copy is made per search).
         key_type = smallest_index_type(n_trees * self.span + 1)
@@ -239,11 +240,12 @@ class PathIndex:
             position = self.tin[leaves[:, t]]
             order = np.argsort(position, kind="stable")
             self.flat_rows[t * m : (t + 1) * m] = order
-            self.flat_keys[t * m : (t + 1) * m] = t * self.span + position[order]
-        sizes = np.diff(np.append(roots, n_nodes))
-        self.tree_of_node = np.repeat(np.arange(n_trees), sizes)
+            keys = self.flat_keys[t * m : (t + 1) * m]
+            keys[:] = position[order]
+            keys += t * self.span  # fits: key_type holds every key
         split_nodes = np.flatnonzero(self.split)
-        self.nodes_by_feature = split_nodes[np.argsort(feature[split_nodes], kind="stable")]
+        by_feature = np.argsort(feature[split_nodes], kind="stable")
+        self.nodes_by_feature = split_nodes[by_feature].astype(left.dtype)
         self.feature_start = np.searchsorted(
             feature[self.nodes_by_feature], np.arange(n_features + 1)
         )
@@ -256,17 +258,18 @@ class PathIndex:
             levels.append(level)
             inner = level[self.split[level]]
             level = np.concatenate([self.left[inner], self.right[inner]])
-        size = np.ones(n_nodes, dtype=np.int64)
+        size = np.ones(n_nodes, dtype=np.int32)  # a tree's nodes: far below 2**31
         for level in reversed(levels):
             inner = level[self.split[level]]
             size[inner] = 1 + size[self.left[inner]] + size[self.right[inner]]
-        tin = np.zeros(n_nodes, dtype=np.int64)
+        tin = np.zeros(n_nodes, dtype=np.int32)
         for level in levels:
             inner = level[self.split[level]]
             tin[self.left[inner]] = tin[inner] + 1
             tin[self.right[inner]] = tin[inner] + 1 + size[self.left[inner]]
         self.tin = tin
-        self.tout = tin + size
+        size += tin
+        self.tout = size
 
     def pairs(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, tree) pairs whose path tests one of ``cols``, ordered by tree."""
@@ -277,7 +280,8 @@ class PathIndex:
         if nodes.size == 0:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         # The rows under node n of tree t: one slice of tree t's rows sorted by leaf position.
-        base = self.tree_of_node[nodes] * self.span
+        tree = np.searchsorted(self.roots, nodes, "right") - 1  # the tree each node is in
+        base = tree.astype(np.int64) * self.span
         key_type = self.flat_keys.dtype
         lo = np.searchsorted(self.flat_keys, (base + self.tin[nodes]).astype(key_type), "left")
         hi = np.searchsorted(self.flat_keys, (base + self.tout[nodes]).astype(key_type), "left")
@@ -291,9 +295,9 @@ class PathIndex:
         lo, hi = lo[outer], hi[outer]
         lengths = hi - lo
         total = int(lengths.sum())
-        flat = np.arange(total, dtype=np.int64)
-        flat += np.repeat(lo - (np.cumsum(lengths) - lengths), lengths)
-        rows = self.flat_rows[flat].astype(np.int64)
+        flat = np.arange(total, dtype=self.pair_type)
+        flat += np.repeat(lo - (np.cumsum(lengths) - lengths), lengths).astype(self.pair_type)
+        rows = self.flat_rows[flat].astype(self.pair_type)
         flat //= self.n_rows
         return rows, flat
 
@@ -317,9 +321,10 @@ class TreePath:
         n_nodes = int(sizes.sum())
         n_out = model.n_classes_ if self.classifier else 1
         self.roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.left = np.empty(n_nodes, dtype=np.int64)
-        self.right = np.empty(n_nodes, dtype=np.int64)
-        self.feature = np.empty(n_nodes, dtype=np.int64)
+        index = np.int32 if n_nodes < 2**31 else np.int64
+        self.left = np.empty(n_nodes, dtype=index)
+        self.right = np.empty(n_nodes, dtype=index)
+        self.feature = np.empty(n_nodes, dtype=np.int32)
         self.threshold = np.empty(n_nodes, dtype=np.float64)
         self.nan_left = np.zeros(n_nodes, dtype=np.bool_)
         self.values = np.empty((n_nodes, n_out), dtype=np.float64)
@@ -398,7 +403,7 @@ class TreePath:
             X32, slot, new,
             changed, pair_rows, pair_trees, self.leaves, self.values, self.base_out,
             self.n_trees, self.single, out, self.leaves.copy(),
-            np.empty((3, pair_rows.shape[0]), dtype=np.int64), np.zeros(m, dtype=np.bool_),
+            np.empty((3, pair_rows.shape[0]), dtype=self.left.dtype), np.zeros(m, dtype=np.bool_),
             np.empty(self.values.shape[1]),
         )  # fmt: skip
         return self._format(out), np.ones(R, dtype=bool)
