@@ -25,7 +25,9 @@ memory, a one-byte lower bound of every unpermuted reduced distance is kept (a p
 (its bound plus its change) and only points that the bound cannot exclude are computed
 directly. Without those bounds such rows are recomputed at the model's cost, and a
 copy in which most rows would run out (a cost estimate made before the scan) is handed to
-the model whole. Rows that cannot be certified (below) get the model's own outputs.
+the model whole. Rows that cannot be certified (below) get the model's own outputs, except
+exact ties on small integer features: there every distance is exact and scikit-learn's
+choice among tied points follows from its heap search, which :func:`_replay` repeats.
 
 Thread count: scikit-learn's brute-force search (every Euclidean k-NN) splits the training
 points between OpenMP threads for small queries and breaks *exact* ties differently for
@@ -33,7 +35,8 @@ each thread count, so its ``permutation_importance`` differs between ``n_jobs=1`
 caller's threads) and ``n_jobs=-1`` (process workers of ``cpu_count() // n_jobs`` threads).
 The runner sets the copies' thread count (:func:`copy_threads`) around every model call, and
 this path computes the unpermuted rows' outputs the same way, so LEAP matches scikit-learn
-called with the same ``n_jobs``.
+called with the same ``n_jobs``. The strategy depends on the call's size too, so model
+calls are kept to a size searched like one copy (:func:`call_rows`).
 
 Exactness: every reduced distance here and in scikit-learn's own computation (Gram matrix
 or direct, any algorithm) is within a rigorous rounding bound ``E`` of the exact value, so
