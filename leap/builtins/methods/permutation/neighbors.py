@@ -320,7 +320,7 @@ def _scan_all_numpy(cand_idx, cand_d, low, scale, ref, off, Y, X, cols, Yg, new,
         best_i[r, rows] = np.take_along_axis(idx, order, axis=1)
 
 
-def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X, cols, new, p, bounds, merged, order, d0, known, row, heaps, heap_idx, best_d, best_i):  # fmt: skip  # noqa: E501
+def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X, cols, new, p, bounds, merged, order, d0, known, heaps, heap_idx, best_d, best_i):  # fmt: skip  # noqa: E501
     """Loop kernel (compiled by numba): scikit-learn's brute-force search replayed for the
     rows ``(rows_r[q], rows_i[q])`` of the copies, with exact arithmetic (small integers).
 
@@ -333,9 +333,10 @@ def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X,
     tied points follows from that sequence, which is repeated here. A point's reduced
     distance is its unpermuted one (exact from the kept candidates and exact codes) plus
     its change; a point known only by a lower bound is skipped where that bound cannot
-    enter the heap, else computed directly. Writes the ``k`` neighbours in scikit-learn's
-    order (``heaps``: scratch, one heap per range and the merged one), and ``inf`` after
-    them.
+    enter the heap, else its distance is computed directly and kept for the next copies of
+    the same query row (rows come sorted by query row). Writes the ``k`` neighbours in
+    scikit-learn's order (``heaps``: scratch, one heap per range and the merged one), and
+    ``inf`` after them.
     """
     n_t, n_f = Y.shape
     g = cols.shape[0]
@@ -346,17 +347,14 @@ def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X,
     for q in range(rows_r.shape[0]):
         r = rows_r[q]
         i = rows_i[q]
-        for t in range(n_t):
-            code = low[i, t]
-            d0[t] = off[i] + ref[i] * scale[code] if code != 255 else 0.0
-            known[t] = exact and code < 254
-        for j in range(L):
-            d0[cand_idx[i, j]] = cand_d[i, j]
-            known[cand_idx[i, j]] = True
-        for c in range(n_f):
-            row[c] = X[i, c]
-        for c in range(g):
-            row[cols[c]] = new[r, i, c]
+        if q == 0 or rows_i[q - 1] != i:  # rows of one query row share what is known
+            for t in range(n_t):
+                code = low[i, t]
+                d0[t] = off[i] + ref[i] * scale[code] if code != 255 else 0.0
+                known[t] = exact and code < 254
+            for j in range(L):
+                d0[cand_idx[i, j]] = cand_d[i, j]
+                known[cand_idx[i, j]] = True
         heaps[:] = np.inf
         heap_idx[:] = 0
         for s in range(n_heaps):
@@ -369,17 +367,21 @@ def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X,
                     t = heap_idx[u // k, u % k]
                 else:
                     t = u
-                    dn = d0[t]
+                    change = 0.0
                     for c in range(g):
                         yv = Y[t, cols[c]]
                         a = abs(new[r, i, c] - yv)
                         o = abs(X[i, cols[c]] - yv)
-                        dn += a * a - o * o if p == 2.0 else a - o
+                        change += a * a - o * o if p == 2.0 else a - o
+                    dn = d0[t] + change
                     if not known[t] and dn < hv[0]:  # a lower bound that may enter
-                        dn = 0.0
+                        exact_d = 0.0  # the unpermuted distance, kept for the next copies
                         for c in range(n_f):
-                            a = abs(row[c] - Y[t, c])
-                            dn += a * a if p == 2.0 else a
+                            a = abs(X[i, c] - Y[t, c])
+                            exact_d += a * a if p == 2.0 else a
+                        d0[t] = exact_d
+                        known[t] = True
+                        dn = exact_d + change
                 if dn >= hv[0]:
                     continue
                 cur = 0  # heap_push: sift the new value down from the root
@@ -1035,6 +1037,8 @@ class NeighborsPath:
     def replayed(self, cols, new, rows_r, rows_i, best_d, best_i) -> None:
         """:func:`_replay` of rows ``(rows_r, rows_i)`` of the copies with values ``new`` in
         columns ``cols``, with the OpenMP thread count model calls run with now."""
+        by_row = np.argsort(rows_i, kind="stable")  # the kernel reuses a query row's distances
+        rows_r, rows_i = rows_r[by_row], rows_i[by_row]
         n_t = self.Y.shape[0]
         bounds, merged = np.array([0, n_t]), False  # ArgKminClassMode: one pass per row
         if not self.one_pass_votes:
@@ -1044,7 +1048,7 @@ class NeighborsPath:
             rows_r, rows_i, self.cand_idx, self.cand_d, self.low, self.low_scale, self.low_ref,
             self.low_off, self.exact_codes, self.Y, self.X, cols, new, self.p, bounds, merged,
             not (self.classifier and not self.distance), np.empty(n_t),
-            np.empty(n_t, dtype=np.bool_), np.empty(self.X.shape[1]),
+            np.empty(n_t, dtype=np.bool_),
             np.empty((n_heaps, self.k)), np.empty((n_heaps, self.k), dtype=np.int64),
             best_d, best_i,
         )  # fmt: skip
