@@ -520,7 +520,9 @@ class RepredictPath:
         self.Xw = table.walk_values(X if walk_input is None else walk_input)
         # Global node numbers in the smallest type that holds them (uint16 below 65,536
         # nodes): with the path index, the largest arrays the path keeps per (row, tree).
-        self.leaves = np.ascontiguousarray(leaves, dtype=smallest_index_type(table.left.shape[0]))
+        self.leaves: np.ndarray = np.ascontiguousarray(
+            leaves, dtype=smallest_index_type(table.left.shape[0])
+        )
         self.refine = bool(refine)
         self.index = PathIndex(
             table.left, table.right, table.feature, table.roots, self.leaves, X.shape[1]
