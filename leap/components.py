@@ -19,6 +19,7 @@ from leap.errors import ConfigError
 
 if TYPE_CHECKING:
     from leap.data.result import ImportanceResult
+    from leap.data.stats import UnitMoments
 
 
 @dataclass
@@ -126,6 +127,10 @@ class MethodScores(NamedTuple):
     repeats (its weighted mean is the group's mean importance); ``rows`` are the indices
     of those rows in the ``X`` given (``None``: all rows, in order); ``measurable`` is
     false for a group whose columns are all constant over those rows.
+    ``unit_moments`` (a :class:`leap.data.stats.UnitMoments`) may stand in for
+    ``row_differences``: their mean and spread over the test's units, already formed with
+    the run's weights, and over participants for a method that declares ``participants``
+    among its ``options`` (the engine then passes the ids). It is used when given.
     """
 
     baseline: float | None
@@ -133,6 +138,7 @@ class MethodScores(NamedTuple):
     row_differences: np.ndarray | None = None
     rows: np.ndarray | None = None
     measurable: np.ndarray | None = None
+    unit_moments: UnitMoments | None = None
 
 
 @runtime_checkable
@@ -177,6 +183,8 @@ class ImportanceMethod(Protocol):
 
     A method may declare ``quantity``: what one importance value is, in words (e.g.
     ``"mean |SHAP|"``); labels then say that instead of "drop in the score when permuted".
+    It may declare ``options``, keywords its ``compute`` accepts besides these; the only
+    one the engine passes today is ``participants`` (one id per row of ``X``, or ``None``).
     """
 
     name: str

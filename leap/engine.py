@@ -176,12 +176,16 @@ class Engine(PluginHost):
             counted = PROGRESS_UNITS.get(grouping.name, "groups") if grouping else "features"
             settings = settings.replace(progress=counted)
         component = self.methods.get(method)
+        extra = {}
+        if "participants" in getattr(component, "options", ()):
+            extra["participants"] = participants
         scores = component.compute(
             estimator,
             X,
             y,
             groups=None if grouping is None else grouping.indices,
             **settings.method_keywords(),
+            **extra,
         )
         if not isinstance(scores, Mapping) or not scores:
             raise LeapError(
@@ -305,10 +309,14 @@ def _declaring(engine: Engine, option: str) -> list[str]:
 def _with_inference(
     result: ImportanceResult, scores: Any, participants: Any, settings: MethodSettings
 ) -> ImportanceResult:
-    """Attach the tests of importance > 0 where the method gave per-row differences."""
+    """Attach the tests of importance > 0 where the method gave their moments or per-row
+    differences."""
     measurable = getattr(scores, "measurable", None)
     if measurable is not None:
         result.measurable = measurable
+    moments = getattr(scores, "unit_moments", None)
+    if moments is not None:
+        return result.add_moments(moments)
     differences = getattr(scores, "row_differences", None)
     if differences is None:
         return result

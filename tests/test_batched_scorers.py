@@ -198,10 +198,17 @@ def test_row_differences_are_kept_as_group_means(scoring):
         model = Ridge().fit(X, y)
     X = X.copy()
     X[:, 3] = 1.0  # a constant column: answered without predicting
-    ours = _leap(model, X, y, scoring, 8, sample_weight=w)
+    (ours,) = (
+        PermutationMethod(keep_row_differences=True)
+        .compute(model, X, y, scoring=scoring, n_repeats=4, random_state=8, sample_weight=w)
+        .values()
+    )
     assert ours.row_differences is not None
     means = np.average(ours.row_differences, axis=1, weights=w)
     np.testing.assert_allclose(means, ours.importances.mean(axis=1), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        ours.unit_moments.mean, ours.importances.mean(axis=1), rtol=0, atol=1e-12
+    )
 
 
 @pytest.mark.slow

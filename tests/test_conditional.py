@@ -27,9 +27,8 @@ def _proxy_data(seed=0, n=1000):
 def _run(method, model, X, y, groups=None, names=None):
     (scores,) = method.compute(model, X, y, groups=groups, n_repeats=5, random_state=0).values()
     names = names or [f"g{i}" for i in range(scores.importances.shape[0])]
-    return ImportanceResult(scores.importances, names).add_inference(
-        scores.row_differences, measurable=scores.measurable
-    )
+    result = ImportanceResult(scores.importances, names, measurable=scores.measurable)
+    return result.add_moments(scores.unit_moments)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +123,7 @@ def test_dataframes_classifiers_custom_regressor_and_opaque_scorers():
     y = (y_reg > 0).astype(int)
     frame = pd.DataFrame(X, columns=["cause", "proxy", "n1", "n2"])
     model = LogisticRegression().fit(frame, y)
-    method = ConditionalMethod(regressor=LinearRegression(), cv=3)
+    method = ConditionalMethod(regressor=LinearRegression(), cv=3, keep_row_differences=True)
     for scoring in (None, "accuracy", "roc_auc", lambda est, X_, y_: float(est.score(X_, y_))):
         (scores,) = method.compute(
             model, frame, y, scoring=scoring, n_repeats=3, random_state=0
@@ -136,7 +135,7 @@ def test_dataframes_classifiers_custom_regressor_and_opaque_scorers():
                 scores.row_differences.mean(axis=1), scores.importances.mean(axis=1), atol=1e-12
             )
         else:
-            assert scores.row_differences is None
+            assert scores.row_differences is None and scores.unit_moments is None
 
 
 def test_registered_as_a_builtin():
@@ -206,7 +205,7 @@ def test_linear_fast_path_gives_the_models_own_results(seed, n_classes):
         for groups in (None, [[0, 1], [2, 3, 4], [5], [6, 7]]):
             for scoring in (None, "balanced_accuracy"):
                 fast, slow = (
-                    ConditionalMethod(fast_paths=flag)
+                    ConditionalMethod(fast_paths=flag, keep_row_differences=True)
                     .compute(model, X[150:], y[150:], groups=groups, scoring=scoring,
                              n_repeats=4, random_state=seed)["score" if scoring is None
                                                             else scoring]
@@ -214,6 +213,7 @@ def test_linear_fast_path_gives_the_models_own_results(seed, n_classes):
                 )  # fmt: skip
                 np.testing.assert_array_equal(fast.importances, slow.importances)
                 np.testing.assert_array_equal(fast.row_differences, slow.row_differences)
+                np.testing.assert_array_equal(fast.unit_moments.sd, slow.unit_moments.sd)
 
 
 def test_conditional_nulls_and_proxies_flagged_at_no_more_than_the_nominal_fdr():

@@ -13,14 +13,13 @@ from sklearn.tree import DecisionTreeClassifier
 
 from leap.builtins.methods.permutation.method import PermutationMethod
 from leap.data.result import ImportanceResult
-from leap.data.stats import bh_qvalues, infer, one_sided_test, unit_means
+from leap.data.stats import bh_qvalues, one_sided_test, t_test, unit_means, unit_moments
 
 
 def _result(scores, names=None):
     names = names or [f"x{i}" for i in range(scores.importances.shape[0])]
-    return ImportanceResult(scores.importances, names).add_inference(
-        scores.row_differences, measurable=scores.measurable
-    )
+    result = ImportanceResult(scores.importances, names, measurable=scores.measurable)
+    return result.add_moments(scores.unit_moments)
 
 
 # -- the statistics themselves ------------------------------------------------------------
@@ -70,9 +69,9 @@ def test_participants_are_the_units_when_given():
     w = np.array([1.0, 3.0, 1.0, 1.0, 1.0, 1.0])
     values, _ = unit_means(d, ids, w)
     np.testing.assert_allclose(values, [[2.5, 2.0, 6.0]], rtol=0, atol=1e-12)
-    inference = infer(d, participants=ids)
+    inference = t_test(unit_moments(d, participants=ids))
     assert (inference.unit, inference.n_units, inference.df) == ("participant", 3, 2)
-    single = infer(d, participants=np.array(["a"] * 6))  # one participant: over rows
+    single = t_test(unit_moments(d, participants=np.array(["a"] * 6)))  # one: over rows
     assert (single.unit, single.n_units) == ("row", 6)
 
 
@@ -94,7 +93,7 @@ def test_row_differences_average_to_the_importance_classification(scoring, weigh
     w = np.random.default_rng(0).uniform(0.5, 2.0, 200) if weighted else None
     for model in (LogisticRegression().fit(X, y), DecisionTreeClassifier(random_state=0).fit(X, y)):
         (scores,) = (
-            PermutationMethod()
+            PermutationMethod(keep_row_differences=True)
             .compute(model, X, y, scoring=scoring, n_repeats=4, random_state=3, sample_weight=w)
             .values()
         )
@@ -114,7 +113,7 @@ def test_row_differences_average_to_the_importance_regression(scoring):
     X, y = make_regression(150, 4, random_state=1)
     model = Ridge().fit(X, y)
     (scores,) = (
-        PermutationMethod()
+        PermutationMethod(keep_row_differences=True)
         .compute(model, X, y, scoring=scoring, n_repeats=3, random_state=0)
         .values()
     )
@@ -131,18 +130,67 @@ def test_scorers_that_are_not_a_mean_over_rows_give_no_p_value():
             .compute(model, X, y, scoring=scoring, n_repeats=2, random_state=0)
             .values()
         ):
-            assert scores.row_differences is None
+            assert scores.row_differences is None and scores.unit_moments is None
 
 
 def test_max_samples_rows_are_reported():
     X, y = make_classification(100, 3, n_informative=2, n_redundant=0, random_state=0)
     model = LogisticRegression().fit(X, y)
     (scores,) = (
-        PermutationMethod()
+        PermutationMethod(keep_row_differences=True)
         .compute(model, X, y, n_repeats=2, random_state=0, max_samples=40)
         .values()
     )
     assert scores.rows.shape == (40,) and scores.row_differences.shape == (3, 40)
+    assert scores.unit_moments.mean.shape == (3,) and scores.unit_moments.n_units == 40
+
+
+@pytest.mark.parametrize(
+    "scoring", ["accuracy", "balanced_accuracy", "r2", "neg_mean_absolute_error"]
+)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("with_ids", [False, True])
+def test_moments_without_the_table_equal_those_of_the_table(scoring, weighted, with_ids):
+    # The default run keeps no (groups x rows) table: the moments it reduces each group to
+    # as it completes must be the table's, bitwise, with weights, participants, max_samples.
+    rng = np.random.default_rng(4)
+    if scoring == "r2":
+        X, y = make_regression(180, 7, random_state=2)
+        model = Ridge().fit(X, y)
+    else:
+        X, y = make_classification(180, 7, n_informative=3, random_state=2)
+        model = LogisticRegression().fit(X, y)
+    X[:, 6] = 1.0  # a constant column: its group is answered without a copy
+    w = rng.uniform(0.2, 3.0, 180) if weighted else None
+    ids = rng.choice(["P1", "P2", "P3", "P4"], 180) if with_ids else None
+    common = dict(scoring=scoring, n_repeats=3, random_state=1, sample_weight=w, max_samples=150)
+    (lean,) = PermutationMethod().compute(model, X, y, participants=ids, **common).values()
+    (full,) = (
+        PermutationMethod(keep_row_differences=True)
+        .compute(model, X, y, participants=ids, **common)
+        .values()
+    )
+    assert lean.row_differences is None and full.row_differences.shape == (7, 150)
+    used = None if ids is None else ids[full.rows]
+    w_used = None if w is None else w[full.rows]
+    expected = unit_moments(full.row_differences, used, w_used)
+    for found in (lean.unit_moments, full.unit_moments):
+        np.testing.assert_array_equal(found.mean, expected.mean)
+        np.testing.assert_array_equal(found.sd, expected.sd)
+        assert (found.unit, found.n_units) == (expected.unit, expected.n_units)
+    assert expected.unit == ("participant" if with_ids else "row")
+    if not with_ids:  # over rows, the mean is the importance
+        mean = np.average(full.row_differences, axis=1, weights=w_used)
+        np.testing.assert_allclose(expected.mean, mean, rtol=0, atol=1e-12)
+
+
+def test_participant_ids_of_the_wrong_length_are_refused():
+    from leap.errors import LeapError
+
+    X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
+    model = LogisticRegression().fit(X, y)
+    with pytest.raises(LeapError, match="59 participant ids for the 60 rows"):
+        PermutationMethod().compute(model, X, y, n_repeats=2, participants=["a"] * 59)
 
 
 # -- the result --------------------------------------------------------------------------
@@ -251,11 +299,15 @@ def tested_demo():
     held = np.isin(data.participants, np.unique(data.participants)[-6:])
     model = LogisticRegression(C=0.05, max_iter=2000).fit(data.X[~held], data.y[~held])
     X, y, ids = data.X[held], data.y[held], data.participants[held]
-    (scores,) = PermutationMethod().compute(model, X, y, n_repeats=5, random_state=0).values()
-    result = ImportanceResult.from_layout(scores.importances, data.layout, scoring="accuracy")
-    return result.add_inference(
-        scores.row_differences, participants=ids, measurable=scores.measurable
-    ), data
+    (scores,) = (
+        PermutationMethod()
+        .compute(model, X, y, n_repeats=5, random_state=0, participants=ids)
+        .values()
+    )
+    result = ImportanceResult.from_layout(
+        scores.importances, data.layout, scoring="accuracy", measurable=scores.measurable
+    )
+    return result.add_moments(scores.unit_moments), data
 
 
 def test_report_headline_counts_discoveries(tested_demo, tmp_path):
@@ -290,3 +342,39 @@ def test_heatmaps_hatch_unmeasurable_cells(tested_demo, tmp_path):
     hatched = [p for p in fig.axes[0].patches if p.get_hatch() == "///"]
     assert len(hatched) == 2 * 75  # each unmeasurable pair, both triangles
     assert (tmp_path / "h.png").stat().st_size > 10_000
+
+
+def test_a_method_handing_over_its_table_is_tested_as_the_built_in():
+    """A plugin method without the ``participants`` option returns per-row differences;
+    the engine forms the participants' means from them. Its p-values equal those of the
+    built-in method, which gets the ids and keeps only the moments."""
+    from leap import Engine, hookimpl
+    from leap.components import MethodScores
+
+    class Tabled:
+        name = "tabled"
+
+        def compute(self, estimator, X, y, **options):
+            found = PermutationMethod(keep_row_differences=True).compute(estimator, X, y, **options)
+            return {
+                metric: MethodScores(s.baseline, s.importances, s.row_differences, s.rows)
+                for metric, s in found.items()
+            }
+
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def register_methods(register):
+            register(Tabled())
+
+    X, y = make_classification(160, 6, n_informative=3, random_state=5)
+    model = LogisticRegression().fit(X, y)
+    ids = np.repeat([f"P{i}" for i in range(8)], 20)
+    engine = Engine()
+    engine.register(Plugin)
+    common = dict(n_repeats=3, random_state=0, participants=ids, max_samples=120)
+    built_in = engine.compute(model, X, y, method="permutation", **common)
+    tabled = engine.compute(model, X, y, method="tabled", **common)
+    assert built_in.inference.unit == tabled.inference.unit == "participant"
+    np.testing.assert_array_equal(built_in.p_value, tabled.p_value)
+    np.testing.assert_array_equal(built_in.inference.se, tabled.inference.se)

@@ -16,7 +16,15 @@ import pandas as pd
 from leap.data.aggregates import AGGREGATIONS
 from leap.data.files import atomic_path, existing_file
 from leap.data.layout import LEAP_SENSORS, ChannelPair, SensorLayout
-from leap.data.stats import Inference, bh_qvalues, includes_zero, infer, t_interval
+from leap.data.stats import (
+    Inference,
+    UnitMoments,
+    bh_qvalues,
+    includes_zero,
+    t_interval,
+    t_test,
+    unit_moments,
+)
 from leap.errors import InputFileError, ResultFormatError, one_line
 
 if TYPE_CHECKING:
@@ -288,12 +296,17 @@ class ImportanceResult:
                 f"differences must have shape (n_features={len(self.feature_names)}, n_rows), "
                 f"got {differences.shape}"
             )
-        self.inference = infer(
-            differences,
-            participants=participants,
-            sample_weight=sample_weight,
-            measurable=self.is_measurable,
-        )
+        return self.add_moments(unit_moments(differences, participants, sample_weight))
+
+    def add_moments(self, moments: UnitMoments) -> ImportanceResult:
+        """Test "importance > 0" from the rows' moments over the test's units (as
+        :meth:`add_inference`, with the per-row differences already reduced)."""
+        if moments.mean.shape != (len(self.feature_names),):
+            raise ValueError(
+                f"moments must have shape (n_features={len(self.feature_names)},), "
+                f"got {moments.mean.shape}"
+            )
+        self.inference = t_test(moments, measurable=self.is_measurable)
         self.p_value = self.inference.p_value
         self.q_value = bh_qvalues(self.p_value)
         self.ci = None

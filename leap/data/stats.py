@@ -75,56 +75,141 @@ class Inference:
         return {"test": "one-sided t", "unit": self.unit, "n_units": self.n_units}
 
 
-def unit_means(
-    differences: np.ndarray,
-    participants: Any = None,
-    sample_weight: Any = None,
-) -> tuple[np.ndarray, str]:
-    """Per-unit (weighted) means of per-row differences: ``(values, unit)``.
+@dataclass
+class UnitMoments:
+    """Per row of a result: the mean and spread of its values over the test's units.
 
-    ``differences`` has shape ``(n_rows_of_result, n_data_rows)``. With participant ids
-    (one per data row), the units are the participants and each gets the weighted mean
-    of its rows; otherwise the units are the data rows, and with weights each row's
-    difference is scaled so that the plain mean over rows is the weighted mean.
-    Returns ``values`` of shape ``(n_rows_of_result, n_units)``.
+    All a one-sided t-test and its interval need, so a method can reduce each group's
+    per-row differences as soon as they are known instead of holding them all
+    (:class:`UnitTally`).
+
+    Attributes
+    ----------
+    mean, sd : ndarray of shape (n_rows,)
+        Mean and standard deviation (``ddof=1``; NaN with fewer than two units) of the
+        values over the units.
+    unit : str
+        ``"row"`` or ``"participant"``.
+    n_units : int
+        Number of units.
+    """
+
+    mean: np.ndarray
+    sd: np.ndarray
+    unit: str
+    n_units: int
+
+
+class UnitTally:
+    """Reduces per-row differences, one row of a result at a time, to :class:`UnitMoments`.
+
+    ``n_data_rows`` differences per row of the result (the data rows the method used).
+    With participant ids (one per data row, two or more participants) the units are the
+    participants, each the weighted mean of its rows (a participant whose rows weigh
+    nothing in total is left out); otherwise the units are the data rows, each difference
+    scaled by ``w / mean(w)`` so that the plain mean over rows is the weighted mean.
+    """
+
+    def __init__(
+        self, n_rows: int, n_data_rows: int, participants: Any = None, sample_weight: Any = None
+    ) -> None:
+        n = n_data_rows
+        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (n,):
+            raise ValueError(f"{w.shape[0]} weights for {n} rows of differences")
+        self.unit, self.n_units = ROW_UNIT, n
+        self._weights = w
+        self._scale = None if sample_weight is None else w / w.mean()
+        if participants is not None:
+            ids = np.asarray(participants)
+            if ids.shape[0] != n:
+                raise ValueError(f"{ids.shape[0]} participant ids for {n} rows of differences")
+            _, codes = np.unique(ids.astype(str), return_inverse=True)
+            codes = codes.reshape(-1)
+            if codes.max(initial=-1) >= 1:  # two or more participants
+                self.unit = PARTICIPANT_UNIT
+                self._total = np.bincount(codes, weights=w)
+                self._members = [np.flatnonzero(codes == j) for j in range(self._total.size)]
+                self.n_units = int((self._total != 0).sum())
+        self.mean = np.full(n_rows, np.nan)
+        self.sd = np.full(n_rows, np.nan)
+
+    def values(self, differences: np.ndarray) -> np.ndarray:
+        """The units' values for one row of differences (shape ``(n_data_rows,)``);
+        NaN for a participant whose rows weigh nothing."""
+        d = np.asarray(differences, dtype=np.float64)
+        if self.unit == PARTICIPANT_UNIT:
+            w = self._weights
+            sums = np.array([d[m] @ w[m] for m in self._members])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return sums / self._total
+        return d if self._scale is None else d * self._scale
+
+    def add(self, index: int, differences: np.ndarray) -> None:
+        """Reduce row ``index`` of the result's differences."""
+        v = self.values(differences)
+        if self.unit == PARTICIPANT_UNIT:
+            v = v[self._total != 0]
+        if v.size:
+            self.mean[index] = v.mean()
+        if v.size >= 2:
+            self.sd[index] = v.std(ddof=1)
+
+    def moments(self) -> UnitMoments:
+        """The moments of every row added so far (NaN for rows not added)."""
+        return UnitMoments(self.mean, self.sd, self.unit, self.n_units)
+
+
+def unit_means(
+    differences: np.ndarray, participants: Any = None, sample_weight: Any = None
+) -> tuple[np.ndarray, str]:
+    """Per-unit values of per-row differences (see :class:`UnitTally`): ``(values, unit)``.
+
+    ``differences`` has shape ``(n_rows_of_result, n_data_rows)``; ``values`` has shape
+    ``(n_rows_of_result, n_units)``, participants in sorted order of their ids.
     """
     d = np.asarray(differences, dtype=np.float64)
-    n = d.shape[1]
-    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    if participants is not None:
-        ids = np.asarray(participants)
-        if ids.shape[0] != n:
-            raise ValueError(f"{ids.shape[0]} participant ids for {n} rows of differences")
-        _, codes = np.unique(ids.astype(str), return_inverse=True)
-        if codes.max(initial=-1) >= 1:  # two or more participants
-            k = int(codes.max()) + 1
-            weight = np.bincount(codes, weights=w, minlength=k)
-            sums = np.zeros((d.shape[0], k))
-            for j in range(k):  # k is small (participants); d rows are long
-                sums[:, j] = d[:, codes == j] @ w[codes == j]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return sums / weight, PARTICIPANT_UNIT
-    if sample_weight is None:
+    tally = UnitTally(d.shape[0], d.shape[1], participants, sample_weight)
+    if tally.unit == ROW_UNIT and sample_weight is None:
         return d, ROW_UNIT
-    return d * (w / w.mean()), ROW_UNIT
+    return np.array([tally.values(row) for row in d]).reshape(d.shape[0], -1), tally.unit
+
+
+def unit_moments(
+    differences: np.ndarray, participants: Any = None, sample_weight: Any = None
+) -> UnitMoments:
+    """:class:`UnitMoments` of per-row differences of shape ``(n_rows_of_result, n_data_rows)``."""
+    d = np.asarray(differences, dtype=np.float64)
+    tally = UnitTally(d.shape[0], d.shape[1], participants, sample_weight)
+    for i, row in enumerate(d):
+        tally.add(i, row)
+    return tally.moments()
 
 
 def one_sided_test(values: np.ndarray, unit: str = ROW_UNIT, measurable: Any = None) -> Inference:
-    """One-sided t-test of "mean > 0" for each row of ``values`` (shape ``(n_rows, n_units)``).
+    """One-sided t-test of "mean > 0" for each row of ``values`` (shape ``(n_rows, n_units)``)."""
+    v = np.asarray(values, dtype=np.float64)
+    n_rows, n = v.shape
+    mean = v.mean(axis=1) if n else np.full(n_rows, np.nan)
+    sd = v.std(axis=1, ddof=1) if n >= 2 else np.full(n_rows, np.nan)
+    return t_test(UnitMoments(mean, sd, unit, n), measurable)
+
+
+def t_test(moments: UnitMoments, measurable: Any = None) -> Inference:
+    """One-sided t-test of "mean > 0" for each row of a result, from its unit moments.
 
     A row whose values are all zero gets p = 1 (no evidence); a row with zero spread and a
     positive mean gets p = 0. Rows marked not ``measurable`` get NaN.
     """
     from scipy import stats
 
-    v = np.asarray(values, dtype=np.float64)
-    n_rows, n = v.shape
-    mean = v.mean(axis=1) if n else np.full(n_rows, np.nan)
+    n = moments.n_units
+    mean = np.asarray(moments.mean, dtype=np.float64)
     if n >= 2:
-        se = v.std(axis=1, ddof=1) / math.sqrt(n)
+        se = np.asarray(moments.sd, dtype=np.float64) / math.sqrt(n)
     else:
-        se = np.full(n_rows, np.nan)
-    p = np.full(n_rows, np.nan)
+        se = np.full(mean.shape, np.nan)
+    p = np.full(mean.shape, np.nan)
     if n >= 2:
         with np.errstate(invalid="ignore", divide="ignore"):
             t = mean / se
@@ -133,7 +218,7 @@ def one_sided_test(values: np.ndarray, unit: str = ROW_UNIT, measurable: Any = N
         p[flat] = np.where(mean[flat] > 0, 0.0, 1.0)
     if measurable is not None:
         p[~np.asarray(measurable, dtype=bool)] = np.nan
-    return Inference(mean, se, max(n - 1, 0), p, unit, n)
+    return Inference(mean, se, max(n - 1, 0), p, moments.unit, n)
 
 
 def bh_qvalues(p_values: Any) -> np.ndarray:
@@ -162,12 +247,8 @@ def infer(
     sample_weight: Any = None,
     measurable: Any = None,
 ) -> Inference:
-    """:func:`one_sided_test` over the units :func:`unit_means` forms from ``differences``."""
-    values, unit = unit_means(differences, participants, sample_weight)
-    if unit == PARTICIPANT_UNIT:
-        keep = ~np.isnan(values).any(axis=0)  # a participant with zero total weight
-        values = values[:, keep]
-    return one_sided_test(values, unit, measurable)
+    """:func:`t_test` over the units formed from per-row ``differences``."""
+    return t_test(unit_moments(differences, participants, sample_weight), measurable)
 
 
 def t_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

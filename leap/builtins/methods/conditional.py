@@ -70,9 +70,13 @@ class ConditionalMethod:
     fast_paths : bool
         Use the certified linear-label fast path where it applies (linear classifiers
         scored on labels); ``False`` hands every copy to the model.
+    keep_row_differences : bool
+        Also return the ``(groups, rows)`` per-row differences, as the ``permutation``
+        method's option of that name; by default only their moments are kept.
     """
 
     name = "conditional"
+    options = ("participants",)
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class ConditionalMethod:
         cv: int = DEFAULT_FOLDS,
         max_batch_bytes: int | None = None,
         fast_paths: bool = True,
+        keep_row_differences: bool = False,
     ) -> None:
         if int(cv) < 2:
             raise ValueError(f"cv must be at least 2, got {cv}")
@@ -89,6 +94,7 @@ class ConditionalMethod:
         self.cv = int(cv)
         self.max_batch_bytes = max_batch_bytes
         self.fast_paths = bool(fast_paths)
+        self.keep_row_differences = bool(keep_row_differences)
 
     def compute(
         self,
@@ -104,13 +110,15 @@ class ConditionalMethod:
         max_samples: float | int = 1.0,
         n_jobs: int | None = None,
         progress: bool | str = False,
+        participants: Any = None,
     ) -> dict[str, Any]:
         """Conditional importances of each column (or group) of ``X`` for ``estimator``.
 
         Returns one :class:`~leap.components.MethodScores` per metric, as the
         ``permutation`` method does: ``importances`` of shape ``(n_groups, n_repeats)``
-        (baseline score minus the score of the conditionally permuted copy), per-row
-        differences where the scorer is a mean over rows, and which groups are measurable.
+        (baseline score minus the score of the conditionally permuted copy), the moments
+        of the per-row differences (over ``participants`` when given) where the scorer is
+        a mean over rows, and which groups are measurable.
         """
         import numpy as np
         import pandas as pd
@@ -130,7 +138,7 @@ class ConditionalMethod:
             resolve_max_samples,
             take_rows,
         )
-        from leap.builtins.methods.permutation.scoring import measurable_groups, row_differences
+        from leap.builtins.methods.permutation.scoring import RowShares, measurable_groups
         from leap.builtins.methods.residuals import ResidualShift, numeric_matrix, plan_copies
         from leap.components import MethodScores
 
@@ -176,7 +184,11 @@ class ConditionalMethod:
         for cols in column_groups:
             blocks.append(np.arange(start, start + cols.size, dtype=np.intp))
             start += cols.size
-        permuted = run_all(ctx, blocks, n_jobs=n_jobs, progress=progress)
+        shares = RowShares(
+            ctx.sub_score, len(blocks), participants=take_rows(participants, rows),
+            sample_weight=w_used, keep=self.keep_row_differences,
+        )  # fmt: skip
+        permuted = run_all(ctx, blocks, n_jobs=n_jobs, progress=progress, shares=shares)
         measurable = measurable_groups(constant_columns(used), column_groups)
         if isinstance(baseline, dict):
             return {
@@ -191,9 +203,10 @@ class ConditionalMethod:
         scores = MethodScores(
             baseline,
             baseline - np.array(permuted, dtype=np.float64),
-            row_differences=row_differences(ctx.sub_score, permuted),
+            row_differences=shares.table,
             rows=rows,
             measurable=measurable,
+            unit_moments=shares.moments(),
         )
         return {metric_name(scoring): scores}
 

@@ -34,9 +34,9 @@ from leap.builtins.methods.permutation.schedule import (
 )
 from leap.builtins.methods.permutation.scoring import (
     AccuracyCounter,
+    RowShares,
     measurable_groups,
     plan_scorer,
-    row_differences,
     score_outputs,
     share_rows,
 )
@@ -78,17 +78,28 @@ class PermutationMethod:
         Cap on the bytes of stacked permuted copies per ``predict`` call and worker
         (default :data:`~leap.builtins.methods.permutation.copies.MAX_BATCH_BYTES`, 1 MiB; a batch
         always holds at least one copy).
+    keep_row_differences : bool
+        Also return the ``(groups, rows)`` table of per-row differences
+        (``MethodScores.row_differences``), for analyses of one's own; by default only
+        their moments over the test's units are kept (``MethodScores.unit_moments``), which
+        is all the tests of importance need and costs no table the size of ``X``.
+
+    ``compute`` takes ``participants`` (one id per row of ``X``, declared in
+    :attr:`options`): the moments are then over participants, as the engine's tests are.
     """
 
     name = "permutation"
+    options = ("participants",)
 
     def __init__(
         self,
         fast_paths: Sequence[FastPathFactory] | None = None,
         max_batch_bytes: int = MAX_BATCH_BYTES,
+        keep_row_differences: bool = False,
     ) -> None:
         self.fast_paths = tuple(DEFAULT_FAST_PATHS if fast_paths is None else fast_paths)
         self.max_batch_bytes = int(max_batch_bytes)
+        self.keep_row_differences = bool(keep_row_differences)
 
     def compute(
         self,
@@ -104,6 +115,7 @@ class PermutationMethod:
         max_samples: float | int = 1.0,
         n_jobs: int | None = None,
         progress: bool | str = False,
+        participants: Any = None,
     ) -> dict[str, MethodScores]:
         """Importances of each column (or group of columns) of ``X`` for ``estimator``.
 
@@ -122,6 +134,7 @@ class PermutationMethod:
                 estimator, X, y, groups=groups, scoring=scoring, n_repeats=n_repeats,
                 random_state=random_state, sample_weight=sample_weight,
                 max_samples=max_samples, n_jobs=n_jobs, progress=progress,
+                participants=participants,
             )  # fmt: skip
 
     def _compute(
@@ -138,6 +151,7 @@ class PermutationMethod:
         max_samples: float | int,
         n_jobs: int | None,
         progress: bool | str,
+        participants: Any,
     ) -> dict[str, MethodScores]:
         if not hasattr(X, "iloc"):
             X = check_array(X, ensure_all_finite="allow-nan", dtype=None)
@@ -146,6 +160,8 @@ class PermutationMethod:
         n_used = resolve_max_samples(max_samples, n_samples)
         schedule = make_schedule(seed, n_samples, n_repeats, n_used)
         column_groups = check_groups(groups, n_features)
+        if participants is not None and len(participants) != n_samples:
+            raise LeapError(f"{len(participants)} participant ids for the {n_samples} rows of X")
         scorer = check_scoring(estimator, scoring=scoring)
         baseline = weighted_score(scorer, estimator, X, y, sample_weight)
 
@@ -166,7 +182,11 @@ class PermutationMethod:
             constant=constant_columns(X_used), capacity=capacity,
         )  # fmt: skip
         self._plan(ctx)
-        permuted = run_all(ctx, column_groups, n_jobs=n_jobs, progress=progress)
+        shares = RowShares(
+            ctx.sub_score, len(column_groups), participants=take_rows(participants, schedule.rows),
+            sample_weight=w_used, keep=self.keep_row_differences,
+        )  # fmt: skip
+        permuted = run_all(ctx, column_groups, n_jobs=n_jobs, progress=progress, shares=shares)
 
         if isinstance(baseline, dict):
             return {
@@ -179,9 +199,10 @@ class PermutationMethod:
         scores = MethodScores(
             baseline,
             baseline - np.array(permuted),
-            row_differences=row_differences(ctx.sub_score, permuted),
+            row_differences=shares.table,
             rows=schedule.rows,
             measurable=measurable_groups(ctx.constant, column_groups),
+            unit_moments=shares.moments(),
         )
         return {metric_name(scoring): scores}
 

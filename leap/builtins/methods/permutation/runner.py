@@ -29,8 +29,8 @@ from leap.builtins.methods.permutation.fastpaths import FastPath
 from leap.builtins.methods.permutation.neighbors import call_rows, copy_threads
 from leap.builtins.methods.permutation.scoring import (
     AccuracyCounter,
+    RowShares,
     ScorerPlan,
-    ShareTable,
     compact_shares,
     score_outputs,
 )
@@ -268,7 +268,7 @@ def _fast_path_pays(
     work: list[Item],
     results: list,
     declined: dict[int, list[int]],
-    table: ShareTable,
+    shares: RowShares,
 ) -> tuple[bool, list[Item]]:
     """Time a group through the fast path and one through the model; keep the faster.
 
@@ -277,9 +277,7 @@ def _fast_path_pays(
     group (which may pay a compilation) is timed once more before it is given up.
     """
     n_repeats = ctx.orders.shape[0]
-    into = (results, declined, table)
-    # The model goes first: its batch of stacked copies and its own temporaries are then
-    # gone before the first completed group makes the table of per-row shares.
+    into = (results, declined, shares)
     model, _ = _run_here(replace(ctx, fast=None), work[:1], *into)
     fast, refused = _run_here(ctx, work[1:2], *into)
     fast += model * refused / max(1, n_repeats)
@@ -295,14 +293,14 @@ def _run_here(
     items: list[Item],
     results: list,
     declined: dict[int, list[int]],
-    table: ShareTable,
+    shares: RowShares,
 ) -> tuple[float, int]:
     """Run ``items`` in this thread into ``results`` (declined copies noted); the seconds
     taken and the number of copies declined (for the cost models)."""
     start = time.perf_counter()
     done, refused = run_task(ctx, items)
     elapsed = time.perf_counter() - start
-    _fill(results, done, table)
+    _fill(results, done, shares)
     for index, r in refused:
         declined.setdefault(index, []).append(r)
     return elapsed, len(refused)
@@ -313,7 +311,7 @@ def _chunks(items: list, n_chunks: int) -> list[list]:
     return [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def _fill(results: list, done: list[tuple[int, list]], table: ShareTable) -> None:
+def _fill(results: list, done: list[tuple[int, list]], shares: RowShares) -> None:
     for index, group_scores in done:
         if results[index] is None:
             results[index] = group_scores
@@ -322,7 +320,7 @@ def _fill(results: list, done: list[tuple[int, list]], table: ShareTable) -> Non
                 if value is not None:
                     results[index][r] = value
         if all(value is not None for value in results[index]):  # complete: keep mean shares
-            results[index] = table.adopt(index, compact_shares(results[index]))
+            results[index] = shares.adopt(index, results[index])
 
 
 #: Seconds a process pool costs before it saves any (waking or starting the workers, and
@@ -362,6 +360,7 @@ def run_all(
     *,
     n_jobs: int | None,
     progress: bool | str,
+    shares: RowShares,
 ) -> list[list]:
     """Scores of every repeat of every group, in group order, computed by joblib workers.
 
@@ -370,7 +369,8 @@ def run_all(
     job is too small for a pool to pay (:func:`pool_pays`, with the measured time of the
     first group), in which case it runs in this thread. The
     copies a fast path declines (ties, near-ties) are evaluated afterwards in this thread,
-    so the model's own threads (OpenMP, BLAS) never compete with LEAP's.
+    so the model's own threads (OpenMP, BLAS) never compete with LEAP's. Each group's
+    scores are handed to ``shares`` as soon as all its repeats are in.
     """
     n_groups = len(groups)
     n_repeats = ctx.orders.shape[0]
@@ -379,11 +379,10 @@ def run_all(
     if limit is not None:  # stacked copies would be searched otherwise than one copy
         ctx = replace(ctx, capacity=max(1, min(ctx.capacity, limit // ctx.X.shape[0])))
     results: list[list | None] = [None] * n_groups
-    table = ShareTable(n_groups)
     work: list[Item] = []
     for index, cols in enumerate(groups):
         if _trivial(ctx, cols):  # nothing to predict: answer here, keep tasks balanced
-            results[index] = [ctx.sub_score] * n_repeats
+            results[index] = shares.adopt(index, [ctx.sub_score] * n_repeats)
         else:
             work.append((index, cols, range(n_repeats)))
     n_workers = max(1, effective_n_jobs(n_jobs))
@@ -398,7 +397,7 @@ def run_all(
             # tails, ties) it may cost more than the model; then the model answers the rest.
             # A path whose work is a part of the model's own (``bounded_by_model``) is not
             # timed: the trial would cost one group of model calls and could only agree.
-            pays, work = _fast_path_pays(ctx, work, results, declined, table)
+            pays, work = _fast_path_pays(ctx, work, results, declined, shares)
             bar.update(n_groups - len(work) - bar.n)
             if not pays:
                 ctx = replace(ctx, fast=None)
@@ -408,14 +407,14 @@ def run_all(
             # milliseconds per group) loses more to the GIL and a thread team than a second
             # core gives back, so the first groups are timed here and the rest stay here
             # when they would take less than THREADS_MIN_SECONDS.
-            elapsed, _ = _run_here(ctx, work[:_FAST_GROUPS], results, declined, table)
+            elapsed, _ = _run_here(ctx, work[:_FAST_GROUPS], results, declined, shares)
             work = work[_FAST_GROUPS:]
             bar.update(n_groups - len(work) - bar.n)
             if elapsed / _FAST_GROUPS * len(work) < THREADS_MIN_SECONDS:
                 n_jobs = 1
         if not threads and work and _default_process_pool():
             # Cost model: time one group here; the pool is used only where it pays.
-            elapsed, _ = _run_here(ctx, work[:1], results, declined, table)
+            elapsed, _ = _run_here(ctx, work[:1], results, declined, shares)
             work = work[1:]
             bar.update(n_groups - len(work) - bar.n)
             if not pool_pays(elapsed, len(work), n_workers):
@@ -427,7 +426,7 @@ def run_all(
             n_jobs=n_jobs, prefer="threads" if threads else "processes", return_as="generator"
         )
         for done, refused in parallel(delayed(run_task)(ctx, c) for c in _chunks(work, n_chunks)):
-            _fill(results, done, table)
+            _fill(results, done, shares)
             for index, r in refused:
                 declined.setdefault(index, []).append(r)
             bar.update(len(done))
@@ -435,5 +434,5 @@ def run_all(
         # Here, not in a pool: the models with fast paths (k-NN, linear, trees) parallelise
         # their own predictions, and a fresh process pool would cost more than it saves.
         rest = [(index, groups[index], repeats) for index, repeats in declined.items()]
-        _fill(results, run_task(replace(ctx, fast=None), rest)[0], table)
+        _fill(results, run_task(replace(ctx, fast=None), rest)[0], shares)
     return cast("list[list]", results)  # every group is filled by now

@@ -43,6 +43,8 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import type_of_target
 
+from leap.data.stats import UnitMoments, UnitTally
+
 RESPONSE_METHODS = ("predict", "predict_proba", "decision_function", "predict_log_proba")
 
 try:  # private scikit-learn classes; without them every scorer is treated as opaque
@@ -434,73 +436,69 @@ def share_rows(ctx: Any, base: Mapping[str, Any]) -> bool:
     return True
 
 
-def row_differences(sub_score: Any, permuted: Sequence[Sequence[Any]]) -> np.ndarray | None:
-    """Per group and row: the row's undisturbed share minus its mean disturbed share.
+class RowShares:
+    """Reduces each group's per-row shares, once all its repeats are scored, to the
+    moments the tests of importance need (:class:`~leap.data.stats.UnitTally`).
 
-    Shape ``(n_groups, n_rows)``; the weighted mean of a group's row is its mean
-    importance over repeats. ``None`` when any copy carries no shares. The groups' mean
-    shares are released as they are read, so the table never exists twice.
-    """
-    base = getattr(sub_score, "rows", None)
-    if base is None:
-        return None
-    out = _shared_table(permuted, base.shape[0])  # subtracted in place when there is one
-    if out is None:
-        out = np.empty((len(permuted), base.shape[0]))
-    for g, scores in enumerate(permuted):
-        first = scores[0] if scores else None
-        if isinstance(first, MeanRowScore) and all(
-            isinstance(s, MeanRowScore) and s.rows is first.rows for s in scores
-        ):
-            np.subtract(base, first.rows, out=out[g])  # rows: the mean over repeats
-            continue
-        total = np.zeros(base.shape[0])
-        for score in scores:
-            rows = getattr(score, "rows", None)
-            if rows is None:
-                return None
-            total += rows
-        out[g] = base - total / len(scores)
-    return out
-
-
-def _shared_table(permuted: Sequence[Sequence[Any]], n_rows: int) -> np.ndarray | None:
-    """The :class:`ShareTable` array the groups' mean shares are rows of, if any."""
-    for scores in permuted:
-        rows = getattr(scores[0], "rows", None) if scores else None
-        if isinstance(scores[0], MeanRowScore) and isinstance(rows, np.ndarray):
-            table = rows.base
-            if not isinstance(table, np.ndarray) or table.dtype != np.float64:
-                return None
-            return table if table.shape == (len(permuted), n_rows) else None
-    return None
-
-
-class ShareTable:
-    """The groups' mean per-row shares as the rows of one ``(groups × rows)`` array.
-
-    :func:`row_differences` subtracts them from the unpermuted shares in place, so the
-    table of differences the p-values need never exists beside the shares.
+    A group's difference per row is the row's unpermuted share minus its mean permuted
+    share over the repeats; only its (weighted) mean and spread over the units are kept,
+    not a ``(groups × rows)`` table, unless ``keep`` asks for that table too
+    (:attr:`table`). Nothing is reduced when the unpermuted score carries no shares (a
+    scorer that is not a mean over rows) or any copy's score lacks them.
     """
 
-    def __init__(self, n_groups: int) -> None:
-        self.n_groups = n_groups
-        self.array: np.ndarray | None = None
+    def __init__(
+        self,
+        sub_score: Any,
+        n_groups: int,
+        *,
+        participants: Any = None,
+        sample_weight: Any = None,
+        keep: bool = False,
+    ) -> None:
+        base = getattr(sub_score, "rows", None)
+        self._base = base
+        self._tally = None
+        self.table: np.ndarray | None = None
+        if isinstance(base, np.ndarray):
+            self._tally = UnitTally(n_groups, base.shape[0], participants, sample_weight)
+            if keep:
+                self.table = np.empty((n_groups, base.shape[0]))
 
     def adopt(self, index: int, scores: list) -> list:
-        """``scores`` of group ``index``, their mean shares moved into the table."""
-        first = scores[0] if scores else None
-        if not isinstance(first, MeanRowScore) or not isinstance(first.rows, np.ndarray):
+        """The completed group ``index``'s ``scores``, reduced (plain floats from now on)."""
+        if self._tally is None:
             return scores
-        if first.rows.ndim != 1 or any(s.rows is not first.rows for s in scores):
+        mean = _mean_shares(scores)
+        if mean is None:
+            self._tally = self.table = None
             return scores
-        if self.array is None:
-            self.array = np.empty((self.n_groups, first.rows.shape[0]))
-        if self.array.shape[1] != first.rows.shape[0]:
-            return scores
-        self.array[index] = first.rows
-        row = self.array[index]
-        return [MeanRowScore(float(s), row) for s in scores]
+        differences = self._base - mean
+        self._tally.add(index, differences)
+        if self.table is not None:
+            self.table[index] = differences
+        return [float(score) for score in scores]
+
+    def moments(self) -> UnitMoments | None:
+        """The moments of every group (``None`` when the shares were not all there)."""
+        return None if self._tally is None else self._tally.moments()
+
+
+def _mean_shares(scores: list) -> np.ndarray | None:
+    """The mean over repeats of a group's per-row shares (``None`` if any is missing)."""
+    first = scores[0] if scores else None
+    if isinstance(first, MeanRowScore) and all(
+        isinstance(s, MeanRowScore) and s.rows is first.rows for s in scores
+    ):
+        return first.rows
+    rows = [getattr(score, "rows", None) for score in scores]
+    present = [r for r in rows if r is not None]
+    if not rows or len(present) != len(rows):
+        return None
+    total = np.zeros(present[0].shape[0])
+    for r in present:
+        total += r
+    return total / len(scores)
 
 
 class MeanRowScore(RowScore):
@@ -516,20 +514,17 @@ def compact_shares(scores: list) -> list:
     """A group's scores with one mean of their per-row shares in place of one per repeat.
 
     Once every repeat is scored, only the mean over repeats is needed
-    (:func:`row_differences`); it is computed here with the same arithmetic, so the extra
-    memory is one row vector per group, not one per copy. Other lists are returned as is.
+    (:class:`RowShares`); it is computed here, where the copies were scored, so the
+    scores carry one row vector per group, not one per copy. Other lists are returned as
+    is.
     """
     found = [getattr(score, "rows", None) for score in scores]
-    rows = [r for r in found if r is not None]
-    if not scores or len(rows) != len(scores) or isinstance(scores[0], MeanRowScore):
+    if not scores or any(r is None for r in found) or isinstance(scores[0], MeanRowScore):
         return scores
-    if any(r is rows[0] for r in rows[1:]):  # the unpermuted score, repeated: no cost
+    if any(r is found[0] for r in found[1:]):  # the unpermuted score, repeated: no cost
         return scores
-    total = np.zeros(rows[0].shape[0])
-    for r in rows:
-        total += r
-    mean = total / len(scores)
-    return [MeanRowScore(float(score), mean) for score in scores]
+    mean = _mean_shares(scores)
+    return scores if mean is None else [MeanRowScore(float(score), mean) for score in scores]
 
 
 def measurable_groups(
