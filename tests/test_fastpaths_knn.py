@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.inspection import permutation_importance
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
@@ -569,6 +569,19 @@ def test_thread_ranges_follow_openmps_static_schedule():
     assert ranges(3000, 2100, 2) == ([0, 3000], False)  # more than 4 chunks per thread
 
 
+def built_paths(monkeypatch) -> list:
+    """The k-NN paths built from now on, as they are built."""
+    paths = []
+    build = NeighborsPath.__init__
+
+    def keep(self, *args):
+        build(self, *args)
+        paths.append(self)
+
+    monkeypatch.setattr(NeighborsPath, "__init__", keep)
+    return paths
+
+
 @pytest.mark.skipif(not numba_enabled(), reason="the replay runs compiled only")
 @pytest.mark.parametrize("n_jobs", [1, -1])
 @pytest.mark.parametrize(
@@ -596,14 +609,7 @@ def test_tied_integer_rows_are_replayed_not_asked(make, n_jobs, monkeypatch):
     y_test = X[:, :4].sum(axis=1) + np.random.default_rng(6).normal(0.0, 0.5, len(X))
     if isinstance(model, KNeighborsClassifier):
         y_test = (y_test > np.median(y)).astype(int)
-    paths = []
-    build = NeighborsPath.__init__
-
-    def keep(self, *args):
-        build(self, *args)
-        paths.append(self)
-
-    monkeypatch.setattr(NeighborsPath, "__init__", keep)
+    paths = built_paths(monkeypatch)
     with threadpool_limits(2, user_api="openmp"):
         theirs = permutation_importance(
             model, X, y_test, n_repeats=4, random_state=3, n_jobs=n_jobs
@@ -616,6 +622,42 @@ def test_tied_integer_rows_are_replayed_not_asked(make, n_jobs, monkeypatch):
     assert_allclose(ours.importances, theirs.importances, rtol=0, atol=1e-12)
     assert len(paths) == 1 and paths[0].rows_replayed > 0
     assert paths[0].rows_by_model <= paths[0].rows_replayed // 10
+
+
+@pytest.mark.skipif(not numba_enabled(), reason="the replay runs compiled only")
+@pytest.mark.parametrize("k, metric_p", [(2, 2), (4, 1), (7, 2), (8, 2)])
+def test_replayed_distance_votes_are_the_models_with_exact_ties(k, metric_p, monkeypatch):
+    """Three classes on integer data where every training point comes twice, with two
+    classes: vote totals tie exactly. A replayed row's label is computed as scikit-learn's
+    weighted vote, bitwise, so no margin is needed and no row is asked of the model for
+    k < 8; with k = 8 NumPy sums a row of weights pairwise, so those labels still get a
+    margin (and the model where it fails)."""
+    no_trial(monkeypatch)
+    A, X, y = tie_heavy(11, 120, 80, 60)
+    c = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))
+    X_fit, target = np.vstack([A, A]), np.concatenate([c, (c + 1) % 3])
+    model = KNeighborsClassifier(k, weights="distance", p=metric_p).fit(X_fit, target)
+    y_test = model.predict(X)
+    y_test[::7] = (y_test[::7] + 1) % 3  # some wrong labels: accuracy below 1
+    paths = built_paths(monkeypatch)
+    theirs = permutation_importance(model, X, y_test, n_repeats=3, random_state=2, n_jobs=1)
+    (ours,) = (
+        PermutationMethod()
+        .compute(model, X, y_test, n_repeats=3, random_state=2, n_jobs=1)
+        .values()
+    )
+    assert_array_equal(ours.importances, theirs.importances)
+    (path,) = paths
+    assert path.rows_replayed > 0
+    if k < 8:
+        assert path.rows_by_model == 0
+    if k % 2 == 0:  # the totals do tie exactly: labels decided by the first largest
+        dist, idx = model.kneighbors(X)
+        totals = np.zeros((len(X), 3))
+        for q in range(k):
+            totals[np.arange(len(X)), target[idx[:, q]]] += 1.0 / dist[:, q]
+        top = np.sort(totals, axis=1)
+        assert (top[:, -1] == top[:, -2]).mean() > 0.05
 
 
 @pytest.mark.parametrize("weights", ["uniform", "distance"])

@@ -1026,13 +1026,26 @@ class NeighborsPath:
         self.replayed(cols, new, rows_r, rows_i, best_d, best_i)
         self.rows_replayed += rows_r.size
         sub = (rows_r, rows_i)
+        exact = self._exact_votes()
         found, certified = self._certify(
             best_d[sub][None], best_i[sub][None], np.ones((1, rows_r.size), dtype=bool),
-            E[sub][None], None if scale is None else scale[sub][None],
+            np.zeros((1, rows_r.size)) if exact else E[sub][None],
+            None if scale is None else scale[sub][None], exact_votes=exact,
         )  # fmt: skip
         for name, values in found.items():
             outputs[name][sub] = values[0]
         need[sub] = ~certified[0]
+
+    def _exact_votes(self) -> bool:
+        """Whether a replayed row's distance-weighted vote is scikit-learn's own, bitwise.
+
+        Replayed neighbours come in scikit-learn's order with exact reduced distances; for
+        p = 1 and 2 the weights (``1 / d``, ``d`` its square root for p = 2) are then
+        correctly rounded alike, and with fewer than eight neighbours NumPy sums a row of
+        weights in neighbour order, as :meth:`_certify` adds them. So the vote totals are
+        bitwise scikit-learn's, and its label needs no margin (ties included).
+        """
+        return self.classifier and self.distance and self.k < 8 and self.p in (1.0, 2.0)
 
     def replayed(self, cols, new, rows_r, rows_i, best_d, best_i) -> None:
         """:func:`_replay` of rows ``(rows_r, rows_i)`` of the copies with values ``new`` in
@@ -1162,8 +1175,10 @@ class NeighborsPath:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def _certify(self, best_d, best_i, scanned, E, x_norm):
-        """Outputs from the scanned neighbours, and which rows they certify."""
+    def _certify(self, best_d, best_i, scanned, E, x_norm, exact_votes=False):
+        """Outputs from the scanned neighbours, and which rows they certify (with
+        ``exact_votes``, distance-weighted labels of replayed rows: see
+        :meth:`_exact_votes`)."""
         k = self.k
         n_t = self.Y.shape[0]
         kk = best_d.shape[2]
@@ -1225,6 +1240,11 @@ class NeighborsPath:
                     bound = 4.0 * (rel + k * _U) * total[..., 0]
                     margin_ok = top2[..., 1] - top2[..., 0] > bound
                 winner = np.argmax(sums, axis=2)
+                if exact_votes:
+                    # scikit-learn takes the first largest total (``weighted_mode``); a
+                    # version voting by the largest probability would agree where the
+                    # division by the total makes no new tie.
+                    margin_ok = winner == np.argmax(proba, axis=2)
                 certified = ok
                 if "predict" in self.base_outputs:
                     certified = certified & margin_ok
