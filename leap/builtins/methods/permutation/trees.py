@@ -50,137 +50,225 @@ _TREES = (DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, Ex
 _LEAF = -1
 
 
-def _walk(left, right, feature, threshold, nan_left, roots, X32, rows, trees, leaves_out):
-    """Loop kernel: the leaf of each (row, tree) pair."""
-    for p in range(rows.shape[0]):
-        i = rows[p]
-        node = roots[trees[p]]
-        while left[node] != -1:
-            x = X32[i, feature[node]]
-            if x != x:
-                node = left[node] if nan_left[node] else right[node]
-            elif x <= threshold[node]:
-                node = left[node]
-            else:
-                node = right[node]
-        leaves_out[p] = node
+def _preorder(left, right, order, size, stack):
+    """Loop kernel: one tree's nodes in depth-first pre-order (left subtree first) into
+    ``order``, and every node's subtree size (by the tree's own numbering) into ``size``.
+
+    ``stack`` is scratch space as long as the tree. Returns the number of nodes reached.
+    """
+    top = 0
+    stack[0] = 0
+    count = 0
+    while top >= 0:
+        node = stack[top]
+        top -= 1
+        order[count] = node
+        count += 1
+        if left[node] != -1:
+            stack[top + 1] = right[node]
+            stack[top + 2] = left[node]
+            top += 2
+    for k in range(count - 1, -1, -1):
+        node = order[k]
+        if left[node] == -1:
+            size[node] = 1
+        else:
+            size[node] = 1 + size[left[node]] + size[right[node]]
+    return count
 
 
-def _walk_numpy(left, right, feature, threshold, nan_left, roots, X32, rows, trees, leaves_out):
-    node = roots[trees].copy()
-    active = np.flatnonzero(left[node] != _LEAF)
+def _preorder_numpy(left, right, order, size, stack):
+    split = left != _LEAF
+    levels = []
+    level = np.zeros(1, dtype=np.int64)
+    while level.size:  # breadth-first levels; children always come after parents
+        levels.append(level)
+        inner = level[split[level]]
+        level = np.concatenate([left[inner], right[inner]])
+    size[:] = 1
+    for level in reversed(levels):
+        inner = level[split[level]]
+        size[inner] = 1 + size[left[inner]] + size[right[inner]]
+    position = np.zeros(left.shape[0], dtype=np.int64)
+    for level in levels:
+        inner = level[split[level]]
+        position[left[inner]] = position[inner] + 1
+        position[right[inner]] = position[inner] + 1 + size[left[inner]]
+    reached = sum(level.size for level in levels)
+    order[position] = np.arange(left.shape[0])
+    return reached
+
+
+def _walk(right, feature, threshold, nan_left, roots, X, leaves):
+    """Loop kernel: the leaf every row reaches in every tree, into ``leaves[i, t]``.
+
+    Nodes are numbered in pre-order: a split node's left child is the next node, ``right``
+    its right child; a leaf ``l`` has ``right == -1 - l``.
+    """
+    m, n_trees = leaves.shape
+    for t in range(n_trees):
+        root = roots[t]
+        for i in range(m):
+            node = root
+            nxt = right[node]
+            while nxt >= 0:
+                x = np.float32(X[i, feature[node]])
+                if x != x:
+                    if nan_left[node]:
+                        node = node + 1
+                    else:
+                        node = nxt
+                elif x <= threshold[node]:
+                    node = node + 1
+                else:
+                    node = nxt
+                nxt = right[node]
+            leaves[i, t] = -1 - nxt
+
+
+def _descend_numpy(right, feature, threshold, nan_left, node, values_at):
+    """Vectorised walk from the nodes ``node`` (modified): the leaves reached.
+
+    ``values_at(active, f)`` gives the float32 values of the walks ``active`` in columns ``f``.
+    """
+    nxt = right[node]
+    active = np.flatnonzero(nxt >= 0)
     while active.size:
         n = node[active]
-        x = X32[rows[active], feature[n]]
+        x = values_at(active, feature[n])
         go_left = np.where(np.isnan(x), nan_left[n], x <= threshold[n])
-        node[active] = np.where(go_left, left[n], right[n])
-        active = active[left[node[active]] != _LEAF]
-    leaves_out[:] = node
+        node[active] = np.where(go_left, n + 1, nxt[active])
+        nxt[active] = right[node[active]]
+        active = active[nxt[active] >= 0]
+    return -1 - nxt
+
+
+def _walk_numpy(right, feature, threshold, nan_left, roots, X, leaves):
+    m = leaves.shape[0]
+
+    def values_at(active, f):
+        return X[active, f].astype(np.float32)
+
+    for t in range(leaves.shape[1]):
+        node = np.full(m, roots[t], dtype=np.int64)
+        leaves[:, t] = _descend_numpy(right, feature, threshold, nan_left, node, values_at)
 
 
 def _update(
-    left, right, feature, threshold, nan_left, roots, X32, slot, new, changed,
-    pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out, work, moved,
-    touched, acc,
+    right, feature, threshold, nan_left, roots, X, slot, new, changed, starts, stops,
+    flat_rows, flat_leaves, leaves, values, base_out, single, out, work, touched,
+    touched_rows, acc,
 ):  # fmt: skip
     """Loop kernel: outputs of every copy, re-adding the trees of rows whose leaf moved.
 
     ``slot[f]`` is the position of feature ``f`` in the permuted group (``-1``: not in it),
-    ``new[r, i, slot[f]]`` its permuted value in copy ``r``.
+    ``new[r, i, slot[f]]`` its permuted value in copy ``r``. The (row, tree) pairs to walk
+    are the positions ``starts[s] <= p < stops[s]`` of ``flat_rows`` (row) and
+    ``flat_leaves`` (its unpermuted leaf); tree ``t`` holds positions ``t*m .. (t+1)*m``.
 
-    ``work`` starts as a copy of ``leaves``; ``moved`` (3, n_pairs), ``touched`` (n_rows,)
-    and ``acc`` (n_outputs,) are scratch space (allocated by the caller, so that memory
-    tracing sees them).
+    ``work`` starts as a copy of ``leaves`` and is restored row by row; ``touched`` (n_rows,
+    False), ``touched_rows`` (n_rows,) and ``acc`` (n_outputs,) are scratch space (allocated
+    by the caller, so that memory tracing sees them).
     """
     R, m = changed.shape
-    P = pair_rows.shape[0]
+    n_trees = leaves.shape[1]
     C = values.shape[1]
-    moved_rows = moved[0]
-    moved_trees = moved[1]
-    moved_leaf = moved[2]
     for r in range(R):
         for i in range(m):
             for c in range(C):
                 out[r, i, c] = base_out[i, c]
-        n_moved = 0
-        for p in range(P):
-            i = pair_rows[p]
-            if not changed[r, i]:
-                continue
-            t = pair_trees[p]
-            node = roots[t]
-            while left[node] != -1:
-                f = feature[node]
-                q = slot[f]
-                x = X32[i, f] if q < 0 else new[r, i, q]
-                if x != x:
-                    node = left[node] if nan_left[node] else right[node]
-                elif x <= threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
-            if node != leaves[i, t]:
-                moved_rows[n_moved] = i
-                moved_trees[n_moved] = t
-                moved_leaf[n_moved] = node
-                n_moved += 1
-        for q in range(n_moved):
-            work[moved_rows[q], moved_trees[q]] = moved_leaf[q]
-            touched[moved_rows[q]] = True
-        for q in range(n_moved):
-            i = moved_rows[q]
-            if not touched[i]:
-                continue
+        n_touched = 0
+        for s in range(starts.shape[0]):
+            t = starts[s] // m
+            root = roots[t]
+            for p in range(starts[s], stops[s]):
+                i = flat_rows[p]
+                if not changed[r, i]:
+                    continue
+                node = root
+                nxt = right[node]
+                while nxt >= 0:
+                    f = feature[node]
+                    q = slot[f]
+                    x = np.float32(X[i, f]) if q < 0 else new[r, i, q]
+                    if x != x:
+                        if nan_left[node]:
+                            node = node + 1
+                        else:
+                            node = nxt
+                    elif x <= threshold[node]:
+                        node = node + 1
+                    else:
+                        node = nxt
+                    nxt = right[node]
+                leaf = -1 - nxt
+                if leaf != flat_leaves[p]:
+                    work[i, t] = leaf
+                    if not touched[i]:
+                        touched[i] = True
+                        touched_rows[n_touched] = i
+                        n_touched += 1
+        for k in range(n_touched):
+            i = touched_rows[k]
             touched[i] = False
             if single:
                 for c in range(C):
                     out[r, i, c] = values[work[i, 0], c]
-                continue
-            for c in range(C):
-                acc[c] = 0.0
-            for t in range(n_trees):
-                leaf = work[i, t]
+            else:
                 for c in range(C):
-                    acc[c] += values[leaf, c]
-            for c in range(C):
-                out[r, i, c] = acc[c] / n_trees
-        for q in range(n_moved):
-            work[moved_rows[q], moved_trees[q]] = leaves[moved_rows[q], moved_trees[q]]
+                    acc[c] = 0.0
+                for t in range(n_trees):
+                    leaf = work[i, t]
+                    for c in range(C):
+                        acc[c] += values[leaf, c]
+                for c in range(C):
+                    out[r, i, c] = acc[c] / n_trees
+            for t in range(n_trees):
+                work[i, t] = leaves[i, t]
 
 
 def _update_numpy(
-    left, right, feature, threshold, nan_left, roots, X32, slot, new, changed,
-    pair_rows, pair_trees, leaves, values, base_out, n_trees, single, out, work, moved,
-    touched, acc,
+    right, feature, threshold, nan_left, roots, X, slot, new, changed, starts, stops,
+    flat_rows, flat_leaves, leaves, values, base_out, single, out, work, touched,
+    touched_rows, acc,
 ):  # fmt: skip
-    R = changed.shape[0]
+    R, m = changed.shape
     out[:] = base_out[None]
+    spans = [np.arange(a, b) for a, b in zip(starts, stops, strict=True)]
+    flat = np.concatenate([np.arange(0), *spans])
+    all_rows, all_trees = flat_rows[flat].astype(np.int64), flat // m
+    all_leaves = flat_leaves[flat]
     for r in range(R):
-        keep = changed[r, pair_rows]
-        rows, trees = pair_rows[keep], pair_trees[keep]
+        keep = changed[r, all_rows]
+        rows, trees = all_rows[keep], all_trees[keep]
         if rows.size == 0:
             continue
-        node = roots[trees].copy()
-        active = np.flatnonzero(left[node] != _LEAF)
-        while active.size:
-            n = node[active]
-            f = feature[n]
-            x = X32[rows[active], f]
-            q = slot[f]
-            hit = q >= 0
-            if hit.any():
-                x[hit] = new[r, rows[active][hit], q[hit]]
-            go_left = np.where(np.isnan(x), nan_left[n], x <= threshold[n])
-            node[active] = np.where(go_left, left[n], right[n])
-            active = active[left[node[active]] != _LEAF]
-        moved = node != leaves[rows, trees]
+        leaf = _descend_numpy(
+            right, feature, threshold, nan_left, roots[trees], _permuted(X, slot, new[r], rows)
+        )
+        moved = leaf != all_leaves[keep]
         if not moved.any():
             continue
-        rows, trees, node = rows[moved], trees[moved], node[moved]
+        rows, trees, leaf = rows[moved], trees[moved], leaf[moved]
         affected, where = np.unique(rows, return_inverse=True)
-        row_leaves = leaves[affected].copy()
-        row_leaves[where, trees] = node
-        out[r, affected] = _combine(values, row_leaves, n_trees, single)
+        row_leaves = leaves[affected]
+        row_leaves[where, trees] = leaf
+        out[r, affected] = _combine(values, row_leaves, leaves.shape[1], single)
+
+
+def _permuted(X, slot, new, rows):
+    """``values_at`` for :func:`_descend_numpy` on one copy: row ``rows[a]``'s values."""
+
+    def values_at(active, f):
+        at = rows[active]
+        x = X[at, f].astype(np.float32)
+        q = slot[f]
+        hit = q >= 0
+        if hit.any():
+            x[hit] = new[at[hit], q[hit]]
+        return x
+
+    return values_at
 
 
 def _combine(values: np.ndarray, leaves: np.ndarray, n_trees: int, single: bool) -> np.ndarray:
@@ -307,7 +395,18 @@ class PathIndex:
 
 
 class TreePath:
-    """Outputs of a tree or forest on permuted copies (see module docstring)."""
+    """Outputs of a tree or forest on permuted copies (see module docstring).
+
+    The trees' nodes are renumbered in pre-order, all trees one after another: a split
+    node's left child is the next node, so only its right child is stored (``right``); a
+    leaf ``l`` stores ``-1 - l``, leaves being numbered in the same order. The leaves under a
+    split node are then one range of leaf numbers (``split_lo`` to ``split_hi``, kept for
+    the split nodes of every column, ``feature_start``), and per tree the rows sorted by
+    their leaf (``flat_rows``, ``flat_leaves``) make "rows whose path passes the node" one
+    slice. Thresholds are kept as float32: the largest float32 not above scikit-learn's
+    float64 threshold, which a float32 value is at most exactly when it is at most the
+    threshold.
+    """
 
     def __init__(self, model: Any, X: np.ndarray, methods: frozenset[str]) -> None:
         self.model = model
@@ -316,51 +415,117 @@ class TreePath:
         trees = [model] if self.single else list(model.estimators_)
         self.n_trees = len(trees)
         self.methods = methods
-        self.X32 = np.ascontiguousarray(X, dtype=np.float32)
-        sizes = np.array([est.tree_.node_count for est in trees], dtype=np.int64)
-        n_nodes = int(sizes.sum())
+        X = np.asarray(X)
+        if X.dtype != np.float32 and X.dtype != np.float64:
+            X = X.astype(np.float32)  # the kernels read float32 or float64 values
+        # The rows' values, cast to float32 where read (as scikit-learn casts them): no copy.
+        self.X = X
+        m, n_features = X.shape
         n_out = model.n_classes_ if self.classifier else 1
+        sizes = np.array([est.tree_.node_count for est in trees], dtype=np.int64)
+        n_leaves = np.array([est.tree_.n_leaves for est in trees], dtype=np.int64)
+        n_nodes, n_leaf = int(sizes.sum()), int(n_leaves.sum())
         self.roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        index = np.int32 if n_nodes < 2**31 else np.int64
-        self.left = np.empty(n_nodes, dtype=index)
-        self.right = np.empty(n_nodes, dtype=index)
-        self.feature = np.empty(n_nodes, dtype=np.int32)
-        self.threshold = np.empty(n_nodes, dtype=np.float64)
+        self.first_leaf = np.concatenate([[0], np.cumsum(n_leaves)[:-1]]).astype(np.int64)
+        self.right = np.empty(n_nodes, dtype=np.int32 if n_nodes < 2**31 else np.int64)
+        self.feature: np.ndarray = np.empty(n_nodes, dtype=smallest_index_type(n_features))
+        self.threshold = np.empty(n_nodes, dtype=np.float32)
         self.nan_left = np.zeros(n_nodes, dtype=np.bool_)
-        self.values = np.empty((n_nodes, n_out), dtype=np.float64)
-        for est, start, size in zip(trees, self.roots, sizes, strict=True):
+        self.values = np.empty((n_leaf, n_out), dtype=np.float64)
+        leaf_type = smallest_index_type(n_leaf + 1)  # leaf numbers and range ends
+        counts = np.zeros(n_features, dtype=np.int64)
+        for est in trees:
             tree = est.tree_
-            part = slice(start, start + size)
-            leaf = tree.children_left == _LEAF
-            self.left[part] = np.where(leaf, _LEAF, tree.children_left + start)
-            self.right[part] = np.where(leaf, _LEAF, tree.children_right + start)
-            self.feature[part] = np.where(leaf, 0, tree.feature)
-            self.threshold[part] = tree.threshold
-            self.nan_left[part] = np.asarray(tree.missing_go_to_left, dtype=bool)
-            self.values[part] = tree.value[:, 0, :n_out]
-        m = X.shape[0]
+            counts += np.bincount(tree.feature[tree.children_left != _LEAF], minlength=n_features)
+        self.feature_start = np.concatenate([[0], np.cumsum(counts)])
+        fill = self.feature_start[:-1].copy()
+        self.split_lo: np.ndarray = np.empty(n_nodes - n_leaf, dtype=leaf_type)
+        self.split_hi: np.ndarray = np.empty(n_nodes - n_leaf, dtype=leaf_type)
+        for t, est in enumerate(trees):
+            tree = est.tree_
+            order, size = self._preorder(tree)
+            start, first = self.roots[t], self.first_leaf[t]
+            part = slice(start, start + sizes[t])
+            leaf = tree.children_left[order] == _LEAF
+            before = np.cumsum(leaf)  # leaves up to each node (in pre-order)
+            new = np.empty(order.size, dtype=np.int64)
+            new[order] = np.arange(start, start + order.size)
+            self.right[part] = np.where(leaf, -before - first, new[tree.children_right[order]])
+            self.feature[part] = np.where(leaf, 0, tree.feature[order])
+            self.threshold[part] = _float32_below(tree.threshold[order])
+            self.nan_left[part] = np.asarray(tree.missing_go_to_left, dtype=bool)[order]
+            self.values[first : first + n_leaves[t]] = tree.value[order[leaf], 0, :n_out]
+            # The leaf ranges of the split nodes, by column (in tree and pre-order).
+            inner = np.flatnonzero(~leaf)
+            column = tree.feature[order[inner]]
+            by = np.argsort(column, kind="stable")
+            inner, column = inner[by], column[by]
+            at = fill[column] + np.arange(column.size) - np.searchsorted(column, column)
+            self.split_lo[at] = before[inner] + first
+            self.split_hi[at] = before[inner + size[inner] - 1] + first
+            fill += np.bincount(column, minlength=n_features)
         # Leaf of every (row, tree), and the forest's output summed in tree order.
-        self.leaves = np.empty((m, self.n_trees), dtype=np.int32)
-        walk = self._kernel(_walk, _walk_numpy)
-        rows = np.arange(m, dtype=np.int64)
-        column = np.empty(m, dtype=np.int64)
+        self.leaves: np.ndarray = np.empty((m, self.n_trees), dtype=leaf_type)
+        self._kernel(_walk, _walk_numpy)(
+            self.right, self.feature, self.threshold, self.nan_left, self.roots, X, self.leaves
+        )
         total = np.zeros((m, n_out))
+        self.flat_rows = np.empty(self.n_trees * m, dtype=smallest_index_type(m))
+        self.flat_leaves = np.empty(self.n_trees * m, dtype=leaf_type)
         for t in range(self.n_trees):
-            walk(
-                self.left, self.right, self.feature, self.threshold, self.nan_left, self.roots,
-                self.X32, rows, np.full(m, t, dtype=np.int64), column,
-            )  # fmt: skip
-            self.leaves[:, t] = column
+            column = self.leaves[:, t]
             total += self.values[column]
+            rows = np.argsort(column, kind="stable")
+            self.flat_rows[t * m : (t + 1) * m] = rows
+            self.flat_leaves[t * m : (t + 1) * m] = column[rows]
         # A single tree returns its leaf value as is; a forest adds from 0 and divides.
         self.base_out = self.values[self.leaves[:, 0]] if self.single else total / self.n_trees
-        self.index = PathIndex(
-            self.left, self.right, self.feature, self.roots, self.leaves, X.shape[1]
-        )
 
     @staticmethod
     def _kernel(loop, vectorised):
         return compiled(loop) or vectorised
+
+    def _preorder(self, tree: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A tree's nodes in pre-order, and their subtree sizes (in that order)."""
+        n = tree.node_count
+        order = np.empty(n, dtype=np.int64)
+        size = np.empty(n, dtype=np.int64)
+        reached = self._kernel(_preorder, _preorder_numpy)(
+            tree.children_left, tree.children_right, order, size, np.empty(n, dtype=np.int64)
+        )
+        if reached != n:
+            raise ValueError("a tree has nodes its root does not reach")
+        return order, size[order]
+
+    def model_leaves(self, nodes: np.ndarray) -> np.ndarray:
+        """LEAP's leaf numbers of the model's own ``apply`` nodes, shape (n_rows, n_trees)."""
+        trees = [self.model] if self.single else list(self.model.estimators_)
+        out = np.empty(nodes.shape, dtype=np.int64)
+        for t, est in enumerate(trees):
+            order, _ = self._preorder(est.tree_)
+            leaf = order[est.tree_.children_left[order] == _LEAF]
+            number = np.full(order.size, -1, dtype=np.int64)
+            number[leaf] = np.arange(leaf.size) + self.first_leaf[t]
+            out[:, t] = number[nodes[:, t]]
+        return out
+
+    def _segments(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flat positions of the (row, tree) pairs whose path tests one of ``cols``: the
+        disjoint slices ``starts[s]:stops[s]``, in order (so tree by tree)."""
+        starts, stops = self.feature_start[cols], self.feature_start[cols + 1]
+        spans = list(zip(starts, stops, strict=True))
+        lo = np.concatenate([self.split_lo[a:b] for a, b in spans])
+        hi = np.concatenate([self.split_hi[a:b] for a, b in spans])
+        # Leaf ranges of nodes are nested or disjoint: those not inside an earlier one (by
+        # start, longest first) are disjoint and in order.
+        by_start = np.lexsort((-hi.astype(np.int64), lo))
+        lo, hi = lo[by_start], hi[by_start]
+        outer = np.ones(lo.size, dtype=bool)
+        outer[1:] = hi[1:] > np.maximum.accumulate(hi)[:-1]
+        begin = np.searchsorted(self.flat_leaves, lo[outer], "left")
+        end = np.searchsorted(self.flat_leaves, hi[outer], "left")
+        keep = end > begin
+        return begin[keep], end[keep]
 
     def base_outputs(self) -> dict[str, np.ndarray]:
         """The model's outputs on the unpermuted data, rebuilt from the leaves."""
@@ -382,7 +547,7 @@ class TreePath:
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """No tree splits on any of ``cols``."""
-        return self.index.unaffected(cols)
+        return all(self.feature_start[c] == self.feature_start[c + 1] for c in cols)
 
     def outputs(
         self, cols: np.ndarray, orders: np.ndarray
@@ -390,23 +555,34 @@ class TreePath:
         """Outputs of each copy (always certified)."""
         cols = np.asarray(cols, dtype=np.int64)
         R, m = orders.shape
-        X32 = self.X32
-        new = np.ascontiguousarray(X32[orders[:, :, None], cols[None, None, :]])
-        old = X32[:, cols]
+        old = self.X[:, cols].astype(np.float32)
+        new = old[orders]  # (R, m, len(cols))
         changed = np.any(new.view(np.uint32) != old.view(np.uint32)[None], axis=2)
-        pair_rows, pair_trees = self.index.pairs(cols)
-        slot = np.full(X32.shape[1], -1, dtype=np.int64)
+        starts, stops = self._segments(cols)
+        slot = np.full(self.X.shape[1], -1, dtype=np.int64)
         slot[cols] = np.arange(len(cols))
         out = np.empty((R, m, self.values.shape[1]))
         self._kernel(_update, _update_numpy)(
-            self.left, self.right, self.feature, self.threshold, self.nan_left, self.roots,
-            X32, slot, new,
-            changed, pair_rows, pair_trees, self.leaves, self.values, self.base_out,
-            self.n_trees, self.single, out, self.leaves.copy(),
-            np.empty((3, pair_rows.shape[0]), dtype=self.left.dtype), np.zeros(m, dtype=np.bool_),
+            self.right, self.feature, self.threshold, self.nan_left, self.roots, self.X, slot,
+            new, changed, starts, stops, self.flat_rows, self.flat_leaves, self.leaves,
+            self.values, self.base_out, self.single, out, self.leaves.copy(),
+            np.zeros(m, dtype=np.bool_), np.empty(m, dtype=self.flat_rows.dtype),
             np.empty(self.values.shape[1]),
         )  # fmt: skip
         return self._format(out), np.ones(R, dtype=bool)
+
+
+def _float32_below(threshold: np.ndarray) -> np.ndarray:
+    """The largest float32 at most each float64 threshold.
+
+    For a float32 ``x``, ``x <= t`` exactly when ``x <= _float32_below(t)``: every float32 at
+    most ``t`` is at most the largest one, which is itself at most ``t``.
+    """
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, stepped down below
+        below = threshold.astype(np.float32)
+    up = below > threshold
+    below[up] = np.nextafter(below[up], np.float32(-np.inf))
+    return below
 
 
 def tree_path(
@@ -427,9 +603,10 @@ def tree_path(
     if np.isnan(X).any():
         # Missing values go where each node's ``missing_go_to_left`` says: LEAP's leaves
         # must be the model's own on every row, not just give the same outputs.
-        own = quietly(estimator.apply, X)
-        own = np.asarray(own).reshape(X.shape[0], -1) + path.roots[np.newaxis]
-        if own.shape != path.leaves.shape or not np.array_equal(own, path.leaves):
+        own = np.asarray(quietly(estimator.apply, X)).reshape(X.shape[0], -1)
+        if own.shape != path.leaves.shape or not np.array_equal(
+            path.model_leaves(own), path.leaves
+        ):
             return None
     reference = estimator
     if not path.single and estimator.n_jobs not in (None, 1):
