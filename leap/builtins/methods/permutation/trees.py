@@ -1,20 +1,24 @@
 """Fast path for decision trees and random/extra-trees forests.
 
-A sample's leaf in a tree can only change if its path tests a permuted column. Every node
-gets its depth-first interval, and per tree the samples are sorted by the interval position
-of their leaf, so "samples whose path passes node ``n``" is one slice. For a group of
-columns LEAP collects the (sample, tree) pairs whose path tests one of them; per copy it
-walks only those pairs whose values changed, and re-adds the affected samples' tree outputs.
-Columns no tree splits on cannot change any output.
+A sample's leaf in a tree can only change if its path tests a permuted column. The trees'
+nodes are renumbered in pre-order, so the nodes under a node are one range of numbers, and
+per tree the samples are sorted by the leaf they reach, so "samples whose path passes node
+``n``" is one slice. For a group of columns LEAP collects the slices of the nodes that test
+one of them; per copy it walks only those (sample, tree) pairs whose values changed, and
+re-adds the affected samples' tree outputs. Columns no tree splits on cannot change any
+output.
 
 Exactness: a tree compares the float32 value with the float64 threshold, as scikit-learn's
-``apply`` does, so leaves are identical. A forest's prediction is the sum of its trees'
-leaf values added in tree order starting from zero, divided by the number of trees (what
-scikit-learn computes with ``n_jobs=1``; with more jobs it adds them in whatever order
-threads finish). The unpermuted outputs are rebuilt this way and compared bitwise with the
-model's before the path is used. A missing value (NaN) goes to the side the node's
-``missing_go_to_left`` says, as in scikit-learn's ``apply``; on data with missing values
-LEAP's leaves are also compared with the model's own ``apply`` on every row.
+``apply`` does, so leaves are identical; LEAP keeps the largest float32 not above each
+threshold, which a float32 value is at most exactly when it is at most the threshold, and
+casts the values to float32 as it reads them. A forest's prediction is the sum of its
+trees' leaf values added in tree order starting from zero, divided by the number of trees
+(what scikit-learn computes with ``n_jobs=1``; with more jobs it adds them in whatever order
+threads finish). Leaf values are kept once per distinct value (bit for bit). The unpermuted
+outputs are rebuilt this way and compared bitwise with the model's before the path is used.
+A missing value (NaN) goes to the side the node's ``missing_go_to_left`` says, as in
+scikit-learn's ``apply``; on data with missing values LEAP's leaves are also compared with
+the model's own ``apply`` on every row.
 """
 
 from __future__ import annotations
@@ -99,13 +103,13 @@ def _preorder_numpy(left, right, order, size, stack):
     return reached
 
 
-def _walk(right, feature, threshold, nan_left, roots, X, leaves):
-    """Loop kernel: the leaf every row reaches in every tree, into ``leaves[i, t]``.
+def _walk(right, feature, threshold, nan_left, roots, X, reached):
+    """Loop kernel: the leaf node every row reaches in every tree, into ``reached[t, i]``.
 
     Nodes are numbered in pre-order: a split node's left child is the next node, ``right``
-    its right child; a leaf ``l`` has ``right == -1 - l``.
+    its right child; a leaf whose value is ``values[v]`` has ``right == -1 - v``.
     """
-    m, n_trees = leaves.shape
+    n_trees, m = reached.shape
     for t in range(n_trees):
         root = roots[t]
         for i in range(m):
@@ -123,7 +127,7 @@ def _walk(right, feature, threshold, nan_left, roots, X, leaves):
                 else:
                     node = nxt
                 nxt = right[node]
-            leaves[i, t] = -1 - nxt
+            reached[t, i] = node
 
 
 def _descend_numpy(right, feature, threshold, nan_left, node, values_at):
@@ -136,35 +140,37 @@ def _descend_numpy(right, feature, threshold, nan_left, node, values_at):
     while active.size:
         n = node[active]
         x = values_at(active, feature[n])
-        go_left = np.where(np.isnan(x), nan_left[n], x <= threshold[n])
+        go_left = x <= threshold[n]
+        if nan_left.size:  # empty: no value is missing
+            go_left = np.where(np.isnan(x), nan_left[n], go_left)
         node[active] = np.where(go_left, n + 1, nxt[active])
         nxt[active] = right[node[active]]
         active = active[nxt[active] >= 0]
-    return -1 - nxt
+    return node
 
 
-def _walk_numpy(right, feature, threshold, nan_left, roots, X, leaves):
-    m = leaves.shape[0]
+def _walk_numpy(right, feature, threshold, nan_left, roots, X, reached):
+    n_trees, m = reached.shape
 
     def values_at(active, f):
         return X[active, f].astype(np.float32)
 
-    for t in range(leaves.shape[1]):
+    for t in range(n_trees):
         node = np.full(m, roots[t], dtype=np.int64)
-        leaves[:, t] = _descend_numpy(right, feature, threshold, nan_left, node, values_at)
+        reached[t] = _descend_numpy(right, feature, threshold, nan_left, node, values_at)
 
 
 def _update(
     right, feature, threshold, nan_left, roots, X, slot, new, changed, starts, stops,
-    flat_rows, flat_leaves, leaves, values, base_out, single, out, work, touched,
-    touched_rows, acc,
+    flat_rows, leaves, values, base_out, single, out, work, touched, touched_rows, acc,
 ):  # fmt: skip
     """Loop kernel: outputs of every copy, re-adding the trees of rows whose leaf moved.
 
     ``slot[f]`` is the position of feature ``f`` in the permuted group (``-1``: not in it),
     ``new[r, i, slot[f]]`` its permuted value in copy ``r``. The (row, tree) pairs to walk
-    are the positions ``starts[s] <= p < stops[s]`` of ``flat_rows`` (row) and
-    ``flat_leaves`` (its unpermuted leaf); tree ``t`` holds positions ``t*m .. (t+1)*m``.
+    are the rows ``flat_rows[p]`` at the positions ``starts[s] <= p < stops[s]``; tree ``t``
+    holds positions ``t*m .. (t+1)*m``. ``leaves[i, t]`` is the value number row ``i``
+    reaches in tree ``t`` unpermuted: only rows that reach another value are re-added.
 
     ``work`` starts as a copy of ``leaves`` and is restored row by row; ``touched`` (n_rows,
     False), ``touched_rows`` (n_rows,) and ``acc`` (n_outputs,) are scratch space (allocated
@@ -202,7 +208,7 @@ def _update(
                         node = nxt
                     nxt = right[node]
                 leaf = -1 - nxt
-                if leaf != flat_leaves[p]:
+                if leaf != leaves[i, t]:
                     work[i, t] = leaf
                     if not touched[i]:
                         touched[i] = True
@@ -229,24 +235,23 @@ def _update(
 
 def _update_numpy(
     right, feature, threshold, nan_left, roots, X, slot, new, changed, starts, stops,
-    flat_rows, flat_leaves, leaves, values, base_out, single, out, work, touched,
-    touched_rows, acc,
+    flat_rows, leaves, values, base_out, single, out, work, touched, touched_rows, acc,
 ):  # fmt: skip
     R, m = changed.shape
     out[:] = base_out[None]
     spans = [np.arange(a, b) for a, b in zip(starts, stops, strict=True)]
     flat = np.concatenate([np.arange(0), *spans])
     all_rows, all_trees = flat_rows[flat].astype(np.int64), flat // m
-    all_leaves = flat_leaves[flat]
     for r in range(R):
         keep = changed[r, all_rows]
         rows, trees = all_rows[keep], all_trees[keep]
         if rows.size == 0:
             continue
-        leaf = _descend_numpy(
+        node = _descend_numpy(
             right, feature, threshold, nan_left, roots[trees], _permuted(X, slot, new[r], rows)
         )
-        moved = leaf != all_leaves[keep]
+        leaf = -1 - right[node]
+        moved = leaf != leaves[rows, trees]
         if not moved.any():
             continue
         rows, trees, leaf = rows[moved], trees[moved], leaf[moved]
@@ -398,14 +403,14 @@ class TreePath:
     """Outputs of a tree or forest on permuted copies (see module docstring).
 
     The trees' nodes are renumbered in pre-order, all trees one after another: a split
-    node's left child is the next node, so only its right child is stored (``right``); a
-    leaf ``l`` stores ``-1 - l``, leaves being numbered in the same order. The leaves under a
-    split node are then one range of leaf numbers (``split_lo`` to ``split_hi``, kept for
-    the split nodes of every column, ``feature_start``), and per tree the rows sorted by
-    their leaf (``flat_rows``, ``flat_leaves``) make "rows whose path passes the node" one
-    slice. Thresholds are kept as float32: the largest float32 not above scikit-learn's
-    float64 threshold, which a float32 value is at most exactly when it is at most the
-    threshold.
+    node's left child is the next node, so only its right child is stored (``right``), and
+    the nodes under split node ``n`` are ``n`` to ``n + size`` (``split_lo`` to ``split_hi``,
+    kept for the split nodes of every column, ``feature_start``). A leaf stores ``-1 - v``,
+    its value being row ``v`` of ``values``, the distinct rows of the leaf values (exactly,
+    bit for bit). Per tree the rows sorted by the leaf they reach (``flat_rows``,
+    ``flat_nodes``) make "rows whose path passes a node" one slice. Thresholds are kept as
+    float32: the largest float32 not above scikit-learn's float64 threshold, which a float32
+    value is at most exactly when it is at most the threshold.
     """
 
     def __init__(self, model: Any, X: np.ndarray, methods: frozenset[str]) -> None:
@@ -426,58 +431,67 @@ class TreePath:
         n_leaves = np.array([est.tree_.n_leaves for est in trees], dtype=np.int64)
         n_nodes, n_leaf = int(sizes.sum()), int(n_leaves.sum())
         self.roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        self.first_leaf = np.concatenate([[0], np.cumsum(n_leaves)[:-1]]).astype(np.int64)
-        self.right = np.empty(n_nodes, dtype=np.int32 if n_nodes < 2**31 else np.int64)
+        first_leaf = np.concatenate([[0], np.cumsum(n_leaves)[:-1]])
+        self.values, value_of_leaf = _distinct_values(trees, n_leaf, n_out)
+        node_type = np.int32 if n_nodes < 2**31 else np.int64  # node numbers and range ends
+        self.right = np.empty(n_nodes, dtype=node_type)
         self.feature: np.ndarray = np.empty(n_nodes, dtype=smallest_index_type(n_features))
         self.threshold = np.empty(n_nodes, dtype=np.float32)
-        self.nan_left = np.zeros(n_nodes, dtype=np.bool_)
-        self.values = np.empty((n_leaf, n_out), dtype=np.float64)
-        leaf_type = smallest_index_type(n_leaf + 1)  # leaf numbers and range ends
+        # Where missing values go; empty when X has none (no value read is then NaN).
+        self.nan_left = np.zeros(n_nodes if np.isnan(X).any() else 0, dtype=np.bool_)
         counts = np.zeros(n_features, dtype=np.int64)
         for est in trees:
             tree = est.tree_
             counts += np.bincount(tree.feature[tree.children_left != _LEAF], minlength=n_features)
         self.feature_start = np.concatenate([[0], np.cumsum(counts)])
         fill = self.feature_start[:-1].copy()
-        self.split_lo: np.ndarray = np.empty(n_nodes - n_leaf, dtype=leaf_type)
-        self.split_hi: np.ndarray = np.empty(n_nodes - n_leaf, dtype=leaf_type)
+        self.split_lo: np.ndarray = np.empty(n_nodes - n_leaf, dtype=node_type)
+        self.split_hi: np.ndarray = np.empty(n_nodes - n_leaf, dtype=node_type)
         for t, est in enumerate(trees):
             tree = est.tree_
             order, size = self._preorder(tree)
-            start, first = self.roots[t], self.first_leaf[t]
+            start = self.roots[t]
             part = slice(start, start + sizes[t])
-            leaf = tree.children_left[order] == _LEAF
-            before = np.cumsum(leaf)  # leaves up to each node (in pre-order)
-            new = np.empty(order.size, dtype=np.int64)
-            new[order] = np.arange(start, start + order.size)
-            self.right[part] = np.where(leaf, -before - first, new[tree.children_right[order]])
+            is_leaf = tree.children_left == _LEAF
+            number = np.empty(order.size, dtype=np.int64)  # by the tree's own numbering
+            number[order] = np.arange(start, start + order.size)
+            code = np.zeros(order.size, dtype=np.int64)
+            code[is_leaf] = value_of_leaf[first_leaf[t] : first_leaf[t] + n_leaves[t]]
+            code = -1 - code
+            leaf = is_leaf[order]
+            self.right[part] = np.where(leaf, code[order], number[tree.children_right[order]])
             self.feature[part] = np.where(leaf, 0, tree.feature[order])
             self.threshold[part] = _float32_below(tree.threshold[order])
-            self.nan_left[part] = np.asarray(tree.missing_go_to_left, dtype=bool)[order]
-            self.values[first : first + n_leaves[t]] = tree.value[order[leaf], 0, :n_out]
-            # The leaf ranges of the split nodes, by column (in tree and pre-order).
+            if self.nan_left.size:
+                self.nan_left[part] = np.asarray(tree.missing_go_to_left, dtype=bool)[order]
+            # The node ranges of the split nodes, by column (in tree and pre-order).
             inner = np.flatnonzero(~leaf)
             column = tree.feature[order[inner]]
             by = np.argsort(column, kind="stable")
             inner, column = inner[by], column[by]
             at = fill[column] + np.arange(column.size) - np.searchsorted(column, column)
-            self.split_lo[at] = before[inner] + first
-            self.split_hi[at] = before[inner + size[inner] - 1] + first
+            self.split_lo[at] = inner + start
+            self.split_hi[at] = inner + size[inner] + start
             fill += np.bincount(column, minlength=n_features)
         # Leaf of every (row, tree), and the forest's output summed in tree order.
-        self.leaves: np.ndarray = np.empty((m, self.n_trees), dtype=leaf_type)
+        reached = np.empty((self.n_trees, m), dtype=node_type)
         self._kernel(_walk, _walk_numpy)(
-            self.right, self.feature, self.threshold, self.nan_left, self.roots, X, self.leaves
+            self.right, self.feature, self.threshold, self.nan_left, self.roots, X, reached
+        )
+        self.leaves: np.ndarray = np.empty(
+            (m, self.n_trees), dtype=smallest_index_type(self.values.shape[0])
         )
         total = np.zeros((m, n_out))
-        self.flat_rows = np.empty(self.n_trees * m, dtype=smallest_index_type(m))
-        self.flat_leaves = np.empty(self.n_trees * m, dtype=leaf_type)
+        flat_rows: np.ndarray = np.empty((self.n_trees, m), dtype=smallest_index_type(m))
         for t in range(self.n_trees):
-            column = self.leaves[:, t]
+            column = -1 - self.right[reached[t]]
+            self.leaves[:, t] = column
             total += self.values[column]
-            rows = np.argsort(column, kind="stable")
-            self.flat_rows[t * m : (t + 1) * m] = rows
-            self.flat_leaves[t * m : (t + 1) * m] = column[rows]
+            rows = np.argsort(reached[t], kind="stable")
+            flat_rows[t] = rows
+            reached[t] = reached[t][rows]
+        self.flat_rows = flat_rows.reshape(-1)
+        self.flat_nodes = reached.reshape(-1)  # sorted: trees in order, nodes within each
         # A single tree returns its leaf value as is; a forest adds from 0 and divides.
         self.base_out = self.values[self.leaves[:, 0]] if self.single else total / self.n_trees
 
@@ -497,15 +511,23 @@ class TreePath:
             raise ValueError("a tree has nodes its root does not reach")
         return order, size[order]
 
-    def model_leaves(self, nodes: np.ndarray) -> np.ndarray:
-        """LEAP's leaf numbers of the model's own ``apply`` nodes, shape (n_rows, n_trees)."""
+    def reached_nodes(self) -> np.ndarray:
+        """The node every row reaches in every tree, shape (n_rows, n_trees)."""
+        m = self.leaves.shape[0]
+        out = np.empty((m, self.n_trees), dtype=np.int64)
+        for t in range(self.n_trees):
+            block = slice(t * m, (t + 1) * m)
+            out[self.flat_rows[block], t] = self.flat_nodes[block]
+        return out
+
+    def model_nodes(self, nodes: np.ndarray) -> np.ndarray:
+        """The model's own node numbers (``apply``, one column per tree) in LEAP's numbering."""
         trees = [self.model] if self.single else list(self.model.estimators_)
         out = np.empty(nodes.shape, dtype=np.int64)
         for t, est in enumerate(trees):
             order, _ = self._preorder(est.tree_)
-            leaf = order[est.tree_.children_left[order] == _LEAF]
-            number = np.full(order.size, -1, dtype=np.int64)
-            number[leaf] = np.arange(leaf.size) + self.first_leaf[t]
+            number = np.empty(order.size, dtype=np.int64)
+            number[order] = np.arange(order.size) + self.roots[t]
             out[:, t] = number[nodes[:, t]]
         return out
 
@@ -516,14 +538,14 @@ class TreePath:
         spans = list(zip(starts, stops, strict=True))
         lo = np.concatenate([self.split_lo[a:b] for a, b in spans])
         hi = np.concatenate([self.split_hi[a:b] for a, b in spans])
-        # Leaf ranges of nodes are nested or disjoint: those not inside an earlier one (by
-        # start, longest first) are disjoint and in order.
+        # Node ranges are nested or disjoint: those not inside an earlier one (by start,
+        # longest first) are disjoint and in order.
         by_start = np.lexsort((-hi.astype(np.int64), lo))
         lo, hi = lo[by_start], hi[by_start]
         outer = np.ones(lo.size, dtype=bool)
         outer[1:] = hi[1:] > np.maximum.accumulate(hi)[:-1]
-        begin = np.searchsorted(self.flat_leaves, lo[outer], "left")
-        end = np.searchsorted(self.flat_leaves, hi[outer], "left")
+        begin = np.searchsorted(self.flat_nodes, lo[outer], "left")
+        end = np.searchsorted(self.flat_nodes, hi[outer], "left")
         keep = end > begin
         return begin[keep], end[keep]
 
@@ -564,12 +586,35 @@ class TreePath:
         out = np.empty((R, m, self.values.shape[1]))
         self._kernel(_update, _update_numpy)(
             self.right, self.feature, self.threshold, self.nan_left, self.roots, self.X, slot,
-            new, changed, starts, stops, self.flat_rows, self.flat_leaves, self.leaves,
-            self.values, self.base_out, self.single, out, self.leaves.copy(),
+            new, changed, starts, stops, self.flat_rows, self.leaves, self.values,
+            self.base_out, self.single, out, self.leaves.copy(),
             np.zeros(m, dtype=np.bool_), np.empty(m, dtype=self.flat_rows.dtype),
             np.empty(self.values.shape[1]),
         )  # fmt: skip
         return self._format(out), np.ones(R, dtype=bool)
+
+
+def _distinct_values(trees: list, n_leaf: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct leaf values of all trees (bit for bit), and the number of each leaf's.
+
+    Leaves are taken tree by tree, in each tree's own node order. Few values are distinct
+    (a classifier's pure leaves share theirs), so the table is small and its numbers too.
+    """
+    values = np.empty((n_leaf, n_out), dtype=np.float64)
+    at = 0
+    for est in trees:
+        tree = est.tree_
+        leaf = tree.children_left == _LEAF
+        values[at : at + tree.n_leaves] = tree.value[leaf, 0, :n_out]
+        at += tree.n_leaves
+    order = np.lexsort(values.view(np.uint64).T[::-1])
+    ranked = values[order].view(np.uint64)
+    first = np.ones(n_leaf, dtype=bool)
+    first[1:] = np.any(ranked[1:] != ranked[:-1], axis=1)
+    del ranked
+    number: np.ndarray = np.empty(n_leaf, dtype=smallest_index_type(int(first.sum())))
+    number[order] = np.cumsum(first) - 1
+    return values[order[first]], number
 
 
 def _float32_below(threshold: np.ndarray) -> np.ndarray:
@@ -605,7 +650,7 @@ def tree_path(
         # must be the model's own on every row, not just give the same outputs.
         own = np.asarray(quietly(estimator.apply, X)).reshape(X.shape[0], -1)
         if own.shape != path.leaves.shape or not np.array_equal(
-            path.model_leaves(own), path.leaves
+            path.model_nodes(own), path.reached_nodes()
         ):
             return None
     reference = estimator
