@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from leap.builtins.methods.permutation._jit import compiled
+from leap.builtins.methods.permutation.fastpaths import thread_limits
 from leap.builtins.methods.permutation.trees import PathIndex, smallest_index_type
 
 _LEAF = -1
@@ -409,32 +410,6 @@ def own_outputs(model: Any, X: np.ndarray, methods: list[str]) -> dict[str, np.n
     return out
 
 
-class OneThread:
-    """Runs a model's OpenMP and BLAS libraries with one thread, as in a joblib worker.
-
-    LEAP's own threads already share the cores; on a busy machine a model's thread team
-    per call can cost a hundred times the prediction of the few stacked rows. The limit
-    applies to the calling thread only and changes no output (rows are computed
-    independently). The library scan is done once, on first use.
-    """
-
-    def __init__(self) -> None:
-        self._controller: Any = None  # a threadpoolctl ThreadpoolController, made on first use
-
-    def __call__(self) -> Any:
-        if self._controller is None:
-            from threadpoolctl import ThreadpoolController
-
-            self._controller = ThreadpoolController()
-        return self._controller.limit(limits=1)
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self._controller = None
-
-
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
@@ -457,7 +432,7 @@ def certified_base(
     if m < 2 or not methods:
         return None
     try:
-        with OneThread()():
+        with thread_limits(1):
             own = own_outputs(model, X, methods)
             if not all(_same_bits(own[k], np.asarray(base_outputs[k])) for k in methods):
                 return None
@@ -531,7 +506,6 @@ class RepredictPath:
         cap = min(max_stack_bytes, X.nbytes // REPREDICT_BUFFER_SHARE)
         self.max_rows = max(2, cap // row_bytes)
         self._lock = threading.Lock() if serial else contextlib.nullcontext()
-        self._one_thread = OneThread()
         self.serial = serial
 
     def __getstate__(self) -> dict:
@@ -544,8 +518,11 @@ class RepredictPath:
         self._lock = threading.Lock() if self.serial else contextlib.nullcontext()
 
     def single_threaded(self) -> Any:
-        """Context manager: the model's OpenMP and BLAS libraries run with one thread."""
-        return self._one_thread()
+        """Context manager: the model's OpenMP and BLAS libraries run with one thread, as
+        in a joblib worker (LEAP's own threads already share the cores; a thread team per
+        call of a few stacked rows can cost a hundred times the prediction). Outputs do
+        not change: rows are computed independently."""
+        return thread_limits(1)
 
     def unaffected(self, cols: np.ndarray) -> bool:
         """No tree splits on any of ``cols``."""
@@ -624,7 +601,7 @@ class RepredictPath:
 
         # One thread limit (and one hold of the lock) for all calls: the buffer is small,
         # so there may be many calls, and setting the limit costs ~0.6 ms each time.
-        with self._lock, self._one_thread():
+        with self._lock, thread_limits(1):
             for g, (cols, copy_of, row_of) in enumerate(picks):
                 for lo in range(0, row_of.size, buffer.shape[0]):
                     r_part = copy_of[lo : lo + buffer.shape[0]]
@@ -1345,7 +1322,7 @@ class SumPath(RepredictPath):
             undecided_picks.append((cols, *np.nonzero(undecided)))
         summed = np.concatenate(summed_parts)
         if summed.shape[0] and getattr(self.link, "calls_model", False):
-            with self._lock, self._one_thread():
+            with self._lock, thread_limits(1):
                 linked = self.link.outputs(summed, self.methods)
         elif summed.shape[0]:  # NumPy only: no thread limit to set and restore (~0.6 ms a call)
             linked = self.link.outputs(summed, self.methods)

@@ -17,6 +17,7 @@ base_outputs)`` attribute, called with the scaled input and a :class:`Projection
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -71,6 +72,26 @@ def quietly(method: Callable, *args: Any) -> Any:
         return method(*args)
 
 
+_CONTROLLER: list = []  # [ThreadpoolController, len(sys.modules) when it was made]
+_CONTROLLER_LOCK = threading.Lock()
+
+
+def thread_limits(limits: int, user_api: str | None = None) -> Any:
+    """``threadpoolctl`` limits (a context manager) through one controller per process.
+
+    Making a controller scans every loaded library, milliseconds each time, and a run
+    limits threads dozens of times. It is made again when modules were imported since
+    (one may have loaded another OpenMP or BLAS library).
+    """
+    with _CONTROLLER_LOCK:
+        if not _CONTROLLER or _CONTROLLER[1] != len(sys.modules):
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER[:] = [ThreadpoolController(), len(sys.modules)]
+        controller = _CONTROLLER[0]
+    return controller.limit(limits=limits, user_api=user_api)
+
+
 class OneBlasThread:
     """Context manager: BLAS runs single-threaded while any fast-path call is inside it.
 
@@ -85,17 +106,12 @@ class OneBlasThread:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._depth = 0
-        self._controller: Any = None
         self._limiter: Any = None
 
     def __enter__(self) -> None:
         with self._lock:
             if self._depth == 0:
-                if self._controller is None:
-                    from threadpoolctl import ThreadpoolController
-
-                    self._controller = ThreadpoolController()
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
+                self._limiter = thread_limits(1, "blas")
             self._depth += 1
 
     def __exit__(self, *exc: object) -> None:

@@ -78,10 +78,9 @@ from sklearn.neighbors import (
     RadiusNeighborsRegressor,
 )
 from sklearn.pipeline import Pipeline
-from threadpoolctl import ThreadpoolController
 
 from leap.builtins.methods.permutation._jit import compiled
-from leap.builtins.methods.permutation.fastpaths import quietly
+from leap.builtins.methods.permutation.fastpaths import quietly, thread_limits
 
 _U = np.finfo(np.float64).eps / 2
 #: Models whose outputs can depend on the number of OpenMP threads (see :func:`copy_threads`).
@@ -589,7 +588,7 @@ def call_rows(estimator: Any, n_rows: int, threads: int | None) -> int | None:
     if _votes_in_one_pass(core):
         return None
     if threads is not None:
-        with ThreadpoolController().limit(limits=threads, user_api="openmp"):
+        with thread_limits(threads, "openmp"):
             return _split_rows(int(core.n_samples_fit_), n_rows, _search_threads())
     return _split_rows(int(core.n_samples_fit_), n_rows, _search_threads())
 
@@ -678,7 +677,6 @@ class NeighborsPath:
         self.classifier = isinstance(model, KNeighborsClassifier)
         self.distance = model.weights == "distance"
         self._lock = threading.Lock()
-        self._threads: Any = None  # a threadpoolctl ThreadpoolController, made on first use
         self.base_outputs = dict(base_outputs)  # the caller's (its names say what to serve)
         # Rows a permutation leaves unchanged keep the model's outputs computed as the copies'
         # (see copy_threads): on first use, with the thread setting the copies run with.
@@ -1080,9 +1078,6 @@ class NeighborsPath:
 
     def _openmp_threads(self) -> int:
         """The OpenMP thread count model calls run with now (see :func:`copy_threads`)."""
-        with self._lock:
-            if self._threads is None:
-                self._threads = ThreadpoolController()
         return _search_threads()
 
     def _ask_copies(self, cols, new, full, outputs) -> None:
@@ -1126,7 +1121,7 @@ class NeighborsPath:
         one = threads > 1 and split is None
         step = split or stacked.shape[0]  # more rows would make the search sequential
         with self._lock if threads > 1 else nullcontext():
-            with self._threads.limit(limits=1, user_api="openmp") if one else nullcontext():
+            with thread_limits(1, "openmp") if one else nullcontext():
                 answers = {
                     name: np.concatenate([
                         quietly(getattr(self.model, name), stacked[at : at + step])
@@ -1168,7 +1163,6 @@ class NeighborsPath:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_lock")
-        state["_threads"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -1205,13 +1199,15 @@ class NeighborsPath:
             rel = 2.0 * (2.0 * E) / (self.p * nearest) + 8.0 * _U
             # Probabilities and regression values: served where the weights' estimated
             # rounding is small (not next to a near-duplicate neighbour; see the module).
-            fine = self._weight_rounding(best_d, idx, x_norm) <= VALUE_ROUNDING
+            fine = np.ones(ok.shape, dtype=bool)  # labels alone: not needed
+            if not self.classifier or "predict_proba" in self.base_outputs:
+                fine = self._weight_rounding(best_d, idx, x_norm) <= VALUE_ROUNDING
             smooth = ok & fine
         if self.classifier:
             C = self.n_classes
-            lab = self.y_fit[idx]  # (R, m, kk) encoded classes
-            onehot = lab[..., None] == np.arange(C)
             if not self.distance:
+                lab = self.y_fit[idx]  # (R, m, kk) encoded classes
+                onehot = lab[..., None] == np.arange(C)
                 counts = onehot[..., :k, :].sum(axis=2)
                 winner = np.argmax(counts, axis=2)
                 certified = complete & whole_band
@@ -1229,17 +1225,26 @@ class NeighborsPath:
                 counts = counts.astype(np.float64)
                 proba = counts / np.maximum(counts.sum(axis=2, keepdims=True), 1.0)
             else:
-                sums = np.zeros((*lab.shape[:2], C))
+                # Each class's total adds its neighbours' weights in neighbour order, from
+                # zero, as scikit-learn's vote does.
+                lab = self.y_fit[idx[..., :k]].reshape(-1, k)
+                sums = np.zeros((*idx.shape[:2], C))
+                flat = sums.reshape(-1, C)
+                at = np.arange(flat.shape[0])
+                w_flat = w.reshape(-1, k)
                 for q in range(k):
-                    sums += w[..., q, None] * onehot[..., q, :]
+                    flat[at, lab[:, q]] += w_flat[:, q]
                 total = sums.sum(axis=2, keepdims=True)
                 proba = sums / np.where(total == 0.0, 1.0, total)
-                top2 = np.sort(sums, axis=2)[..., -2:] if C > 1 else None
-                margin_ok = np.ones(ok.shape, dtype=bool)
-                if top2 is not None:
-                    bound = 4.0 * (rel + k * _U) * total[..., 0]
-                    margin_ok = top2[..., 1] - top2[..., 0] > bound
                 winner = np.argmax(sums, axis=2)
+                margin_ok = np.ones(ok.shape, dtype=bool)
+                if C > 1:  # the best total against the next best
+                    best = flat[at, winner.reshape(-1)].copy()
+                    flat[at, winner.reshape(-1)] = -np.inf
+                    second = flat.max(axis=1)
+                    flat[at, winner.reshape(-1)] = best
+                    bound = 4.0 * (rel + k * _U) * total[..., 0]
+                    margin_ok = (best - second).reshape(ok.shape) > bound
                 if exact_votes:
                     # scikit-learn takes the first largest total (``weighted_mode``); a
                     # version voting by the largest probability would agree where the

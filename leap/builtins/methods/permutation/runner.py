@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from leap.builtins.methods.permutation.batched import BatchedScorer
 from leap.builtins.methods.permutation.copies import CopyStack, WorkingCopy
-from leap.builtins.methods.permutation.fastpaths import FastPath
+from leap.builtins.methods.permutation.fastpaths import FastPath, thread_limits
 from leap.builtins.methods.permutation.neighbors import call_rows, copy_threads
 from leap.builtins.methods.permutation.scoring import (
     AccuracyCounter,
@@ -134,9 +134,7 @@ def run_task(ctx: Context, items: Sequence[Item]) -> tuple[list[tuple[int, list]
     answers trivial groups itself; any group given here is computed.
     """
     if ctx.threads is not None:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=ctx.threads, user_api="openmp"):
+        with thread_limits(ctx.threads, "openmp"):
             return run_task(replace(ctx, threads=None), items)
     if ctx.plan is None:
         return _run_opaque(ctx, items), []
