@@ -10,6 +10,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from leap import Engine, SensorLayout
+from leap.builtins.methods.permutation._jit import numba_enabled
 from leap.workflows.demo import DemoData, make_leap_dataset
 
 SMALL_LAYOUT = SensorLayout(sensors=("Left_Ankle", "Right_Ankle", "Sacrum"), dims=("x", "y"))
@@ -37,6 +38,16 @@ def chosen_path(monkeypatch):
 
     monkeypatch.setattr(permutation, "run_all", spy)
     return seen
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def kernels(request, monkeypatch):
+    """Run a test with the compiled kernels and with their NumPy twins."""
+    if request.param == "numpy":
+        monkeypatch.setenv("LEAP_DISABLE_NUMBA", "1")
+    elif not numba_enabled():
+        pytest.skip("numba is not installed")
+    return request.param
 
 
 @pytest.fixture

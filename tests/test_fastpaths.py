@@ -36,16 +36,6 @@ from leap.builtins.methods.permutation.svm import KernelPath
 from leap.builtins.methods.permutation.trees import TreePath, tree_path
 
 
-@pytest.fixture(params=["numba", "numpy"])
-def kernels(request, monkeypatch):
-    """Run a test with the compiled kernels and with their NumPy twins."""
-    if request.param == "numpy":
-        monkeypatch.setenv("LEAP_DISABLE_NUMBA", "1")
-    elif not numba_enabled():
-        pytest.skip("numba is not installed")
-    return request.param
-
-
 def assert_parity(model, X, y, **kwargs):
     kwargs.setdefault("n_repeats", 4)
     kwargs.setdefault("random_state", 0)

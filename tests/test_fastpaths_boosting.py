@@ -32,7 +32,6 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from leap.builtins.methods.permutation import boosting
-from leap.builtins.methods.permutation._jit import numba_enabled
 from leap.builtins.methods.permutation.boosting import RepredictPath, boosting_path
 from leap.builtins.methods.permutation.method import DEFAULT_FAST_PATHS, PermutationMethod
 from leap.builtins.methods.permutation.native_boosters import native_booster_path
@@ -50,16 +49,6 @@ def _one_openmp_thread():
 
     with threadpool_limits(limits=1):
         yield
-
-
-@pytest.fixture(params=["numba", "numpy"])
-def kernels(request, monkeypatch):
-    """Run a test with the compiled kernels and with their NumPy twins."""
-    if request.param == "numpy":
-        monkeypatch.setenv("LEAP_DISABLE_NUMBA", "1")
-    elif not numba_enabled():
-        pytest.skip("numba is not installed")
-    return request.param
 
 
 def _data(seed=0, n=120, p=8, nan=0.0, task="binary"):

@@ -78,16 +78,6 @@ def _one_thread():
         yield
 
 
-@pytest.fixture(params=["numba", "numpy"])
-def kernels(request, monkeypatch):
-    """Run a test with the compiled kernels and with their NumPy twins."""
-    if request.param == "numpy":
-        monkeypatch.setenv("LEAP_DISABLE_NUMBA", "1")
-    elif not numba_enabled():
-        pytest.skip("numba is not installed")
-    return request.param
-
-
 def assert_copies_match(model, X, groups=None, n_repeats=4, seed=0, methods=None):
     """Every copy the path answers equals the model's own outputs on that copy."""
     if methods is None:

@@ -12,18 +12,7 @@ import pytest
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestRegressor
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from leap.builtins.methods.permutation._jit import numba_enabled
 from leap.builtins.methods.permutation.trees import _float32_below, tree_path
-
-
-@pytest.fixture(params=["numba", "numpy"])
-def kernels(request, monkeypatch):
-    """Run a test with the compiled kernels and with their NumPy twins."""
-    if request.param == "numpy":
-        monkeypatch.setenv("LEAP_DISABLE_NUMBA", "1")
-    elif not numba_enabled():
-        pytest.skip("numba is not installed")
-    return request.param
 
 
 def _near_thresholds(model, X, rng):
