@@ -1238,18 +1238,18 @@ class NeighborsPath:
                 proba = sums / np.where(total == 0.0, 1.0, total)
                 winner = np.argmax(sums, axis=2)
                 margin_ok = np.ones(ok.shape, dtype=bool)
-                if C > 1:  # the best total against the next best
+                if exact_votes:
+                    # scikit-learn takes the first largest total (``weighted_mode``); a
+                    # version voting by the largest probability would agree where the
+                    # division by the total makes no new tie.
+                    margin_ok = winner == np.argmax(proba, axis=2)
+                elif C > 1:  # the best total against the next best
                     best = flat[at, winner.reshape(-1)].copy()
                     flat[at, winner.reshape(-1)] = -np.inf
                     second = flat.max(axis=1)
                     flat[at, winner.reshape(-1)] = best
                     bound = 4.0 * (rel + k * _U) * total[..., 0]
                     margin_ok = (best - second).reshape(ok.shape) > bound
-                if exact_votes:
-                    # scikit-learn takes the first largest total (``weighted_mode``); a
-                    # version voting by the largest probability would agree where the
-                    # division by the total makes no new tie.
-                    margin_ok = winner == np.argmax(proba, axis=2)
                 certified = ok
                 if "predict" in self.base_outputs:
                     certified = certified & margin_ok

@@ -518,12 +518,12 @@ def compact_shares(scores: list) -> list:
     scores carry one row vector per group, not one per copy. Other lists are returned as
     is.
     """
-    found = [getattr(score, "rows", None) for score in scores]
-    if not scores or any(r is None for r in found) or isinstance(scores[0], MeanRowScore):
+    if not scores or isinstance(scores[0], MeanRowScore):
         return scores
+    found = [getattr(score, "rows", None) for score in scores]
     if any(r is found[0] for r in found[1:]):  # the unpermuted score, repeated: no cost
         return scores
-    mean = _mean_shares(scores)
+    mean = _mean_shares(scores)  # None where any copy carries no shares
     return scores if mean is None else [MeanRowScore(float(score), mean) for score in scores]
 
 
