@@ -129,15 +129,16 @@ def _reduced_block_numpy(A, B, p, out):
         out += a if p == 1.0 else a**p
 
 
-def _scan(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, best_i, status):
+def _scan(cand_idx, cand_d, Yg, old, new, todo, p, M, delta, E, n_t, best_d, best_i, status):
     """Loop kernel (compiled by numba): the ``kk`` nearest points of each row to scan.
 
-    ``status``: 1 the scan proved that no other point is nearer than ``best_d[..., -1]``
-    (minus the rounding margins); 3 the kept candidates ran out.
+    ``Yg``: ``Y[:, cols].T`` and ``old``: ``X[:, cols]``, both contiguous. ``status``: 1 the
+    scan proved that no other point is nearer than ``best_d[..., -1]`` (minus the rounding
+    margins); 3 the kept candidates ran out.
     """
     R, m = todo.shape
     L = cand_idx.shape[1]
-    g = cols.shape[0]
+    g = Yg.shape[0]
     kk = best_d.shape[2]
     for r in range(R):
         for i in range(m):
@@ -147,20 +148,24 @@ def _scan(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, 
             bi = best_i[r, i]
             bd[:] = np.inf
             bi[:] = -1
-            e = E[r, i]
+            e, shift, reach = E[r, i], M[r, i], delta[r, i]
+            worst = np.inf  # bd[kk - 1]
             done = L >= n_t
             for j in range(L + 1):
                 b = cand_d[i, min(j, L - 1)]
                 b0 = b - e  # the exact old value is at least this
-                lb = b0 - M[r, i]
+                lb = b0 - shift
                 if p == 1.0:
-                    tri = b0 - delta[r, i]
+                    tri = b0 - reach
+                elif p == 2.0:  # sqrt, not a power: several times faster
+                    root = np.sqrt(b0 if b0 > 0.0 else 0.0) - reach
+                    tri = root * root if root > 0.0 else 0.0
                 else:
-                    root = (b0 if b0 > 0.0 else 0.0) ** (1.0 / p) - delta[r, i]
+                    root = (b0 if b0 > 0.0 else 0.0) ** (1.0 / p) - reach
                     tri = root**p if root > 0.0 else 0.0
                 if tri > lb:
                     lb = tri
-                if lb - 3.0 * e - _REL * abs(b) > bd[kk - 1]:
+                if lb - 3.0 * e - _REL * abs(b) > worst:
                     done = True
                     break
                 if j == L:
@@ -168,16 +173,16 @@ def _scan(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, 
                 t = cand_idx[i, j]
                 dn = b
                 for c in range(g):
-                    yv = Y[t, cols[c]]
+                    yv = Yg[c, t]
                     a = abs(new[r, i, c] - yv)
-                    o = abs(X[i, cols[c]] - yv)
+                    o = abs(old[i, c] - yv)
                     if p == 2.0:
                         dn += a * a - o * o
                     elif p == 1.0:
                         dn += a - o
                     else:
                         dn += a**p - o**p
-                if dn < bd[kk - 1]:
+                if dn < worst:
                     pos = kk - 1
                     while pos > 0 and bd[pos - 1] > dn:
                         bd[pos] = bd[pos - 1]
@@ -185,6 +190,7 @@ def _scan(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, 
                         pos -= 1
                     bd[pos] = dn
                     bi[pos] = t
+                    worst = bd[kk - 1]
             status[r, i] = 1 if done else 3
 
 
@@ -428,7 +434,7 @@ def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X,
             best_d[r, i, j] = np.inf
 
 
-def _scan_numpy(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, best_d, best_i, status):  # fmt: skip  # noqa: E501
+def _scan_numpy(cand_idx, cand_d, Yg, old, new, todo, p, M, delta, E, n_t, best_d, best_i, status):  # fmt: skip  # noqa: E501
     """Vectorised twin of :func:`_scan`: every kept candidate rescored, same bounds."""
     L = cand_idx.shape[1]
     kk = best_d.shape[2]
@@ -438,10 +444,10 @@ def _scan_numpy(cand_idx, cand_d, Y, X, cols, new, todo, p, M, delta, E, n_t, be
             continue
         ci = cand_idx[rows]
         d = cand_d[rows].copy()
-        for c, col in enumerate(cols):
-            yv = Y[ci, col]
+        for c in range(Yg.shape[0]):
+            yv = Yg[c][ci]
             a = np.abs(new[r, rows, c][:, None] - yv)
-            o = np.abs(X[rows, col][:, None] - yv)
+            o = np.abs(old[rows, c][:, None] - yv)
             d += a * a - o * o if p == 2.0 else (a - o if p == 1.0 else a**p - o**p)
         top = np.argsort(d, axis=1, kind="stable")[:, :kk]
         bd = np.full((rows.size, kk), np.inf)
@@ -919,7 +925,7 @@ class NeighborsPath:
         X = self.X
         R, m = orders.shape
         kk = self.kk
-        old = X[:, cols]
+        old = np.ascontiguousarray(X[:, cols])
         new = np.ascontiguousarray(old[orders])  # (R, m, g)
         changed = np.any(new.view(np.uint64) != old.view(np.uint64)[None], axis=2)
         M, delta, E = self._bounds(cols, old, new)
@@ -936,9 +942,10 @@ class NeighborsPath:
         best_d = np.full((R, m, kk), np.inf)
         best_i = np.zeros((R, m, kk), dtype=np.int32)
         status = np.zeros((R, m), dtype=np.int8)
+        Yg = np.ascontiguousarray(self.Y[:, cols].T)  # a group's training values, in cache
         kernel = compiled(_scan) or _scan_numpy
         kernel(
-            self.cand_idx, self.cand_d, self.Y, X, cols, new, todo, self.p, M, delta, E,
+            self.cand_idx, self.cand_d, Yg, old, new, todo, self.p, M, delta, E,
             self.Y.shape[0], best_d, best_i, status,
         )  # fmt: skip
         over = status == 3  # kept candidates ran out: every training point is scanned
@@ -947,8 +954,7 @@ class NeighborsPath:
             full_scan = compiled(_scan_all) or _scan_all_numpy
             full_scan(
                 self.cand_idx, self.cand_d, self.low, self.low_scale, self.low_ref,
-                self.low_off, self.Y, X, cols,
-                np.ascontiguousarray(self.Y[:, cols].T), new, over, self.p, E,
+                self.low_off, self.Y, X, cols, Yg, new, over, self.p, E,
                 np.empty(X.shape[1]), best_d, best_i,
             )  # fmt: skip
             status[over] = 1
