@@ -221,7 +221,7 @@ def _scan_all(cand_idx, cand_d, low, scale, ref, off, Y, X, cols, Yg, new, todo,
                 t = cand_idx[i, j]
                 dn = cand_d[i, j]
                 for c in range(g):
-                    yv = Y[t, cols[c]]
+                    yv = Yg[c, t]
                     a = abs(new[r, i, c] - yv)
                     o = abs(X[i, cols[c]] - yv)
                     if p == 2.0:
