@@ -105,6 +105,8 @@ _EXACT_CODES = 254
 #: Largest ``k`` whose neighbours scikit-learn orders by insertion sort (its
 #: ``simultaneous_sort`` switches to introsort above 15), which the replay repeats.
 _INSERTION_K = 15
+#: Training points per block of the replay's skip test (a divisor of OpenMP's chunks of 256).
+_REPLAY_BLOCK = 8
 #: Largest estimated relative difference of a row's distance weights from scikit-learn's at
 #: which its distance-weighted values are served (see the module docstring).
 VALUE_ROUNDING = 1e-13
@@ -325,7 +327,7 @@ def _scan_all_numpy(cand_idx, cand_d, low, scale, ref, off, Y, X, cols, Yg, new,
         best_i[r, rows] = np.take_along_axis(idx, order, axis=1)
 
 
-def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X, cols, new, p, bounds, merged, order, d0, known, heaps, heap_idx, best_d, best_i):  # fmt: skip  # noqa: E501
+def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X, Yg, old, new, p, bounds, merged, order, blow, B, ylo, yhi, d0, known, ready, heaps, heap_idx, best_d, best_i):  # fmt: skip  # noqa: E501
     """Loop kernel (compiled by numba): scikit-learn's brute-force search replayed for the
     rows ``(rows_r[q], rows_i[q])`` of the copies, with exact arithmetic (small integers).
 
@@ -341,10 +343,17 @@ def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X,
     enter the heap, else its distance is computed directly and kept for the next copies of
     the same query row (rows come sorted by query row). Writes the ``k`` neighbours in
     scikit-learn's order (``heaps``: scratch, one heap per range and the merged one), and
-    ``inf`` after them.
+    ``inf`` after them. ``Yg``: ``Y[:, cols].T`` and ``old``: ``X[:, cols]``, contiguous.
+
+    The training points come in blocks of ``B`` (``B`` divides the ranges' chunks of 256):
+    ``blow[i, b]`` is at most the least unpermuted distance of block ``b``, and ``ylo``/``yhi`` its
+    least and largest values in each column of the group. A permuted column's change to
+    ``|x - y|^p`` is monotone in ``y`` on either side of both values, so its least over the
+    block is taken at ``ylo`` or ``yhi``; a block whose least distance plus least change
+    cannot enter the heap is skipped whole (its points would not enter either).
     """
     n_t, n_f = Y.shape
-    g = cols.shape[0]
+    g = Yg.shape[0]
     L = cand_idx.shape[1]
     n_ranges = bounds.shape[0] - 1
     k = heaps.shape[1]
@@ -352,11 +361,10 @@ def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X,
     for q in range(rows_r.shape[0]):
         r = rows_r[q]
         i = rows_i[q]
+        xo = old[i]
+        xn = new[r, i]
         if q == 0 or rows_i[q - 1] != i:  # rows of one query row share what is known
-            for t in range(n_t):
-                code = low[i, t]
-                d0[t] = off[i] + ref[i] * scale[code] if code != 255 else 0.0
-                known[t] = exact and code < 254
+            ready[:] = False  # a block's distances are read from its codes when first needed
             for j in range(L):
                 d0[cand_idx[i, j]] = cand_d[i, j]
                 known[cand_idx[i, j]] = True
@@ -366,17 +374,43 @@ def _replay(rows_r, rows_i, cand_idx, cand_d, low, scale, ref, off, exact, Y, X,
             merging = s == n_ranges  # the ranges' heaps, pushed onto the last one
             hv = heaps[s]
             hi = heap_idx[s]
-            for u in range(0 if merging else bounds[s], n_ranges * k if merging else bounds[s + 1]):
+            u = 0 if merging else bounds[s]
+            stop = n_ranges * k if merging else bounds[s + 1]
+            while u < stop:
                 if merging:
                     dn = heaps[u // k, u % k]
                     t = heap_idx[u // k, u % k]
+                    u += 1
                 else:
                     t = u
+                    u += 1
+                    if t % B == 0 or t == bounds[s]:  # a block begins
+                        blk = t // B
+                        least = blow[i, blk]
+                        for c in range(g):
+                            a_lo = abs(xn[c] - ylo[c, blk])
+                            o_lo = abs(xo[c] - ylo[c, blk])
+                            a_hi = abs(xn[c] - yhi[c, blk])
+                            o_hi = abs(xo[c] - yhi[c, blk])
+                            if p == 2.0:
+                                least += min(a_lo * a_lo - o_lo * o_lo, a_hi * a_hi - o_hi * o_hi)
+                            else:
+                                least += min(a_lo - o_lo, a_hi - o_hi)
+                        if least >= hv[0]:
+                            u = min((blk + 1) * B, stop)
+                            continue
+                        if not ready[blk]:
+                            for v in range(blk * B, min((blk + 1) * B, n_t)):
+                                code = low[i, v]
+                                if code != 255:  # kept candidates are set already
+                                    d0[v] = off[i] + ref[i] * scale[code]
+                                    known[v] = exact and code < 254
+                            ready[blk] = True
                     change = 0.0
                     for c in range(g):
-                        yv = Y[t, cols[c]]
-                        a = abs(new[r, i, c] - yv)
-                        o = abs(X[i, cols[c]] - yv)
+                        yv = Yg[c, t]
+                        a = abs(xn[c] - yv)
+                        o = abs(xo[c] - yv)
                         change += a * a - o * o if p == 2.0 else a - o
                     dn = d0[t] + change
                     if not known[t] and dn < hv[0]:  # a lower bound that may enter
@@ -729,6 +763,12 @@ class NeighborsPath:
         self.low_ref = np.ones(m)
         self.low_off = np.zeros(m)
         self.exact_codes = False
+        # The replay's least unpermuted distance per block of training points (see _replay),
+        # rounded down to float32: half the memory of the one-byte codes.
+        starts = np.arange(0, n_t, _REPLAY_BLOCK)
+        self.block_low = None
+        if self.integral and self.low is not None:
+            self.block_low = np.empty((m, starts.size), dtype=np.float32)
         step = max(1, _CHUNK_BYTES // (8 * n_t))
         block = compiled(_reduced_block) or _reduced_block_numpy
         for start in range(0, m, step):
@@ -753,6 +793,12 @@ class NeighborsPath:
                 self.low_off[start:stop] = self.cand_d[start:stop, 0]
             else:
                 self.low_ref[start:stop] = np.maximum(self.cand_d[start:stop, -1], 1e-300)
+            if self.block_low is not None:
+                least = np.minimum.reduceat(d, starts, axis=1)
+                low32 = least.astype(np.float32)
+                self.block_low[start:stop] = np.where(
+                    low32 > least, np.nextafter(low32, np.float32(-np.inf)), low32
+                )
             if self.low is not None:
                 self.low[start:stop] = self._lower_codes(d, start, stop)
                 np.put_along_axis(self.low[start:stop], keep[:, :n_keep], _KEPT, axis=1)
@@ -1054,6 +1100,11 @@ class NeighborsPath:
     def replayed(self, cols, new, rows_r, rows_i, best_d, best_i) -> None:
         """:func:`_replay` of rows ``(rows_r, rows_i)`` of the copies with values ``new`` in
         columns ``cols``, with the OpenMP thread count model calls run with now."""
+        old = np.ascontiguousarray(self.X[:, cols])  # the group's columns, contiguous
+        Yg = np.ascontiguousarray(self.Y[:, cols].T)
+        starts = np.arange(0, Yg.shape[1], _REPLAY_BLOCK)
+        y_lo = np.minimum.reduceat(Yg, starts, axis=1)
+        y_hi = np.maximum.reduceat(Yg, starts, axis=1)
         by_row = np.argsort(rows_i, kind="stable")  # the kernel reuses a query row's distances
         rows_r, rows_i = rows_r[by_row], rows_i[by_row]
         n_t = self.Y.shape[0]
@@ -1063,11 +1114,11 @@ class NeighborsPath:
         n_heaps = bounds.size if merged else 1
         compiled(_replay)(
             rows_r, rows_i, self.cand_idx, self.cand_d, self.low, self.low_scale, self.low_ref,
-            self.low_off, self.exact_codes, self.Y, self.X, cols, new, self.p, bounds, merged,
-            not (self.classifier and not self.distance), np.empty(n_t),
-            np.empty(n_t, dtype=np.bool_),
-            np.empty((n_heaps, self.k)), np.empty((n_heaps, self.k), dtype=np.int64),
-            best_d, best_i,
+            self.low_off, self.exact_codes, self.Y, self.X, Yg, old, new, self.p, bounds, merged,
+            not (self.classifier and not self.distance), self.block_low, _REPLAY_BLOCK, y_lo,
+            y_hi, np.empty(n_t), np.empty(n_t, dtype=np.bool_),
+            np.empty(starts.size, dtype=np.bool_), np.empty((n_heaps, self.k)),
+            np.empty((n_heaps, self.k), dtype=np.int64), best_d, best_i,
         )  # fmt: skip
 
     def _unpermuted_outputs(self) -> dict[str, np.ndarray]:
