@@ -669,3 +669,73 @@ def test_stacked_copies_keep_the_copies_search_strategy(weights):
         theirs = permutation_importance(model, X, y_test, n_repeats=5, random_state=0, n_jobs=1)
         (ours,) = method.compute(model, X, y_test, n_repeats=5, random_state=0, n_jobs=1).values()
     assert_allclose(ours.importances, theirs.importances, rtol=0, atol=1e-12)
+
+
+def test_band_weights_hold_for_every_choice_from_the_band():
+    """Brute force over random bands, exactly tied (integer distances) or within ``e4``: a
+    label certified by :func:`_band_weights` is the weighted vote's first largest total for
+    every choice of the band's points the model could make."""
+    from itertools import combinations
+
+    from leap.builtins.methods.permutation.neighbors import _band_weights
+
+    rng = np.random.default_rng(0)
+    certified = 0
+    for case in range(1500):
+        k, C, p = int(rng.integers(2, 8)), int(rng.integers(2, 4)), [1.0, 2.0][case % 2]
+        n_a = int(rng.integers(0, k))
+        n_b = int(rng.integers(k - n_a + 1, k - n_a + 5))
+        v = float(rng.integers(5, 40))
+        e4 = 0.0 if case % 3 else 1e-9 * v
+        sure_d = np.sort(rng.integers(1, int(v) - 1, size=n_a).astype(float))
+        band_d = v + rng.uniform(-e4, e4, size=n_b)
+        bd = np.concatenate([sure_d, np.sort(band_d), [v + 5.0]])
+        lab = rng.integers(0, C, size=bd.size)
+        ranged, winner = _band_weights(
+            bd[None], lab[None], np.array([v]), np.array([e4]), np.array([8 * 2.0**-53]),
+            k, C, p,
+        )  # fmt: skip
+        if not ranged[0]:
+            continue
+        certified += 1
+        w = 1.0 / (bd if p == 1.0 else np.sqrt(bd))
+        for chosen in combinations(range(n_a, n_a + n_b), k - n_a):
+            totals = np.zeros(C)
+            for q in [*range(n_a), *chosen]:
+                totals[lab[q]] += w[q]
+            assert np.argmax(totals) == winner[0]
+    assert certified > 300  # the certificate is used, not vacuous
+
+
+@pytest.mark.parametrize("k, metric_p", [(3, 2), (5, 2), (5, 1), (8, 1)])
+def test_distance_weighted_labels_certified_across_a_tied_band(k, metric_p, monkeypatch, kernels):
+    """On tie-heavy integer data with the replay off, rows whose k-th distance is exactly
+    tied are served by the band's range of totals where it settles the label: those labels
+    equal the model's, copy by copy, and end to end the importances equal scikit-learn's."""
+    from leap.builtins.methods.permutation import neighbors
+
+    monkeypatch.setattr(NeighborsPath, "_replays", lambda self: False)
+    calls = []
+    band = neighbors._band_weights
+
+    def spy(*args):
+        ranged, winner = band(*args)
+        calls.append(int(ranged.sum()))
+        return ranged, winner
+
+    monkeypatch.setattr(neighbors, "_band_weights", spy)
+    X_fit, X, y = tie_heavy(40 + k, 300, 90, 40)
+    target = np.digitize(y, np.quantile(y, [1 / 3, 2 / 3]))
+    model = KNeighborsClassifier(k, weights="distance", p=metric_p).fit(X_fit, target)
+    _, answered = assert_copies_match(model, X, methods=["predict"], n_repeats=3)
+    assert answered > 0 and sum(calls) > 0
+    no_trial(monkeypatch)
+    y_test = model.predict(X)
+    y_test[::5] = (y_test[::5] + 1) % 3
+    theirs = permutation_importance(model, X, y_test, n_repeats=3, random_state=4, n_jobs=1)
+    (ours,) = (
+        PermutationMethod()
+        .compute(model, X, y_test, n_repeats=3, random_state=4, n_jobs=1)
+        .values()
+    )
+    assert_array_equal(ours.importances, theirs.importances)

@@ -46,7 +46,9 @@ the ones in between form the *band*. With uniform weights the class votes are ce
 when the whole band is chosen or all its points share a class (regressors: share a target
 value); a label alone is also certified when no choice from the band can change the
 winning class. With distance weights the set must be certain, no distance may be near zero,
-and the label needs a margin larger than the weights' rounding bound.
+and the label needs a margin larger than the weights' rounding bound; a label alone is also
+certified across a band where the range of totals the band allows settles it
+(:func:`_band_weights`).
 
 Probabilities and regression values follow scikit-learn's arithmetic in neighbour order, so
 they differ from the model's only by rounding: of the weights ``1 / d`` (both computations
@@ -537,6 +539,36 @@ def _band_votes(bd, lab, v, e4, k, C):
     before, after = cls < winner[:, None], cls > winner[:, None]
     ranged = np.all(np.where(before, lo_w > hi, True) & np.where(after, lo_w >= hi, True), axis=1)
     return votes, exact, ranged, winner
+
+
+def _band_weights(bd, lab, v, e4, rel, k, C, p):
+    """Distance-weighted labels of rows whose k-th distance has a band of near-equal points.
+
+    Returns ``(ranged, winner)``: ``ranged`` where the winning class ``winner`` leads every
+    other class by more than the weights' rounding bound (``rel``, relative, per weight)
+    whichever points of the band the model takes: a class's total is at least its sure
+    points' weights plus the band's least weight for each band point it must get, and at
+    most those plus the band's largest weight for each it can get.
+    """
+    in_a = bd < (v - e4)[:, None]
+    in_b = ~in_a & (bd <= (v + e4)[:, None])
+    with np.errstate(divide="ignore"):
+        w = 1.0 / (bd if p == 1.0 else np.sqrt(bd) if p == 2.0 else bd ** (1.0 / p))
+    onehot = lab[..., None] == np.arange(C)
+    sure = (onehot * np.where(in_a, w, 0.0)[..., None]).sum(axis=1)
+    b_c = (onehot & in_b[..., None]).sum(axis=1)
+    n_b = in_b.sum(axis=1)[:, None]
+    r_take = k - in_a.sum(axis=1)
+    w_lo = np.where(in_b, w, np.inf).min(axis=1)[:, None]
+    w_hi = np.where(in_b, w, 0.0).max(axis=1)[:, None]
+    lo = sure + w_lo * np.maximum(0, r_take[:, None] - (n_b - b_c))
+    hi = sure + w_hi * np.minimum(r_take[:, None], b_c)
+    winner = np.argmax(lo, axis=1)
+    at = np.arange(len(lo))
+    lead = lo[at, winner].copy()
+    hi[at, winner] = -np.inf
+    bound = 4.0 * (rel + k * _U) * (sure.sum(axis=1) + r_take * w_hi[:, 0])
+    return lead - hi.max(axis=1) > bound, winner
 
 
 def copy_threads(estimator: Any, n_jobs: int | None) -> int | None:
@@ -1310,6 +1342,14 @@ class NeighborsPath:
                 certified = ok
                 if "predict" in self.base_outputs:
                     certified = certified & margin_ok
+                    banded = np.nonzero(sure & ~whole_band)
+                    if "predict_proba" not in self.base_outputs and banded[0].size:
+                        ranged, w_r = _band_weights(
+                            best_d[banded], self.y_fit[idx[banded]], v[banded], e4[banded],
+                            rel[banded], k, C, self.p,
+                        )  # fmt: skip
+                        winner[banded] = np.where(ranged, w_r, winner[banded])
+                        certified[banded] = ranged
                 if "predict_proba" in self.base_outputs:
                     certified = certified & smooth
             if "predict_proba" in self.base_outputs:
