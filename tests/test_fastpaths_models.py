@@ -198,6 +198,37 @@ def test_mlp_path_certifies_labels_and_rejects_other_outputs():
     assert mlp_path(model, X, {"predict_log_proba": model.predict_log_proba(X)}) is None
 
 
+def test_mlp_groups_answered_together_equal_each_alone(monkeypatch):
+    """Many groups through the network in shared blocks (blocks smaller than a group, so
+    groups share and span blocks): the same outputs and certificates as one at a time, and
+    certified labels and probabilities are the model's."""
+    from leap.builtins.methods.permutation import mlp
+
+    X, y = make_data("student_t", seed=3, classes=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MLPClassifier((16, 8), max_iter=300, random_state=0).fit(X, y)
+    base = {"predict": model.predict(X), "predict_proba": model.predict_proba(X)}
+    path = mlp_path(model, X, base)
+    orders = np.array([np.random.default_rng(r).permutation(len(X)) for r in range(3)])
+    groups = [np.array([0]), np.array([1, 4]), np.array([2]), np.array([3, 5, 6])]
+    alone = [path.outputs(cols, orders) for cols in groups]
+    monkeypatch.setattr(mlp, "_BLOCK_ELEMENTS", 16 * 37)  # 37 rows per block
+    together = path.outputs_many(groups, orders)
+    certified = 0
+    for cols, (outs, exact), (outs_1, exact_1) in zip(groups, together, alone, strict=True):
+        assert np.array_equal(exact, exact_1)
+        for name in outs:
+            assert np.array_equal(outs[name], outs_1[name])
+        for r in np.flatnonzero(exact):
+            certified += 1
+            permuted = X.copy()
+            permuted[:, cols] = X[orders[r]][:, cols]
+            assert np.array_equal(outs["predict"][r], model.predict(permuted))
+            assert np.max(np.abs(outs["predict_proba"][r] - model.predict_proba(permuted))) < 1e-12
+    assert certified > 0
+
+
 def test_order_certified_ties_and_points():
     values = np.array([[[0.0], [1.0], [1.0], [2.0]]])
     exact_points = np.zeros_like(values)

@@ -38,7 +38,7 @@ _U = np.finfo(np.float64).eps / 2  # unit roundoff
 #: Lipschitz constant of each hidden activation, and whether it is computed exactly.
 _LIPSCHITZ = {"identity": (1.0, True), "relu": (1.0, True), "tanh": (1.0, False)}
 _LIPSCHITZ["logistic"] = (0.25, False)
-_BLOCK_ELEMENTS = 2**15  # (rows × hidden units) per block
+_BLOCK_ELEMENTS = 2**17  # (rows × hidden units) per block
 
 
 class MLPPath:
@@ -162,14 +162,10 @@ class MLPPath:
             E = np.broadcast_to(0.5 * E.max(axis=1, keepdims=True), Z.shape) + (Z.shape[1] + 8) * _U
         return Z, E
 
-    def _rows(self, cols: np.ndarray, diff: np.ndarray, rows: np.ndarray):
-        """Outputs and bounds of ``rows`` whose ``cols`` moved by ``diff`` (rows, g)."""
-        Z = self.Z1[rows]  # a copy (fancy index), updated in place: one block array less
-        Z += diff @ self.W_in[cols]
+    def _spread(self, cols: np.ndarray) -> float:
+        """Error added to every first-layer unit of a row whose ``cols`` moved."""
         reach = (2.0 * self.col_max[cols]) @ self.W_in_max[cols]  # bound on |Z - Z1|
-        e = self.row_err_max[rows] + (self._growth(cols).max() + 2.0 * _U * reach)
-        e += 2.0 * _U * self.Z1_max[rows]
-        return self._forward(Z, e)
+        return float(self._growth(cols).max() + 2.0 * _U * reach)
 
     def _growth(self, cols: np.ndarray) -> np.ndarray:
         """Extra first-layer error (per unit) when ``cols`` take other rows' values."""
@@ -187,27 +183,62 @@ class MLPPath:
         self, cols: np.ndarray, orders: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Outputs of each copy, and whether every changed row was certified."""
+        return self.outputs_many([cols], orders)[0]
+
+    def outputs_many(
+        self, groups: list[np.ndarray], orders: np.ndarray
+    ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """:meth:`outputs` of many groups: their changed rows go through the network
+        together, in blocks, and are certified as copies of one stack."""
         with self.one_thread:
-            return self._outputs(cols, orders)
+            outs, exact = self._outputs(groups, orders)
+        R = orders.shape[0]
+        return [
+            ({name: out[q * R : (q + 1) * R] for name, out in outs.items()},
+             exact[q * R : (q + 1) * R])
+            for q in range(len(groups))
+        ]  # fmt: skip
 
     def _outputs(
-        self, cols: np.ndarray, orders: np.ndarray
+        self, groups: list[np.ndarray], orders: np.ndarray
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        old = self.X[:, cols]
-        new = old[orders]  # (R, m, g)
-        changed = np.any(new.view(np.uint64) != old.view(np.uint64)[None], axis=2)
-        R, m = changed.shape
+        R, m = orders.shape
+        G = len(groups)
         n_out = self.coefs[-1].shape[1]
-        out = np.empty((R, m, n_out))
-        err = np.zeros((R, m, n_out))
+        out = np.empty((G * R, m, n_out))
+        err = np.zeros((G * R, m, n_out))
+        changed = np.empty((G * R, m), dtype=bool)
+        moves = []  # per group: its columns, changed (copy, row), their moves, extra error
+        for q, cols in enumerate(groups):
+            old = self.X[:, cols]
+            new = old[orders]  # (R, m, g)
+            changed[q * R : (q + 1) * R] = np.any(
+                new.view(np.uint64) != old.view(np.uint64)[None], axis=2
+            )
+            c, rows = np.nonzero(changed[q * R : (q + 1) * R])
+            moves.append((cols, c + q * R, rows, new[c, rows] - old[rows], self._spread(cols)))
         step = max(1, _BLOCK_ELEMENTS // self.coefs[0].shape[1])
-        copy_of, row_of = np.nonzero(changed)
+        copy_of = np.concatenate([c for _, c, _, _, _ in moves])
+        row_of = np.concatenate([rows for _, _, rows, _, _ in moves])
+        spread = np.concatenate([np.full(len(rows), s) for _, _, rows, _, s in moves])
+        ends = np.cumsum([len(rows) for _, _, rows, _, _ in moves])
         for start in range(0, len(row_of), step):
-            c, rows = copy_of[start : start + step], row_of[start : start + step]
-            diff = new[c, rows] - old[rows]
-            out[c, rows], err[c, rows] = self._rows(cols, diff, rows)
+            stop = min(start + step, len(row_of))
+            rows = row_of[start:stop]
+            Z = self.Z1[rows]  # a copy (fancy index), updated in place: one block array less
+            first = int(np.searchsorted(ends, start, side="right"))
+            for q in range(first, G):  # the groups with rows in this block
+                begin = 0 if q == 0 else int(ends[q - 1])
+                if begin >= stop:
+                    break
+                lo, hi = max(begin, start), min(int(ends[q]), stop)
+                cols, _, _, diff, _ = moves[q]
+                Z[lo - start : hi - start] += diff[lo - begin : hi - begin] @ self.W_in[cols]
+            e = self.row_err_max[rows] + spread[start:stop] + 2.0 * _U * self.Z1_max[rows]
+            c = copy_of[start:stop]
+            out[c, rows], err[c, rows] = self._forward(Z, e)
         keep = ~changed
-        exact = np.ones(R, dtype=bool)
+        exact = np.ones(G * R, dtype=bool)
         outs: dict[str, np.ndarray] = {}
         if self.classes is None:  # regressor: predict is the output layer
             base = self.base["predict"].reshape(m, n_out)
