@@ -614,6 +614,14 @@ def test_tied_integer_rows_are_replayed_not_asked(make, n_jobs, monkeypatch):
     assert paths[0].rows_by_model <= paths[0].rows_replayed // 10
 
 
+def assert_same_importances(model, X, y, random_state, n_repeats=3):
+    """LEAP's importances (one job) are bitwise scikit-learn's."""
+    kwargs = dict(n_repeats=n_repeats, random_state=random_state, n_jobs=1)
+    theirs = permutation_importance(model, X, y, **kwargs)
+    (ours,) = PermutationMethod().compute(model, X, y, **kwargs).values()
+    assert_array_equal(ours.importances, theirs.importances)
+
+
 @pytest.mark.skipif(not numba_enabled(), reason="the replay runs compiled only")
 @pytest.mark.parametrize("k, metric_p", [(2, 2), (4, 1), (7, 2), (8, 2)])
 def test_replayed_distance_votes_are_the_models_with_exact_ties(k, metric_p, monkeypatch):
@@ -630,13 +638,7 @@ def test_replayed_distance_votes_are_the_models_with_exact_ties(k, metric_p, mon
     y_test = model.predict(X)
     y_test[::7] = (y_test[::7] + 1) % 3  # some wrong labels: accuracy below 1
     paths = built_paths(monkeypatch)
-    theirs = permutation_importance(model, X, y_test, n_repeats=3, random_state=2, n_jobs=1)
-    (ours,) = (
-        PermutationMethod()
-        .compute(model, X, y_test, n_repeats=3, random_state=2, n_jobs=1)
-        .values()
-    )
-    assert_array_equal(ours.importances, theirs.importances)
+    assert_same_importances(model, X, y_test, random_state=2)
     (path,) = paths
     assert path.rows_replayed > 0
     if k < 8:
@@ -732,10 +734,4 @@ def test_distance_weighted_labels_certified_across_a_tied_band(k, metric_p, monk
     no_trial(monkeypatch)
     y_test = model.predict(X)
     y_test[::5] = (y_test[::5] + 1) % 3
-    theirs = permutation_importance(model, X, y_test, n_repeats=3, random_state=4, n_jobs=1)
-    (ours,) = (
-        PermutationMethod()
-        .compute(model, X, y_test, n_repeats=3, random_state=4, n_jobs=1)
-        .values()
-    )
-    assert_array_equal(ours.importances, theirs.importances)
+    assert_same_importances(model, X, y_test, random_state=4)
