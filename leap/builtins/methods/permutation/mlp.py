@@ -38,7 +38,7 @@ _U = np.finfo(np.float64).eps / 2  # unit roundoff
 #: Lipschitz constant of each hidden activation, and whether it is computed exactly.
 _LIPSCHITZ = {"identity": (1.0, True), "relu": (1.0, True), "tanh": (1.0, False)}
 _LIPSCHITZ["logistic"] = (0.25, False)
-_BLOCK_ELEMENTS = 2**17  # (rows × hidden units) per block
+_BLOCK_ELEMENTS = 2**15  # (rows × hidden units) per block
 
 
 class MLPPath:
@@ -191,17 +191,18 @@ class MLPPath:
         """:meth:`outputs` of many groups: their changed rows go through the network
         together, in blocks, and are certified as copies of one stack."""
         with self.one_thread:
-            outs, exact = self._outputs(groups, orders)
-        R = orders.shape[0]
-        return [
-            ({name: out[q * R : (q + 1) * R] for name, out in outs.items()},
-             exact[q * R : (q + 1) * R])
-            for q in range(len(groups))
-        ]  # fmt: skip
+            out, err, changed = self._network(groups, orders)
+            R = orders.shape[0]
+            return [
+                self._serve(out[at : at + R], err[at : at + R], changed[at : at + R])
+                for at in range(0, len(groups) * R, R)
+            ]
 
-    def _outputs(
+    def _network(
         self, groups: list[np.ndarray], orders: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The network's outputs and bounds on every changed row of each group's copies
+        (the groups' copies stacked), and which rows changed."""
         R, m = orders.shape
         G = len(groups)
         n_out = self.coefs[-1].shape[1]
@@ -237,8 +238,16 @@ class MLPPath:
             e = self.row_err_max[rows] + spread[start:stop] + 2.0 * _U * self.Z1_max[rows]
             c = copy_of[start:stop]
             out[c, rows], err[c, rows] = self._forward(Z, e)
+        return out, err, changed
+
+    def _serve(
+        self, out: np.ndarray, err: np.ndarray, changed: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One group's outputs from the network's (unchanged rows: the model's own), and
+        whether each copy is certified."""
+        R, m, n_out = out.shape
         keep = ~changed
-        exact = np.ones(G * R, dtype=bool)
+        exact = np.ones(R, dtype=bool)
         outs: dict[str, np.ndarray] = {}
         if self.classes is None:  # regressor: predict is the output layer
             base = self.base["predict"].reshape(m, n_out)
