@@ -198,7 +198,7 @@ def test_mlp_path_certifies_labels_and_rejects_other_outputs():
     assert mlp_path(model, X, {"predict_log_proba": model.predict_log_proba(X)}) is None
 
 
-def test_mlp_groups_answered_together_equal_each_alone(monkeypatch):
+def test_mlp_groups_answered_together_equal_each_alone(monkeypatch, kernels):
     """Many groups through the network in shared blocks (blocks smaller than a group, so
     groups share and span blocks): the same outputs and certificates as one at a time, and
     certified labels and probabilities are the model's."""

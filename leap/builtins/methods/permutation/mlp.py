@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from leap.builtins.methods.permutation._jit import compiled
 from leap.builtins.methods.permutation.fastpaths import (
     OneBlasThread,
     Projection,
@@ -38,7 +39,27 @@ _U = np.finfo(np.float64).eps / 2  # unit roundoff
 #: Lipschitz constant of each hidden activation, and whether it is computed exactly.
 _LIPSCHITZ = {"identity": (1.0, True), "relu": (1.0, True), "tanh": (1.0, False)}
 _LIPSCHITZ["logistic"] = (0.25, False)
-_BLOCK_ELEMENTS = 2**15  # (rows × hidden units) per block
+_BLOCK_ELEMENTS = 2**16  # (rows × hidden units) per block
+
+
+def _first_layer(Z1, rows, diff, W, out):
+    """Loop kernel (compiled by numba): ``out = Z1[rows] + diff @ W``, with no temporary
+    the size of ``out`` (the bound of :meth:`MLPPath._growth` holds in any order)."""
+    n, h = out.shape
+    for j in range(n):
+        r = rows[j]
+        for u in range(h):
+            out[j, u] = Z1[r, u]
+        for c in range(diff.shape[1]):
+            d = diff[j, c]
+            for u in range(h):
+                out[j, u] += d * W[c, u]
+
+
+def _first_layer_numpy(Z1, rows, diff, W, out):
+    """Vectorised twin of :func:`_first_layer`."""
+    np.take(Z1, rows, axis=0, out=out)
+    out += diff @ W
 
 
 class MLPPath:
@@ -223,10 +244,11 @@ class MLPPath:
         row_of = np.concatenate([rows for _, _, rows, _, _ in moves])
         spread = np.concatenate([np.full(len(rows), s) for _, _, rows, _, s in moves])
         ends = np.cumsum([len(rows) for _, _, rows, _, _ in moves])
+        first_layer = compiled(_first_layer) or _first_layer_numpy
         for start in range(0, len(row_of), step):
             stop = min(start + step, len(row_of))
             rows = row_of[start:stop]
-            Z = self.Z1[rows]  # a copy (fancy index), updated in place: one block array less
+            Z = np.empty((stop - start, self.Z1.shape[1]))
             first = int(np.searchsorted(ends, start, side="right"))
             for q in range(first, G):  # the groups with rows in this block
                 begin = 0 if q == 0 else int(ends[q - 1])
@@ -234,7 +256,10 @@ class MLPPath:
                     break
                 lo, hi = max(begin, start), min(int(ends[q]), stop)
                 cols, _, _, diff, _ = moves[q]
-                Z[lo - start : hi - start] += diff[lo - begin : hi - begin] @ self.W_in[cols]
+                first_layer(
+                    self.Z1, rows[lo - start : hi - start], diff[lo - begin : hi - begin],
+                    self.W_in[cols], Z[lo - start : hi - start],
+                )  # fmt: skip
             e = self.row_err_max[rows] + spread[start:stop] + 2.0 * _U * self.Z1_max[rows]
             c = copy_of[start:stop]
             out[c, rows], err[c, rows] = self._forward(Z, e)
