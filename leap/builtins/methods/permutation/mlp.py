@@ -210,7 +210,7 @@ class MLPPath:
         self, groups: list[np.ndarray], orders: np.ndarray
     ) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
         """:meth:`outputs` of many groups: their changed rows go through the network
-        together, in blocks, and are certified as copies of one stack."""
+        together, in blocks; each group is then certified alone."""
         with self.one_thread:
             out, err, changed = self._network(groups, orders)
             R = orders.shape[0]

@@ -512,6 +512,16 @@ def _lower_numpy(b, M, delta, p):
     return np.maximum(b - M, tri)
 
 
+def _band(bd, lab, v, e4, k, C):
+    """A band's parts: points surely in (``in_a``) and in the band (``in_b``), the classes
+    one-hot, band points per class, band size and how many of the band are taken."""
+    in_a = bd < (v - e4)[:, None]
+    in_b = ~in_a & (bd <= (v + e4)[:, None])
+    onehot = lab[..., None] == np.arange(C)
+    b_c = (onehot & in_b[..., None]).sum(axis=1)
+    return in_a, in_b, onehot, b_c, in_b.sum(axis=1), k - in_a.sum(axis=1)
+
+
 def _band_votes(bd, lab, v, e4, k, C):
     """Class votes of rows whose k-th distance has a band of near-equal points.
 
@@ -519,13 +529,8 @@ def _band_votes(bd, lab, v, e4, k, C):
     is taken whole or has one class); ``ranged``: no choice from the band changes the
     winning class ``winner`` (ties to the first class, as scikit-learn).
     """
-    in_a = bd < (v - e4)[:, None]
-    in_b = ~in_a & (bd <= (v + e4)[:, None])
-    onehot = lab[..., None] == np.arange(C)
+    in_a, _, onehot, b_c, n_b, r_take = _band(bd, lab, v, e4, k, C)
     a_c = (onehot & in_a[..., None]).sum(axis=1)
-    b_c = (onehot & in_b[..., None]).sum(axis=1)
-    n_b = in_b.sum(axis=1)
-    r_take = k - in_a.sum(axis=1)
     whole = n_b == r_take
     one_class = b_c.max(axis=1) == n_b
     exact = whole | one_class
@@ -550,15 +555,11 @@ def _band_weights(bd, lab, v, e4, rel, k, C, p):
     points' weights plus the band's least weight for each band point it must get, and at
     most those plus the band's largest weight for each it can get.
     """
-    in_a = bd < (v - e4)[:, None]
-    in_b = ~in_a & (bd <= (v + e4)[:, None])
+    in_a, in_b, onehot, b_c, n_b, r_take = _band(bd, lab, v, e4, k, C)
+    n_b = n_b[:, None]
     with np.errstate(divide="ignore"):
         w = 1.0 / (bd if p == 1.0 else np.sqrt(bd) if p == 2.0 else bd ** (1.0 / p))
-    onehot = lab[..., None] == np.arange(C)
     sure = (onehot * np.where(in_a, w, 0.0)[..., None]).sum(axis=1)
-    b_c = (onehot & in_b[..., None]).sum(axis=1)
-    n_b = in_b.sum(axis=1)[:, None]
-    r_take = k - in_a.sum(axis=1)
     w_lo = np.where(in_b, w, np.inf).min(axis=1)[:, None]
     w_hi = np.where(in_b, w, 0.0).max(axis=1)[:, None]
     lo = sure + w_lo * np.maximum(0, r_take[:, None] - (n_b - b_c))
