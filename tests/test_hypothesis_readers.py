@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from leap import Engine, FeatureMatrix, SensorLayout
-from leap.errors import LeapError
+from leap.errors import LeapError, MatrixError
 
 LAYOUT = SensorLayout(sensors=("a", "b"), dims=("x", "y"))  # 6 features
 SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
@@ -274,6 +274,14 @@ def test_npy_any_array(folder: Path, array: np.ndarray, label: Any) -> None:
     if isinstance(outcome, FeatureMatrix):
         check_matrix(outcome)
         assert array.ndim == 2
+
+
+def test_npy_text_with_lone_surrogates_is_a_matrix_error(folder: Path) -> None:
+    """A case hypothesis found: pandas' pyarrow strings cannot hold a lone surrogate."""
+    path = folder / "surrogate.npy"
+    np.save(path, np.array([["G:\udeaa", "1"], ["2", "3"]]))
+    outcome = read(path, label="label")
+    assert isinstance(outcome, MatrixError) and "not valid Unicode" in str(outcome)
 
 
 @FEW_EXAMPLES

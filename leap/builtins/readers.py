@@ -81,7 +81,11 @@ class NpyReader:
             )
         # Object arrays come from the LEAP pipeline (features, label, participant id).
         names = _positional_names(layout, width, with_participant=array.dtype == object)
-        frame = pd.DataFrame(array, columns=names)
+        try:
+            frame = pd.DataFrame(array, columns=names)
+        except UnicodeError as exc:  # lone surrogates in a text array (pyarrow strings)
+            reason = exc.reason
+            raise MatrixError(f"{path} holds text that is not valid Unicode ({reason})") from None
         matrix = split_frame(frame, path, label=label, participant=participant)
         matrix.names_from_file = False
         return matrix
